@@ -1,0 +1,238 @@
+//! The typed model of an Amazon States Language definition, and its parser/validator.
+//!
+//! Architecture invariant: parsing never stops at the first problem. [`parse`] returns
+//! the model it could build together with **every** diagnostic, each with a JSON pointer.
+
+mod parse;
+
+use indexmap::IndexMap;
+use serde_json::Value;
+use shoal_expr::choice::Rule;
+use shoal_expr::jsonata::Expr;
+use shoal_expr::template::{Lang, Template};
+use shoal_expr::Path;
+use std::sync::Arc;
+
+pub use parse::{parse, parse_value, Parsed};
+
+/// One problem found in a definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// A JSON pointer into the definition (`""` is the whole document).
+    pub pointer: String,
+    /// AWS's ValidateStateMachineDefinition code, e.g. `SCHEMA_VALIDATION_FAILED`.
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = if self.pointer.is_empty() { "/" } else { &self.pointer };
+        write!(f, "{p}: {}", self.message)
+    }
+}
+
+/// A state machine, or a Parallel branch, or a Map's item processor.
+#[derive(Debug, Clone)]
+pub struct StateMachine {
+    pub comment: Option<String>,
+    pub start_at: String,
+    pub states: IndexMap<String, State>,
+    pub timeout_seconds: Option<u64>,
+    pub query_language: Lang,
+}
+
+#[derive(Debug, Clone)]
+pub struct State {
+    pub name: String,
+    pub lang: Lang,
+    pub transition: Transition,
+    pub input_path: DataPath,
+    pub output_path: DataPath,
+    pub assign: Option<Template>,
+    /// JSONata `Output`.
+    pub output: Option<Template>,
+    pub kind: Kind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    Next(String),
+    End,
+    /// Choice, Succeed and Fail decide for themselves.
+    None,
+}
+
+/// InputPath/OutputPath: absent means `$`; `null` means `{}`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum DataPath {
+    #[default]
+    Whole,
+    Null,
+    Path(Path),
+}
+
+/// ResultPath: absent means `$`; `null` discards the result.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum ResultPath {
+    #[default]
+    Replace,
+    Discard,
+    Path(Path),
+}
+
+/// A number given literally, by a reference path, or by a JSONata expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Num {
+    Lit(f64),
+    Path(Path),
+    Expr(Expr),
+}
+
+/// A string given literally, by a path or intrinsic, or by JSONata.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Text {
+    Lit(String),
+    Dynamic(Template),
+}
+
+#[derive(Debug, Clone)]
+pub struct Retrier {
+    pub error_equals: Vec<String>,
+    pub interval_seconds: f64,
+    pub max_attempts: u32,
+    pub backoff_rate: f64,
+    pub max_delay_seconds: Option<f64>,
+    pub jitter_full: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Catcher {
+    pub error_equals: Vec<String>,
+    pub next: String,
+    pub result_path: ResultPath,
+    pub assign: Option<Template>,
+    pub output: Option<Template>,
+}
+
+/// Fields shared by states that produce a result and can fail.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub result_selector: Option<Template>,
+    pub result_path: ResultPath,
+    pub retry: Vec<Retrier>,
+    pub catch: Vec<Catcher>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChoiceBranch {
+    pub rule: ChoiceCond,
+    pub next: String,
+    pub assign: Option<Template>,
+    pub output: Option<Template>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ChoiceCond {
+    Rule(Rule),
+    Condition(Template),
+}
+
+#[derive(Debug, Clone)]
+pub enum WaitFor {
+    Seconds(Num),
+    Timestamp(Text),
+    SecondsPath(Path),
+    TimestampPath(Path),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapMode {
+    Inline,
+    Distributed { express: bool },
+}
+
+#[derive(Debug, Clone)]
+pub struct MapState {
+    pub processor: Arc<StateMachine>,
+    pub mode: MapMode,
+    pub items_path: Option<Path>,
+    pub items: Option<Template>,
+    /// ItemSelector, or the legacy Parameters.
+    pub item_selector: Option<Template>,
+    pub max_concurrency: Option<Num>,
+    pub tolerated_failure_count: Option<Num>,
+    pub tolerated_failure_percentage: Option<Num>,
+    pub item_reader: Option<ItemReader>,
+    pub item_batcher: Option<ItemBatcher>,
+    pub result_writer: Option<ResultWriter>,
+    pub label: Option<String>,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone)]
+pub struct ItemReader {
+    pub resource: String,
+    pub parameters: Template,
+    /// ReaderConfig, kept as JSON; its numbers may come from MaxItemsPath.
+    pub reader_config: Value,
+    pub max_items: Option<Num>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ItemBatcher {
+    pub max_items_per_batch: Option<Num>,
+    pub max_input_bytes_per_batch: Option<Num>,
+    pub batch_input: Option<Template>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResultWriter {
+    pub resource: Option<String>,
+    pub parameters: Option<Template>,
+    pub writer_config: Value,
+}
+
+#[derive(Debug, Clone)]
+pub enum Kind {
+    Pass { result: Option<Value>, parameters: Option<Template>, result_path: ResultPath },
+    Task { resource: String, parameters: Option<Template>, timeout: Option<Num>, heartbeat: Option<Num>, outcome: Outcome },
+    Choice { choices: Vec<ChoiceBranch>, default: Option<String> },
+    Wait { wait: WaitFor },
+    Succeed,
+    Fail { error: Option<Text>, cause: Option<Text> },
+    Parallel { branches: Vec<Arc<StateMachine>>, parameters: Option<Template>, outcome: Outcome },
+    Map(Box<MapState>),
+}
+
+impl Kind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Kind::Pass { .. } => "Pass",
+            Kind::Task { .. } => "Task",
+            Kind::Choice { .. } => "Choice",
+            Kind::Wait { .. } => "Wait",
+            Kind::Succeed => "Succeed",
+            Kind::Fail { .. } => "Fail",
+            Kind::Parallel { .. } => "Parallel",
+            Kind::Map(_) => "Map",
+        }
+    }
+
+    pub fn outcome(&self) -> Option<&Outcome> {
+        match self {
+            Kind::Task { outcome, .. } | Kind::Parallel { outcome, .. } => Some(outcome),
+            Kind::Map(m) => Some(&m.outcome),
+            _ => None,
+        }
+    }
+}
+
+/// Does a retrier or catcher's ErrorEquals match this error? `States.ALL` matches
+/// everything but the terminal `States.Runtime` and `States.DataLimitExceeded`.
+/// `States.TaskFailed` is a wildcard too, for everything but `States.Timeout`.
+pub fn error_matches(error_equals: &[String], error: &str) -> bool {
+    use shoal_expr::errors::{ALL, DATA_LIMIT_EXCEEDED, RUNTIME, TASK_FAILED, TIMEOUT};
+    let terminal = error == RUNTIME || error == DATA_LIMIT_EXCEEDED;
+    error_equals.iter().any(|e| e == error || (!terminal && (e == ALL || (e == TASK_FAILED && error != TIMEOUT))))
+}

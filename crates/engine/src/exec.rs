@@ -1,0 +1,1089 @@
+//! One execution: a tree of frames (the root, Parallel branches, Map iterations),
+//! each walking its own graph of states.
+
+use crate::{Effect, EffectId, Event, HistoryEvent, Outcome};
+use serde_json::{json, Map, Value};
+use shoal_asl::*;
+use shoal_expr::choice::parse_timestamp;
+use shoal_expr::jsonata::Bindings;
+use shoal_expr::template::{Lang, Template};
+use shoal_expr::{compact, errors, type_name, Entropy, Failure, Path, Scope, Vars};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+/// Who and when: what `$$.Execution` and `$$.StateMachine` show.
+#[derive(Debug, Clone)]
+pub struct ExecutionInfo {
+    pub execution_arn: String,
+    pub name: String,
+    pub state_machine_arn: String,
+    pub state_machine_name: String,
+    pub role_arn: String,
+    pub start_time_ms: i64,
+    pub redrive_count: u32,
+}
+
+const REGION: &str = "us-east-1";
+const ACCOUNT: &str = "123456789012";
+
+impl ExecutionInfo {
+    /// AWS-shaped ARNs for a local execution.
+    pub fn local(state_machine: &str, name: &str, start_time_ms: i64, express: bool, entropy: &dyn Entropy) -> ExecutionInfo {
+        let sm_arn = format!("arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{state_machine}");
+        let execution_arn = if express {
+            format!("arn:aws:states:{REGION}:{ACCOUNT}:express:{state_machine}:{name}:{}", shoal_expr::uuid_v4(entropy))
+        } else {
+            format!("arn:aws:states:{REGION}:{ACCOUNT}:execution:{state_machine}:{name}")
+        };
+        ExecutionInfo {
+            execution_arn,
+            name: name.to_string(),
+            state_machine_arn: sm_arn,
+            state_machine_name: state_machine.to_string(),
+            role_arn: format!("arn:aws:iam::{ACCOUNT}:role/shoal-execution"),
+            start_time_ms,
+            redrive_count: 0,
+        }
+    }
+}
+
+/// Milliseconds since the epoch as AWS's ISO-8601 text.
+pub fn iso_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+type FrameId = usize;
+
+struct Frame {
+    graph: Arc<StateMachine>,
+    parent: Option<(FrameId, usize)>,
+    current: String,
+    input: Value,
+    vars: Map<String, Value>,
+    status: Status,
+    /// Attempts used per retrier of the current state.
+    retries: Vec<u32>,
+    entered_ms: i64,
+    entered_event: u64,
+}
+
+enum Status {
+    Ready,
+    Waiting(Wait),
+    Done,
+}
+
+enum Wait {
+    Task,
+    Timer(AfterTimer),
+    Items,
+    Join(Box<Join>),
+}
+
+enum AfterTimer {
+    Proceed { output: Value, assigned: Option<Map<String, Value>> },
+    Retry,
+}
+
+struct Join {
+    is_map: bool,
+    raw_input: Value,
+    results: Vec<Option<Value>>,
+    pending: VecDeque<(usize, Arc<StateMachine>, Value)>,
+    children: Vec<FrameId>,
+    running: usize,
+    failed: usize,
+    tolerated_count: Option<f64>,
+    tolerated_pct: Option<f64>,
+}
+
+/// The result of running one state until it completes or blocks.
+enum Step {
+    Advance { output: Value, next: Option<String>, assigned: Option<Map<String, Value>> },
+    Block,
+    Fail(Failure),
+}
+
+pub struct Execution {
+    info: ExecutionInfo,
+    input: Value,
+    entropy: Box<dyn Entropy>,
+    frames: Vec<Frame>,
+    ready: VecDeque<FrameId>,
+    waiting: HashMap<EffectId, FrameId>,
+    next_effect: EffectId,
+    now_ms: i64,
+    effects: Vec<Effect>,
+    history: Vec<HistoryEvent>,
+    outcome: Option<Outcome>,
+    timeout_timer: Option<EffectId>,
+    timeout_seconds: Option<u64>,
+}
+
+struct FrameVars<'a> {
+    exec: &'a Execution,
+    fid: FrameId,
+}
+
+impl Vars for FrameVars<'_> {
+    fn get_var(&self, name: &str) -> Option<Value> {
+        let mut f = Some(self.fid);
+        while let Some(id) = f {
+            if let Some(v) = self.exec.frames[id].vars.get(name) {
+                return Some(v.clone());
+            }
+            f = self.exec.frames[id].parent.map(|p| p.0);
+        }
+        None
+    }
+    fn all_vars(&self) -> Vec<(String, Value)> {
+        let mut chain = Vec::new();
+        let mut f = Some(self.fid);
+        while let Some(id) = f {
+            chain.push(id);
+            f = self.exec.frames[id].parent.map(|p| p.0);
+        }
+        let mut m = Map::new();
+        for id in chain.into_iter().rev() {
+            for (k, v) in &self.exec.frames[id].vars {
+                m.insert(k.clone(), v.clone());
+            }
+        }
+        m.into_iter().collect()
+    }
+}
+
+fn entered_kind(k: &Kind) -> (&'static str, &'static str) {
+    match k {
+        Kind::Pass { .. } => ("PassStateEntered", "PassStateExited"),
+        Kind::Task { .. } => ("TaskStateEntered", "TaskStateExited"),
+        Kind::Choice { .. } => ("ChoiceStateEntered", "ChoiceStateExited"),
+        Kind::Wait { .. } => ("WaitStateEntered", "WaitStateExited"),
+        Kind::Succeed => ("SucceedStateEntered", "SucceedStateExited"),
+        Kind::Fail { .. } => ("FailStateEntered", "FailStateExited"),
+        Kind::Parallel { .. } => ("ParallelStateEntered", "ParallelStateExited"),
+        Kind::Map(_) => ("MapStateEntered", "MapStateExited"),
+    }
+}
+
+impl Execution {
+    pub fn new(machine: Arc<StateMachine>, info: ExecutionInfo, input: Value, entropy: Box<dyn Entropy>) -> Execution {
+        let root = Frame {
+            current: machine.start_at.clone(),
+            graph: machine.clone(),
+            parent: None,
+            input: input.clone(),
+            vars: Map::new(),
+            status: Status::Ready,
+            retries: Vec::new(),
+            entered_ms: 0,
+            entered_event: 0,
+        };
+        Execution {
+            timeout_seconds: machine.timeout_seconds,
+            info,
+            input,
+            entropy,
+            frames: vec![root],
+            ready: VecDeque::new(),
+            waiting: HashMap::new(),
+            next_effect: 1,
+            now_ms: 0,
+            effects: Vec::new(),
+            history: Vec::new(),
+            outcome: None,
+            timeout_timer: None,
+        }
+    }
+
+    pub fn info(&self) -> &ExecutionInfo {
+        &self.info
+    }
+
+    pub fn history(&self) -> &[HistoryEvent] {
+        &self.history
+    }
+
+    pub fn outcome(&self) -> Option<&Outcome> {
+        self.outcome.as_ref()
+    }
+
+    /// Applies one event at time `now_ms` and returns the effects it causes.
+    pub fn handle(&mut self, event: Event, now_ms: i64) -> crate::Result<Vec<Effect>> {
+        if self.outcome.is_some() {
+            return Err(crate::Error::Completed);
+        }
+        self.now_ms = now_ms;
+        match event {
+            Event::Start => {
+                self.record("ExecutionStarted", json!({"input": compact(&self.input), "roleArn": self.info.role_arn}));
+                if let Some(t) = self.timeout_seconds {
+                    let id = self.effect_id();
+                    self.timeout_timer = Some(id);
+                    self.effects.push(Effect::Timer { id, fire_at_ms: now_ms + t as i64 * 1000 });
+                }
+                self.ready.push_back(0);
+            }
+            Event::TimerFired { id } if Some(id) == self.timeout_timer => {
+                self.finish(Outcome::Failed(Failure { error: errors::TIMEOUT.into(), cause: None }));
+                return Ok(std::mem::take(&mut self.effects));
+            }
+            Event::TimerFired { id } => {
+                let fid = self.waiting.remove(&id).ok_or(crate::Error::UnknownEffect(id))?;
+                let Status::Waiting(Wait::Timer(after)) = std::mem::replace(&mut self.frames[fid].status, Status::Ready) else {
+                    return Err(crate::Error::UnknownEffect(id));
+                };
+                match after {
+                    AfterTimer::Proceed { output, assigned } => {
+                        self.after_step(fid, Step::Advance { output, next: None, assigned });
+                    }
+                    AfterTimer::Retry => self.ready.push_back(fid),
+                }
+            }
+            Event::TaskSucceeded { id, output } => {
+                let fid = self.take_waiting(id)?;
+                let r = self.task_result(fid, output);
+                self.after_step(fid, r);
+            }
+            Event::TaskFailed { id, failure } => {
+                let fid = self.take_waiting(id)?;
+                self.fail_state(fid, failure);
+            }
+            Event::ItemsRead { id, items } => {
+                let fid = self.take_waiting(id)?;
+                let r = match items {
+                    Ok(items) => self.start_map(fid, Some(items)),
+                    Err(f) => Step::Fail(f),
+                };
+                self.after_step(fid, r);
+            }
+        }
+        self.run();
+        Ok(std::mem::take(&mut self.effects))
+    }
+
+    fn take_waiting(&mut self, id: EffectId) -> crate::Result<FrameId> {
+        let fid = self.waiting.remove(&id).ok_or(crate::Error::UnknownEffect(id))?;
+        self.frames[fid].status = Status::Ready;
+        Ok(fid)
+    }
+
+    fn effect_id(&mut self) -> EffectId {
+        let id = self.next_effect;
+        self.next_effect += 1;
+        id
+    }
+
+    fn record(&mut self, kind: &'static str, details: Value) -> u64 {
+        let id = self.history.len() as u64 + 1;
+        self.history.push(HistoryEvent { id, timestamp_ms: self.now_ms, kind, details });
+        id
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        match &outcome {
+            Outcome::Succeeded(v) => self.record("ExecutionSucceeded", json!({"output": compact(v)})),
+            Outcome::Failed(f) => self.record("ExecutionFailed", json!({"error": f.error, "cause": f.cause})),
+        };
+        self.effects.push(Effect::Complete(outcome.clone()));
+        self.outcome = Some(outcome);
+    }
+
+    fn run(&mut self) {
+        while let Some(fid) = self.ready.pop_front() {
+            if self.outcome.is_some() {
+                return;
+            }
+            if !matches!(self.frames[fid].status, Status::Ready) {
+                continue;
+            }
+            let step = self.run_state(fid);
+            self.after_step(fid, step);
+        }
+    }
+
+    fn after_step(&mut self, fid: FrameId, step: Step) {
+        match step {
+            Step::Block => {}
+            Step::Fail(f) => self.fail_state(fid, f),
+            Step::Advance { output, next, assigned } => {
+                let g = self.frames[fid].graph.clone();
+                let st = &g.states[&self.frames[fid].current];
+                if let Some(a) = assigned {
+                    self.frames[fid].vars.extend(a);
+                }
+                let exit = entered_kind(&st.kind).1;
+                self.record(exit, json!({"name": st.name, "output": compact(&output)}));
+                let next = next.or_else(|| match &st.transition {
+                    Transition::Next(n) => Some(n.clone()),
+                    _ => None,
+                });
+                match next {
+                    Some(n) => {
+                        let f = &mut self.frames[fid];
+                        f.current = n;
+                        f.input = output;
+                        f.retries.clear();
+                        f.status = Status::Ready;
+                        self.ready.push_back(fid);
+                    }
+                    None => self.frame_done(fid, Ok(output)),
+                }
+            }
+        }
+    }
+
+    /// A frame finished: tell its parent, or end the execution.
+    fn frame_done(&mut self, fid: FrameId, result: Result<Value, Failure>) {
+        self.frames[fid].status = Status::Done;
+        match self.frames[fid].parent {
+            None => self.finish(match result {
+                Ok(v) => Outcome::Succeeded(v),
+                Err(f) => Outcome::Failed(f),
+            }),
+            Some((parent, slot)) => self.child_done(parent, slot, result),
+        }
+    }
+
+    fn child_done(&mut self, parent: FrameId, slot: usize, result: Result<Value, Failure>) {
+        let Status::Waiting(Wait::Join(join)) = &mut self.frames[parent].status else { return };
+        join.running -= 1;
+        let mut failure = None;
+        match result {
+            Ok(v) => join.results[slot] = Some(v),
+            Err(f) => {
+                join.failed += 1;
+                let total = join.results.len().max(1) as f64;
+                let tolerated = join.tolerated_count.is_some() || join.tolerated_pct.is_some();
+                let over_count = join.failed as f64 > join.tolerated_count.unwrap_or(0.0);
+                let over_pct = join.failed as f64 * 100.0 / total > join.tolerated_pct.unwrap_or(0.0);
+                if !join.is_map || !tolerated {
+                    failure = Some(f);
+                } else if over_count && over_pct || (join.tolerated_count.is_some() && join.tolerated_pct.is_none() && over_count) || (join.tolerated_pct.is_some() && join.tolerated_count.is_none() && over_pct) {
+                    failure = Some(Failure::new(errors::EXCEED_TOLERATED_FAILURE_THRESHOLD, "The specified tolerated failure threshold was exceeded"));
+                } else {
+                    join.results[slot] = Some(json!({"Error": f.error, "Cause": f.cause}));
+                }
+            }
+        }
+        if let Some(f) = failure {
+            let children = std::mem::take(&mut join.children);
+            self.cancel(&children);
+            self.frames[parent].status = Status::Ready;
+            self.fail_state(parent, f);
+            return;
+        }
+        if let Some((slot, graph, input)) = join.pending.pop_front() {
+            join.running += 1;
+            let child = self.spawn(parent, slot, graph, input);
+            if let Status::Waiting(Wait::Join(j)) = &mut self.frames[parent].status {
+                j.children.push(child);
+            }
+            return;
+        }
+        if join.running == 0 {
+            let Status::Waiting(Wait::Join(join)) = std::mem::replace(&mut self.frames[parent].status, Status::Ready) else { return };
+            let results: Vec<Value> = join.results.into_iter().map(|r| r.unwrap_or(Value::Null)).collect();
+            let g = self.frames[parent].graph.clone();
+            let st = &g.states[&self.frames[parent].current];
+            let ended = if join.is_map { "MapStateSucceeded" } else { "ParallelStateSucceeded" };
+            self.record(ended, json!({}));
+            let step = self.finish_result(parent, st, &join.raw_input, Value::Array(results));
+            self.after_step(parent, step);
+        }
+    }
+
+    /// Stops frames (and their descendants) whose results no longer matter.
+    fn cancel(&mut self, frames: &[FrameId]) {
+        for &fid in frames {
+            let status = std::mem::replace(&mut self.frames[fid].status, Status::Done);
+            if let Status::Waiting(Wait::Join(j)) = status {
+                self.cancel(&j.children);
+            }
+            self.waiting.retain(|_, f| *f != fid);
+        }
+    }
+
+    fn spawn(&mut self, parent: FrameId, slot: usize, graph: Arc<StateMachine>, input: Value) -> FrameId {
+        let fid = self.frames.len();
+        self.frames.push(Frame {
+            current: graph.start_at.clone(),
+            graph,
+            parent: Some((parent, slot)),
+            input,
+            vars: Map::new(),
+            status: Status::Ready,
+            retries: Vec::new(),
+            entered_ms: self.now_ms,
+            entered_event: 0,
+        });
+        self.ready.push_back(fid);
+        fid
+    }
+
+    fn context(&self, fid: FrameId, st: &State) -> Value {
+        let f = &self.frames[fid];
+        let mut state = json!({"Name": st.name, "EnteredTime": iso_time(f.entered_ms)});
+        if st.kind.outcome().is_some() {
+            state["RetryCount"] = json!(f.retries.iter().sum::<u32>());
+        }
+        json!({
+            "Execution": {
+                "Id": self.info.execution_arn,
+                "Input": self.input,
+                "Name": self.info.name,
+                "RoleArn": self.info.role_arn,
+                "StartTime": iso_time(self.info.start_time_ms),
+                "RedriveCount": self.info.redrive_count,
+            },
+            "State": state,
+            "StateMachine": {"Id": self.info.state_machine_arn, "Name": self.info.state_machine_name},
+        })
+    }
+
+    fn vars(&self, fid: FrameId) -> FrameVars<'_> {
+        FrameVars { exec: self, fid }
+    }
+
+    /// Prefixes a cause the way AWS reports failures of the engine's own evaluation.
+    fn located(&self, fid: FrameId, f: Failure) -> Failure {
+        if f.error != errors::RUNTIME && f.error != errors::QUERY_EVALUATION_ERROR && f.error != errors::INTRINSIC_FAILURE {
+            return f;
+        }
+        let fr = &self.frames[fid];
+        let cause = format!(
+            "An error occurred while executing the state '{}' (entered at the event id #{}). {}",
+            fr.current,
+            fr.entered_event,
+            f.cause.unwrap_or_default()
+        );
+        Failure { error: f.error, cause: Some(cause) }
+    }
+
+    fn scope_eval<T>(&self, fid: FrameId, input: &Value, ctx: &Value, f: impl FnOnce(&Scope) -> T) -> T {
+        let vars = self.vars(fid);
+        let scope = Scope { input, context: ctx, vars: &vars, entropy: self.entropy.as_ref() };
+        f(&scope)
+    }
+
+    fn jsonata_eval<T>(&self, fid: FrameId, states: Value, f: impl FnOnce(&Bindings) -> T) -> T {
+        let vars = self.vars(fid);
+        let b = Bindings { states, vars: &vars, entropy: self.entropy.as_ref() };
+        f(&b)
+    }
+
+    fn states_var(&self, input: &Value, ctx: &Value, result: Option<&Value>, error_output: Option<&Value>) -> Value {
+        let mut m = Map::new();
+        m.insert("input".into(), input.clone());
+        m.insert("context".into(), ctx.clone());
+        if let Some(r) = result {
+            m.insert("result".into(), r.clone());
+        }
+        if let Some(e) = error_output {
+            m.insert("errorOutput".into(), e.clone());
+        }
+        Value::Object(m)
+    }
+
+    fn data_path(&self, fid: FrameId, dp: &DataPath, v: &Value, ctx: &Value, field: &str) -> Result<Value, Failure> {
+        match dp {
+            DataPath::Whole => Ok(v.clone()),
+            DataPath::Null => Ok(json!({})),
+            DataPath::Path(p) => self.scope_eval(fid, v, ctx, |s| s.resolve(p)).ok_or_else(|| {
+                let _ = field;
+                Failure::runtime(format!("Invalid path '{}' : No results for path: {}", p.text(), bracket_path(p)))
+            }),
+        }
+    }
+
+    /// Evaluates `Assign` into a fresh map; it is applied when the state completes.
+    fn assign_jsonpath(&self, fid: FrameId, t: Option<&Template>, input: &Value, ctx: &Value) -> Result<Option<Map<String, Value>>, Failure> {
+        let Some(t) = t else { return Ok(None) };
+        match self.scope_eval(fid, input, ctx, |s| t.eval(s))? {
+            Value::Object(m) => Ok(Some(m)),
+            _ => Ok(None),
+        }
+    }
+
+    fn assign_jsonata(&self, fid: FrameId, t: Option<&Template>, states: &Value) -> Result<Option<Map<String, Value>>, Failure> {
+        let Some(t) = t else { return Ok(None) };
+        match self.jsonata_eval(fid, states.clone(), |b| t.eval_jsonata(b, "Assign"))? {
+            Value::Object(m) => Ok(Some(m)),
+            _ => Ok(None),
+        }
+    }
+
+    fn run_state(&mut self, fid: FrameId) -> Step {
+        let g = self.frames[fid].graph.clone();
+        let Some(st) = g.states.get(&self.frames[fid].current) else {
+            return Step::Fail(Failure::runtime(format!("state {:?} does not exist", self.frames[fid].current)));
+        };
+        self.frames[fid].entered_ms = self.now_ms;
+        let ev = self.record(entered_kind(&st.kind).0, json!({"name": st.name, "input": compact(&self.frames[fid].input)}));
+        self.frames[fid].entered_event = ev;
+        match self.state_body(fid, st) {
+            Ok(step) => step,
+            Err(f) => Step::Fail(self.located(fid, f)),
+        }
+    }
+
+    fn state_body(&mut self, fid: FrameId, st: &State) -> Result<Step, Failure> {
+        let raw = self.frames[fid].input.clone();
+        let ctx = self.context(fid, st);
+        let jsonata = st.lang == Lang::Jsonata;
+        let effective = if jsonata { raw.clone() } else { self.data_path(fid, &st.input_path, &raw, &ctx, "InputPath")? };
+        match &st.kind {
+            Kind::Pass { result, parameters, .. } => {
+                if jsonata {
+                    return self.finish_plain(fid, st, &raw, &ctx, None);
+                }
+                let r = match (result, parameters) {
+                    (Some(r), _) => r.clone(),
+                    (None, Some(p)) => self.scope_eval(fid, &effective, &ctx, |s| p.eval(s))?,
+                    (None, None) => effective,
+                };
+                Ok(self.finish_result(fid, st, &raw, r))
+            }
+            Kind::Succeed | Kind::Wait { .. } | Kind::Choice { .. } if !jsonata => {
+                let output = self.data_path(fid, &st.output_path, &effective, &ctx, "OutputPath")?;
+                let (next, branch) = self.choose(fid, st, &effective, &ctx)?.unzip();
+                let assign_t = branch.flatten().and_then(|b| b.assign.as_ref()).or(st.assign.as_ref());
+                let assigned = self.assign_jsonpath(fid, assign_t, &effective, &ctx)?;
+                if let Kind::Wait { wait } = &st.kind {
+                    return self.wait(fid, wait, &effective, &ctx, output, assigned);
+                }
+                Ok(Step::Advance { output, next, assigned })
+            }
+            Kind::Succeed | Kind::Wait { .. } | Kind::Choice { .. } => {
+                let states = self.states_var(&raw, &ctx, None, None);
+                let (next, branch) = self.choose(fid, st, &raw, &ctx)?.unzip();
+                let branch = branch.flatten();
+                let assign_t = branch.and_then(|b| b.assign.as_ref()).or(st.assign.as_ref());
+                let output_t = branch.and_then(|b| b.output.as_ref()).or(st.output.as_ref());
+                let output = match output_t {
+                    Some(t) => self.jsonata_eval(fid, states.clone(), |b| t.eval_jsonata(b, "Output"))?,
+                    None => raw.clone(),
+                };
+                let assigned = self.assign_jsonata(fid, assign_t, &states)?;
+                if let Kind::Wait { wait } = &st.kind {
+                    return self.wait(fid, wait, &raw, &ctx, output, assigned);
+                }
+                Ok(Step::Advance { output, next, assigned })
+            }
+            Kind::Fail { error, cause } => {
+                let text = |this: &Self, t: &Option<Text>, field: &str| -> Result<Option<String>, Failure> {
+                    Ok(match t {
+                        None => None,
+                        Some(Text::Lit(s)) => Some(s.clone()),
+                        Some(Text::Dynamic(tpl)) => {
+                            let v = if jsonata {
+                                let states = this.states_var(&raw, &ctx, None, None);
+                                this.jsonata_eval(fid, states, |b| tpl.eval_jsonata(b, field))?
+                            } else {
+                                this.scope_eval(fid, &effective, &ctx, |s| tpl.eval(s))?
+                            };
+                            Some(match v {
+                                Value::String(s) => s,
+                                other => compact(&other),
+                            })
+                        }
+                    })
+                };
+                let error = text(self, error, "Error")?;
+                let cause = text(self, cause, "Cause")?;
+                Err(Failure { error: error.unwrap_or_default(), cause })
+            }
+            Kind::Task { resource, parameters, timeout, heartbeat, .. } => {
+                let states = self.states_var(&raw, &ctx, None, None);
+                let input = match parameters {
+                    Some(p) if jsonata => self.jsonata_eval(fid, states, |b| p.eval_jsonata(b, "Arguments"))?,
+                    Some(p) => self.scope_eval(fid, &effective, &ctx, |s| p.eval(s))?,
+                    None => effective.clone(),
+                };
+                let timeout_seconds = self.num(fid, timeout.as_ref(), &effective, &ctx, "TimeoutSeconds")?;
+                let heartbeat_seconds = self.num(fid, heartbeat.as_ref(), &effective, &ctx, "HeartbeatSeconds")?;
+                let id = self.effect_id();
+                self.record("TaskScheduled", json!({"resource": resource, "parameters": compact(&input)}));
+                self.effects.push(Effect::Invoke { id, state: st.name.clone(), resource: resource.clone(), input, timeout_seconds, heartbeat_seconds });
+                self.waiting.insert(id, fid);
+                self.frames[fid].status = Status::Waiting(Wait::Task);
+                Ok(Step::Block)
+            }
+            Kind::Parallel { branches, parameters, .. } => {
+                let input = match parameters {
+                    Some(p) if jsonata => self.jsonata_eval(fid, self.states_var(&raw, &ctx, None, None), |b| p.eval_jsonata(b, "Arguments"))?,
+                    Some(p) => self.scope_eval(fid, &effective, &ctx, |s| p.eval(s))?,
+                    None => effective,
+                };
+                self.record("ParallelStateStarted", json!({}));
+                let pending = branches.iter().enumerate().map(|(i, b)| (i, b.clone(), input.clone())).collect();
+                Ok(self.join(fid, false, raw, pending, branches.len(), 0, None, None))
+            }
+            Kind::Map(m) => {
+                if let Some(reader) = &m.item_reader {
+                    let parameters = if jsonata {
+                        self.jsonata_eval(fid, self.states_var(&raw, &ctx, None, None), |b| reader.parameters.eval_jsonata(b, "Arguments"))?
+                    } else {
+                        self.scope_eval(fid, &effective, &ctx, |s| reader.parameters.eval(s))?
+                    };
+                    let mut reader_config = reader.reader_config.clone();
+                    if let Some(n) = &reader.max_items {
+                        let v = self.num_value(fid, n, &effective, &ctx, "MaxItems")?;
+                        if let Num::Path(p) = n {
+                            let ok = v.as_f64().is_some_and(|f| f.fract() == 0.0);
+                            if !ok {
+                                return Err(Failure::runtime(format!("The MaxItemsPath field refers to value \"{}\" which is not a valid integer: {}", plain(&v), p.text())));
+                            }
+                        }
+                        reader_config["MaxItems"] = v;
+                        if let Some(o) = reader_config.as_object_mut() {
+                            o.remove("MaxItemsPath");
+                        }
+                    }
+                    let id = self.effect_id();
+                    self.effects.push(Effect::ReadItems { id, state: st.name.clone(), resource: reader.resource.clone(), parameters, reader_config });
+                    self.waiting.insert(id, fid);
+                    self.frames[fid].status = Status::Waiting(Wait::Items);
+                    return Ok(Step::Block);
+                }
+                Ok(self.start_map(fid, None))
+            }
+        }
+    }
+
+    /// The Choice decision: Some((next, the matching rule, None for Default)), or None for other states.
+    fn choose<'s>(&self, fid: FrameId, st: &'s State, input: &Value, ctx: &Value) -> Result<Option<(String, Option<&'s ChoiceBranch>)>, Failure> {
+        let Kind::Choice { choices, default } = &st.kind else { return Ok(None) };
+        for c in choices {
+            let hit = match &c.rule {
+                ChoiceCond::Rule(r) => self.scope_eval(fid, input, ctx, |s| r.eval(s))?,
+                ChoiceCond::Condition(t) => {
+                    let states = self.states_var(input, ctx, None, None);
+                    match self.jsonata_eval(fid, states, |b| t.eval_jsonata(b, "Condition"))? {
+                        Value::Bool(b) => b,
+                        other => {
+                            return Err(Failure::query(format!(
+                                "The Condition field evaluated to {} which is not a boolean",
+                                compact(&other)
+                            )))
+                        }
+                    }
+                }
+            };
+            if hit {
+                return Ok(Some((c.next.clone(), Some(c))));
+            }
+        }
+        match default {
+            Some(d) => Ok(Some((d.clone(), None))),
+            None => Err(Failure::new(errors::NO_CHOICE_MATCHED, format!("No Matches! for state input {}", compact(input)))),
+        }
+    }
+
+    fn wait(&mut self, fid: FrameId, wait: &WaitFor, input: &Value, ctx: &Value, output: Value, assigned: Option<Map<String, Value>>) -> Result<Step, Failure> {
+        let now = self.now_ms;
+        let fire_at_ms = match wait {
+            WaitFor::Seconds(n) => now + (self.num(fid, Some(n), input, ctx, "Seconds")?.unwrap_or(0.0) * 1000.0) as i64,
+            WaitFor::SecondsPath(p) => {
+                let v = self
+                    .scope_eval(fid, input, ctx, |s| s.resolve(p))
+                    .ok_or_else(|| Failure::runtime(format!("The SecondsPath parameter does not reference an input value: {}", p.text())))?;
+                match v.as_f64() {
+                    Some(n) if n < 0.0 => return Err(Failure::runtime(format!("The SecondsPath parameter references a negative value: {} == {}", p.text(), compact(&v)))),
+                    Some(n) if n.fract() == 0.0 => now + n as i64 * 1000,
+                    _ => return Err(Failure::runtime(format!("The SecondsPath parameter does not reference a valid integer value: {} == {}", p.text(), compact(&v)))),
+                }
+            }
+            WaitFor::TimestampPath(p) => {
+                let v = self
+                    .scope_eval(fid, input, ctx, |s| s.resolve(p))
+                    .ok_or_else(|| Failure::runtime(format!("The TimestampPath parameter does not reference an input value: {}", p.text())))?;
+                match v.as_str().and_then(parse_timestamp) {
+                    Some(t) => t.timestamp_millis(),
+                    None => {
+                        return Err(Failure::runtime(format!(
+                            "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {} == {}",
+                            p.text(),
+                            plain(&v)
+                        )))
+                    }
+                }
+            }
+            WaitFor::Timestamp(t) => {
+                let s = match t {
+                    Text::Lit(s) => Value::String(s.clone()),
+                    Text::Dynamic(tpl) => {
+                        let states = self.states_var(input, ctx, None, None);
+                        self.jsonata_eval(fid, states, |b| tpl.eval_jsonata(b, "Timestamp"))?
+                    }
+                };
+                match s.as_str().and_then(parse_timestamp) {
+                    Some(t) => t.timestamp_millis(),
+                    None => {
+                        return Err(Failure::query(format!(
+                            "The Timestamp field cannot be parsed as an ISO-8601 extended offset date-time format string: {}",
+                            plain(&s)
+                        )))
+                    }
+                }
+            }
+        };
+        let id = self.effect_id();
+        self.effects.push(Effect::Timer { id, fire_at_ms });
+        self.waiting.insert(id, fid);
+        self.frames[fid].status = Status::Waiting(Wait::Timer(AfterTimer::Proceed { output, assigned }));
+        Ok(Step::Block)
+    }
+
+    fn num_value(&self, fid: FrameId, n: &Num, input: &Value, ctx: &Value, field: &str) -> Result<Value, Failure> {
+        match n {
+            Num::Lit(x) => Ok(json!(x)),
+            Num::Path(p) => self.scope_eval(fid, input, ctx, |s| s.resolve_field(p, &format!("{field}Path"))),
+            Num::Expr(e) => {
+                let states = self.states_var(input, ctx, None, None);
+                self.jsonata_eval(fid, states, |b| e.eval_defined(b, field))
+            }
+        }
+    }
+
+    fn num(&self, fid: FrameId, n: Option<&Num>, input: &Value, ctx: &Value, field: &str) -> Result<Option<f64>, Failure> {
+        let Some(n) = n else { return Ok(None) };
+        let v = self.num_value(fid, n, input, ctx, field)?;
+        v.as_f64().map(Some).ok_or_else(|| Failure::runtime(format!("The {field} field refers to value \"{}\" which is not a valid number", plain(&v))))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn join(&mut self, fid: FrameId, is_map: bool, raw_input: Value, mut pending: VecDeque<(usize, Arc<StateMachine>, Value)>, n: usize, max: usize, tolerated_count: Option<f64>, tolerated_pct: Option<f64>) -> Step {
+        if n == 0 {
+            return self.finish_result(fid, &self.frames[fid].graph.clone().states[&self.frames[fid].current], &raw_input, json!([]));
+        }
+        let max = if max == 0 { n } else { max };
+        let mut first = Vec::new();
+        while first.len() < max {
+            match pending.pop_front() {
+                Some(p) => first.push(p),
+                None => break,
+            }
+        }
+        let running = first.len();
+        self.frames[fid].status = Status::Waiting(Wait::Join(Box::new(Join {
+            is_map,
+            raw_input,
+            results: vec![None; n],
+            pending,
+            children: Vec::new(),
+            running,
+            failed: 0,
+            tolerated_count,
+            tolerated_pct,
+        })));
+        let mut children = Vec::new();
+        for (slot, graph, input) in first {
+            children.push(self.spawn(fid, slot, graph, input));
+        }
+        if let Status::Waiting(Wait::Join(j)) = &mut self.frames[fid].status {
+            j.children = children;
+        }
+        Step::Block
+    }
+
+    fn start_map(&mut self, fid: FrameId, read: Option<Vec<Value>>) -> Step {
+        let g = self.frames[fid].graph.clone();
+        let st = &g.states[&self.frames[fid].current];
+        match self.map_setup(fid, st, read) {
+            Ok(step) => step,
+            Err(f) => Step::Fail(self.located(fid, f)),
+        }
+    }
+
+    fn map_setup(&mut self, fid: FrameId, st: &State, read: Option<Vec<Value>>) -> Result<Step, Failure> {
+        let Kind::Map(m) = &st.kind else { return Err(Failure::runtime("not a Map state")) };
+        let raw = self.frames[fid].input.clone();
+        let ctx = self.context(fid, st);
+        let jsonata = st.lang == Lang::Jsonata;
+        let effective = if jsonata { raw.clone() } else { self.data_path(fid, &st.input_path, &raw, &ctx, "InputPath")? };
+        let items: Vec<Value> = match read {
+            Some(items) => match (&m.items_path, jsonata) {
+                // ItemsPath applies to what the reader produced, as one JSON document.
+                (Some(p), false) => {
+                    let doc = Value::Array(items);
+                    match self.scope_eval(fid, &doc, &ctx, |s| s.resolve(p)) {
+                        Some(Value::Array(a)) => a,
+                        _ => return Err(Failure::runtime(format!("The ItemsPath field refers to an invalid path: {}", p.text()))),
+                    }
+                }
+                _ => items,
+            },
+            None => {
+                let v = if jsonata {
+                    match &m.items {
+                        Some(t) => {
+                            let states = self.states_var(&raw, &ctx, None, None);
+                            let text = match t {
+                                Template::Jsonata(e) => e.text().to_string(),
+                                _ => String::new(),
+                            };
+                            let v = self.jsonata_eval(fid, states, |b| t.eval_jsonata(b, "Items"))?;
+                            if !v.is_array() {
+                                return Err(Failure::query(format!(
+                                    "The JSONata expression '{text}' specified for the field 'Items' returned an unexpected result type. Expected 'array', but was '{}' for value: {}",
+                                    type_name(&v),
+                                    compact(&v)
+                                )));
+                            }
+                            v
+                        }
+                        None => raw.clone(),
+                    }
+                } else {
+                    match &m.items_path {
+                        Some(p) => self
+                            .scope_eval(fid, &effective, &ctx, |s| s.resolve(p))
+                            .ok_or_else(|| Failure::runtime(format!("Invalid path '{}' : No results for path: {}", p.text(), bracket_path(p))))?,
+                        None => effective.clone(),
+                    }
+                };
+                match v {
+                    Value::Array(a) => a,
+                    other => return Err(Failure::query(format!("Map state input must be an array but was: {}", compact(&other)))),
+                }
+            }
+        };
+        let max_concurrency = self.map_int(fid, m.max_concurrency.as_ref(), &effective, &ctx, "MaxConcurrency")?.unwrap_or(0.0);
+        let tolerated_count = self.map_int(fid, m.tolerated_failure_count.as_ref(), &effective, &ctx, "ToleratedFailureCount")?;
+        if tolerated_count.is_some_and(|c| c < 0.0) {
+            return Err(Failure::runtime("ToleratedFailureCount cannot be negative."));
+        }
+        let tolerated_pct = match &m.tolerated_failure_percentage {
+            None => None,
+            Some(n) => {
+                let v = self.num_value(fid, n, &effective, &ctx, "ToleratedFailurePercentage")?;
+                let Some(x) = v.as_f64() else {
+                    let path = if let Num::Path(p) = n { p.text().to_string() } else { String::new() };
+                    return Err(Failure::runtime(format!("The ToleratedFailurePercentagePath field refers to value \"{}\" which is not a valid float: {path}", plain(&v))));
+                };
+                if !(0.0..=100.0).contains(&x) {
+                    return Err(Failure::runtime("ToleratedFailurePercentage must be between 0 and 100."));
+                }
+                Some(x)
+            }
+        };
+        let mut inputs = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            let input = match &m.item_selector {
+                None => item,
+                Some(sel) => {
+                    let mut c = ctx.clone();
+                    c["Map"] = json!({"Item": {"Index": i, "Value": item}});
+                    if jsonata {
+                        let states = self.states_var(&raw, &c, None, None);
+                        self.jsonata_eval(fid, states, |b| sel.eval_jsonata(b, "ItemSelector"))?
+                    } else {
+                        self.scope_eval(fid, &effective, &c, |s| sel.eval(s))?
+                    }
+                }
+            };
+            inputs.push(input);
+        }
+        if let Some(b) = &m.item_batcher {
+            let per = self.map_int(fid, b.max_items_per_batch.as_ref(), &effective, &ctx, "MaxItemsPerBatch")?.unwrap_or(f64::MAX).max(1.0) as usize;
+            let max_bytes = self.map_int(fid, b.max_input_bytes_per_batch.as_ref(), &effective, &ctx, "MaxInputBytesPerBatch")?.unwrap_or(262_144.0) as usize;
+            let batch_input = match &b.batch_input {
+                None => None,
+                Some(t) if jsonata => Some(self.jsonata_eval(fid, self.states_var(&raw, &ctx, None, None), |bd| t.eval_jsonata(bd, "BatchInput"))?),
+                Some(t) => Some(self.scope_eval(fid, &effective, &ctx, |s| t.eval(s))?),
+            };
+            inputs = batch(inputs, per, max_bytes, batch_input);
+        }
+        self.record("MapStateStarted", json!({"length": inputs.len()}));
+        let n = inputs.len();
+        let pending = inputs.into_iter().enumerate().map(|(i, v)| (i, m.processor.clone(), v)).collect();
+        Ok(self.join(fid, true, raw, pending, n, max_concurrency as usize, tolerated_count, tolerated_pct))
+    }
+
+    fn map_int(&self, fid: FrameId, n: Option<&Num>, input: &Value, ctx: &Value, field: &str) -> Result<Option<f64>, Failure> {
+        let Some(n) = n else { return Ok(None) };
+        let v = self.num_value(fid, n, input, ctx, field)?;
+        match v.as_f64() {
+            Some(x) if x.fract() == 0.0 => Ok(Some(x)),
+            _ => {
+                let path = if let Num::Path(p) = n { p.text().to_string() } else { String::new() };
+                Err(Failure::runtime(format!("The {field}Path field refers to value \"{}\" which is not a valid integer: {path}", plain(&v))))
+            }
+        }
+    }
+
+    fn task_result(&mut self, fid: FrameId, output: Value) -> Step {
+        let g = self.frames[fid].graph.clone();
+        let st = &g.states[&self.frames[fid].current];
+        self.record("TaskSucceeded", json!({"output": compact(&output)}));
+        let raw = self.frames[fid].input.clone();
+        self.finish_result(fid, st, &raw, output)
+    }
+
+    /// ResultSelector → ResultPath → OutputPath (or JSONata Output), plus Assign.
+    fn finish_result(&self, fid: FrameId, st: &State, raw: &Value, result: Value) -> Step {
+        let r = if st.lang == Lang::Jsonata {
+            let ctx = self.context(fid, st);
+            self.finish_plain(fid, st, raw, &ctx, Some(&result))
+        } else {
+            self.finish_jsonpath(fid, st, raw, result)
+        };
+        match r {
+            Ok(s) => s,
+            Err(f) => Step::Fail(self.located(fid, f)),
+        }
+    }
+
+    fn finish_jsonpath(&self, fid: FrameId, st: &State, raw: &Value, result: Value) -> Result<Step, Failure> {
+        let ctx = self.context(fid, st);
+        let (selector, result_path) = match &st.kind {
+            Kind::Pass { result_path, .. } => (None, result_path),
+            k => match k.outcome() {
+                Some(o) => (o.result_selector.as_ref(), &o.result_path),
+                None => (None, &ResultPath::Replace),
+            },
+        };
+        let result = match selector {
+            Some(sel) => self.scope_eval(fid, &result, &ctx, |s| sel.eval(s))?,
+            None => result,
+        };
+        let assigned = self.assign_jsonpath(fid, st.assign.as_ref(), &result, &ctx)?;
+        let combined = apply_result_path(result_path, raw, result)?;
+        let output = self.data_path(fid, &st.output_path, &combined, &ctx, "OutputPath")?;
+        Ok(Step::Advance { output, next: None, assigned })
+    }
+
+    /// JSONata: Output (default: the result, or the input for states without one) and Assign.
+    fn finish_plain(&self, fid: FrameId, st: &State, raw: &Value, ctx: &Value, result: Option<&Value>) -> Result<Step, Failure> {
+        let states = self.states_var(raw, ctx, result, None);
+        let output = match &st.output {
+            Some(t) => self.jsonata_eval(fid, states.clone(), |b| t.eval_jsonata(b, "Output"))?,
+            None => result.cloned().unwrap_or_else(|| raw.clone()),
+        };
+        let assigned = self.assign_jsonata(fid, st.assign.as_ref(), &states)?;
+        Ok(Step::Advance { output, next: None, assigned })
+    }
+
+    /// A state failed: retry it, catch it, or fail its frame.
+    fn fail_state(&mut self, fid: FrameId, failure: Failure) {
+        let g = self.frames[fid].graph.clone();
+        let Some(st) = g.states.get(&self.frames[fid].current) else { return self.frame_done(fid, Err(failure)) };
+        self.frames[fid].status = Status::Ready;
+        if let Some(outcome) = st.kind.outcome() {
+            if let Some(i) = outcome.retry.iter().position(|r| error_matches(&r.error_equals, &failure.error)) {
+                let r = &outcome.retry[i];
+                let f = &mut self.frames[fid];
+                if f.retries.len() < outcome.retry.len() {
+                    f.retries.resize(outcome.retry.len(), 0);
+                }
+                let attempt = f.retries[i];
+                if attempt < r.max_attempts {
+                    f.retries[i] += 1;
+                    let jitter = (self.entropy.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+                    let delay = crate::retry_delay_ms(r, attempt, jitter);
+                    let id = self.effect_id();
+                    self.effects.push(Effect::Timer { id, fire_at_ms: self.now_ms + delay });
+                    self.waiting.insert(id, fid);
+                    self.frames[fid].status = Status::Waiting(Wait::Timer(AfterTimer::Retry));
+                    return;
+                }
+            }
+            if let Some(c) = outcome.catch.iter().find(|c| error_matches(&c.error_equals, &failure.error)) {
+                let error_output = json!({"Error": failure.error, "Cause": failure.cause});
+                let raw = self.frames[fid].input.clone();
+                let caught = if st.lang == Lang::Jsonata {
+                    let ctx = self.context(fid, st);
+                    let states = self.states_var(&raw, &ctx, None, Some(&error_output));
+                    let out = match &c.output {
+                        Some(t) => self.jsonata_eval(fid, states.clone(), |b| t.eval_jsonata(b, "Output")),
+                        None => Ok(error_output.clone()),
+                    };
+                    out.and_then(|o| Ok((o, self.assign_jsonata(fid, c.assign.as_ref(), &states)?)))
+                } else {
+                    let ctx = self.context(fid, st);
+                    self.assign_jsonpath(fid, c.assign.as_ref(), &error_output, &ctx)
+                        .and_then(|a| Ok((apply_result_path(&c.result_path, &raw, error_output.clone())?, a)))
+                };
+                let step = match caught {
+                    Ok((output, assigned)) => Step::Advance { output, next: Some(c.next.clone()), assigned },
+                    Err(f) => return self.frame_done(fid, Err(self.located(fid, f))),
+                };
+                return self.after_step(fid, step);
+            }
+        }
+        self.record("StateFailed", json!({"name": st.name, "error": failure.error, "cause": failure.cause}));
+        self.frame_done(fid, Err(failure))
+    }
+}
+
+fn apply_result_path(rp: &ResultPath, raw: &Value, result: Value) -> Result<Value, Failure> {
+    match rp {
+        ResultPath::Replace => Ok(result),
+        ResultPath::Discard => Ok(raw.clone()),
+        ResultPath::Path(p) => {
+            let mut out = raw.clone();
+            if p.text() == "$" {
+                return Ok(result);
+            }
+            if !out.is_object() && !out.is_array() {
+                out = json!({});
+            }
+            if p.set(&mut out, result) {
+                Ok(out)
+            } else {
+                Err(Failure::new(
+                    errors::RESULT_PATH_MATCH_FAILURE,
+                    format!("Unable to apply ResultPath '{}' to input '{}'", p.text(), compact(raw)),
+                ))
+            }
+        }
+    }
+}
+
+/// `$.a.b` as Jayway's bracket form `$['a']['b']`, which AWS quotes in causes.
+fn bracket_path(p: &Path) -> String {
+    let t = p.text();
+    let body = t.trim_start_matches('$');
+    let mut out = String::from("$");
+    for part in body.split('.').filter(|s| !s.is_empty()) {
+        out.push_str(&format!("['{part}']"));
+    }
+    out
+}
+
+/// A value as AWS prints it in messages: strings bare, everything else as JSON.
+fn plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => compact(other),
+    }
+}
+
+/// Groups item inputs into `{"Items": [...], "BatchInput": ...}` within both limits.
+fn batch(items: Vec<Value>, per: usize, max_bytes: usize, batch_input: Option<Value>) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cur: Vec<Value> = Vec::new();
+    let mut bytes = 0;
+    let make = |items: Vec<Value>| {
+        let mut m = Map::new();
+        if let Some(b) = &batch_input {
+            m.insert("BatchInput".into(), b.clone());
+        }
+        m.insert("Items".into(), Value::Array(items));
+        Value::Object(m)
+    };
+    for item in items {
+        let size = compact(&item).len() + 1;
+        if !cur.is_empty() && (cur.len() >= per || bytes + size > max_bytes) {
+            out.push(make(std::mem::take(&mut cur)));
+            bytes = 0;
+        }
+        bytes += size;
+        cur.push(item);
+    }
+    if !cur.is_empty() {
+        out.push(make(cur));
+    }
+    out
+}
