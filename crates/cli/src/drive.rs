@@ -27,6 +27,7 @@ pub fn run(machine: StateMachine, sm_name: &str, input: Value, opts: &Options) -
     let start = wall_ms();
     let info = ExecutionInfo::local(sm_name, &name, start, false, &entropy);
     let mut exec = Execution::new(Arc::new(machine), info, input, Box::new(entropy));
+    let buckets = opts.buckets.as_ref().map(shoal_connectors::LocalBuckets::new);
     let mut clock = start;
     let mut timers: BinaryHeap<Reverse<(i64, u64)>> = BinaryHeap::new();
     let mut queue: VecDeque<Event> = VecDeque::from([Event::Start]);
@@ -58,7 +59,7 @@ pub fn run(machine: StateMachine, sm_name: &str, input: Value, opts: &Options) -
                     failure: Failure::runtime(format!("The resource '{resource}' is not supported by this shoal build: no function or integration is registered for it")),
                 }),
                 Effect::ReadItems { id, resource, parameters, reader_config, .. } => {
-                    let items = crate::read_items(opts.buckets.as_deref(), &resource, &parameters, &reader_config);
+                    let items = shoal_connectors::items::read(buckets.as_ref(), &resource, &parameters, &reader_config);
                     queue.push_back(Event::ItemsRead { id, items });
                 }
             }

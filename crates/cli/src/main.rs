@@ -129,7 +129,3 @@ fn print_outcome(outcome: shoal_engine::Outcome, json: bool) -> ExitCode {
     }
 }
 
-/// Placeholder until the connectors crate lands: no item source is available.
-fn read_items(_buckets: Option<&std::path::Path>, resource: &str, _p: &Value, _c: &Value) -> Result<Vec<Value>, shoal_engine::Failure> {
-    Err(shoal_engine::Failure::new("States.ItemReaderFailed", format!("item reader {resource} is not available yet")))
-}

@@ -735,10 +735,17 @@ impl Execution {
         Ok(Step::Block)
     }
 
+    /// A numeric field's value. Paths may point at numeric strings, which AWS accepts.
     fn num_value(&self, fid: FrameId, n: &Num, input: &Value, ctx: &Value, field: &str) -> Result<Value, Failure> {
         match n {
             Num::Lit(x) => Ok(json!(x)),
-            Num::Path(p) => self.scope_eval(fid, input, ctx, |s| s.resolve_field(p, &format!("{field}Path"))),
+            Num::Path(p) => {
+                let v = self.scope_eval(fid, input, ctx, |s| s.resolve_field(p, &format!("{field}Path")))?;
+                Ok(match &v {
+                    Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()).map(|f| json!(f)).unwrap_or(v),
+                    _ => v,
+                })
+            }
             Num::Expr(e) => {
                 let states = self.states_var(input, ctx, None, None);
                 self.jsonata_eval(fid, states, |b| e.eval_defined(b, field))
@@ -803,17 +810,8 @@ impl Execution {
         let jsonata = st.lang == Lang::Jsonata;
         let effective = if jsonata { raw.clone() } else { self.data_path(fid, &st.input_path, &raw, &ctx, "InputPath")? };
         let items: Vec<Value> = match read {
-            Some(items) => match (&m.items_path, jsonata) {
-                // ItemsPath applies to what the reader produced, as one JSON document.
-                (Some(p), false) => {
-                    let doc = Value::Array(items);
-                    match self.scope_eval(fid, &doc, &ctx, |s| s.resolve(p)) {
-                        Some(Value::Array(a)) => a,
-                        _ => return Err(Failure::runtime(format!("The ItemsPath field refers to an invalid path: {}", p.text()))),
-                    }
-                }
-                _ => items,
-            },
+            // With an ItemReader, AWS iterates what the reader produced and ignores ItemsPath.
+            Some(items) => items,
             None => {
                 let v = if jsonata {
                     match &m.items {

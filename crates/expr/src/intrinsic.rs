@@ -343,7 +343,11 @@ fn apply(f: Func, a: &[Value], scope: &Scope) -> Result<Value, String> {
         Format => Value::String(format(str_arg(&a[0], "the template")?, &a[1..])?),
         StringToJson => {
             let s = str_arg(&a[0], "the argument")?;
-            serde_json::from_str(s).map_err(|e| format!("the string is not JSON: {e}"))?
+            if s.trim().is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(s).map_err(|e| format!("the string is not JSON: {e}"))?
+            }
         }
         JsonToString => Value::String(compact(&a[0])),
         Array => Value::Array(a.to_vec()),
@@ -404,8 +408,8 @@ fn apply(f: Func, a: &[Value], scope: &Scope) -> Result<Value, String> {
             Value::Object(m)
         }
         MathRandom => {
-            let lo = int_arg(&a[0], "the start")?;
-            let hi = int_arg(&a[1], "the end")?;
+            let lo = java_round(a[0].as_f64().ok_or("the start must be a number")?);
+            let hi = java_round(a[1].as_f64().ok_or("the end must be a number")?);
             if hi <= lo {
                 return Err("the end must be greater than the start".into());
             }

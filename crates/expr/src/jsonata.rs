@@ -88,7 +88,9 @@ fn install_extras(ev: &mut Evaluator, entropy: &dyn Entropy) -> Result<(), Evalu
     })?;
     ev.register_fn("range", |args: &[JValue]| {
         let v = crate::intrinsic::range(num_arg(args, 0, "$range")?, num_arg(args, 1, "$range")?, num_arg(args, 2, "$range")?).map_err(ev_err)?;
-        Ok(JValue::from(v))
+        // A sequence, so that one item unwraps to itself as JSONata does.
+        let items = v.as_array().map(|a| a.iter().cloned().map(JValue::from).collect()).unwrap_or_default();
+        Ok(JValue::sequence(items))
     })?;
     ev.register_fn("hash", |args: &[JValue]| {
         let data = args.first().and_then(|v| v.as_str()).ok_or_else(|| ev_err("$hash: the first argument must be a string"))?;

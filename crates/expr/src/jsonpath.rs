@@ -425,12 +425,10 @@ impl<'a> Parser<'a> {
             if c as u32 == q as u32 {
                 return Ok(out);
             }
-            if c == '\\' {
-                let Some(e) = self.text[self.i..].chars().next() else {
-                    return Err(self.err("unterminated string"));
-                };
-                self.i += e.len_utf8();
-                out.push(e);
+            // Only an escaped quote is an escape; other backslashes are literal, as in Jayway.
+            if c == '\\' && self.s.get(self.i) == Some(&q) {
+                self.i += 1;
+                out.push(q as char);
             } else {
                 out.push(c)
             }

@@ -1,0 +1,168 @@
+//! The outside world of a state machine: buckets and the Distributed Map's item readers.
+//!
+//! Local folders act as buckets: bucket `b` is the folder `<root>/b`. Keys never
+//! escape their bucket folder.
+
+pub mod items;
+
+use std::path::{Component, Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid key {key:?}: {why}")]
+    InvalidKey { key: String, why: &'static str },
+    #[error("invalid bucket name {0:?}")]
+    InvalidBucket(String),
+    #[error("the bucket {0:?} does not exist")]
+    NoSuchBucket(String),
+    #[error("the object s3://{bucket}/{key} does not exist")]
+    NoSuchKey { bucket: String, key: String },
+    #[error("no buckets folder is configured (pass --buckets DIR)")]
+    NoBuckets,
+    #[error("i/o error on {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One entry of a listing, as `s3:listObjectsV2` items show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    pub etag: String,
+    pub last_modified: i64,
+}
+
+/// Buckets as subfolders of one root folder.
+#[derive(Debug, Clone)]
+pub struct LocalBuckets {
+    root: PathBuf,
+}
+
+/// Rejects keys that could leave the bucket folder.
+pub fn check_key(key: &str) -> Result<()> {
+    let bad = |why| Err(Error::InvalidKey { key: key.to_string(), why });
+    if key.is_empty() {
+        return bad("it is empty");
+    }
+    if key.contains('\0') {
+        return bad("it contains a NUL byte");
+    }
+    if key.starts_with('/') || key.starts_with('\\') || Path::new(key).is_absolute() {
+        return bad("it is an absolute path");
+    }
+    if Path::new(key).components().any(|c| !matches!(c, Component::Normal(_))) || key.split('/').any(|p| p == "..") {
+        return bad("it contains '..' or '.' segments");
+    }
+    Ok(())
+}
+
+fn check_bucket(bucket: &str) -> Result<()> {
+    let ok = !bucket.is_empty() && bucket.len() <= 255 && !bucket.contains(['/', '\\', '\0']) && bucket != "." && bucket != "..";
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidBucket(bucket.to_string()))
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.display().to_string(), source }
+}
+
+impl LocalBuckets {
+    pub fn new(root: impl Into<PathBuf>) -> LocalBuckets {
+        LocalBuckets { root: root.into() }
+    }
+
+    fn bucket_dir(&self, bucket: &str) -> Result<PathBuf> {
+        check_bucket(bucket)?;
+        let dir = self.root.join(bucket);
+        if !dir.is_dir() {
+            return Err(Error::NoSuchBucket(bucket.to_string()));
+        }
+        Ok(dir)
+    }
+
+    pub fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>> {
+        check_key(key)?;
+        let path = self.bucket_dir(bucket)?.join(key);
+        match std::fs::read(&path) {
+            Ok(b) => Ok(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NoSuchKey { bucket: bucket.into(), key: key.into() }),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// Writes through a temporary file and a rename, so no reader sees half an object.
+    pub fn put(&self, bucket: &str, key: &str, body: &[u8]) -> Result<()> {
+        check_key(key)?;
+        let path = self.bucket_dir(bucket)?.join(key);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let tmp = path.with_extension(format!("shoal-tmp-{}", std::process::id()));
+        std::fs::write(&tmp, body).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))
+    }
+
+    /// Every object under `prefix`, in key order (as S3 lists them).
+    pub fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let dir = self.bucket_dir(bucket)?;
+        let mut out = Vec::new();
+        let mut stack = vec![dir.clone()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).map_err(io(&d))? {
+                let entry = entry.map_err(io(&d))?;
+                let path = entry.path();
+                let ft = entry.file_type().map_err(io(&path))?;
+                if ft.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let Ok(rel) = path.strip_prefix(&dir) else { continue };
+                let key = rel.to_string_lossy().replace('\\', "/");
+                if !key.starts_with(prefix) || key.contains(".shoal-tmp-") {
+                    continue;
+                }
+                let md = entry.metadata().map_err(io(&path))?;
+                let last_modified = md.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs() as i64);
+                // A cheap, stable ETag: size and mtime, since hashing every object would read it.
+                let etag = format!("\"{:x}{:016x}\"", md.len(), last_modified);
+                out.push(ObjectMeta { key, size: md.len(), etag, last_modified });
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_stay_inside() {
+        for bad in ["", "../x", "a/../../x", "/etc/passwd", "a\0b", "./a"] {
+            assert!(check_key(bad).is_err(), "{bad:?}");
+        }
+        for good in ["a", "a/b.jpg", "dir/sub/file..txt"] {
+            assert!(check_key(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn put_get_list() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("b")).unwrap();
+        let b = LocalBuckets::new(dir.path());
+        b.put("b", "p/x.json", b"[1]").unwrap();
+        b.put("b", "q.json", b"[2]").unwrap();
+        assert_eq!(b.get("b", "p/x.json").unwrap(), b"[1]");
+        let keys: Vec<String> = b.list("b", "p/").unwrap().into_iter().map(|m| m.key).collect();
+        assert_eq!(keys, ["p/x.json"]);
+        assert!(matches!(b.get("b", "nope"), Err(Error::NoSuchKey { .. })));
+        assert!(matches!(b.get("nob", "x"), Err(Error::NoSuchBucket(_))));
+    }
+}
