@@ -469,9 +469,9 @@ impl Cx {
                 }
             };
             match (next, end) {
-                (Some(_), true) => {
+                (Some(n), true) => {
                     self.err(ptr, SCHEMA, "a state cannot have both Next and End");
-                    Transition::End
+                    Transition::Next(n)
                 }
                 (Some(n), false) => Transition::Next(n),
                 (None, true) => Transition::End,
