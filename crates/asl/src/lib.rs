@@ -27,7 +27,11 @@ pub struct Diagnostic {
 
 impl std::fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let p = if self.pointer.is_empty() { "/" } else { &self.pointer };
+        let p = if self.pointer.is_empty() {
+            "/"
+        } else {
+            &self.pointer
+        };
         write!(f, "{p}: {}", self.message)
     }
 }
@@ -195,13 +199,35 @@ pub struct ResultWriter {
 
 #[derive(Debug, Clone)]
 pub enum Kind {
-    Pass { result: Option<Value>, parameters: Option<Template>, result_path: ResultPath },
-    Task { resource: String, parameters: Option<Template>, timeout: Option<Num>, heartbeat: Option<Num>, outcome: Outcome },
-    Choice { choices: Vec<ChoiceBranch>, default: Option<String> },
-    Wait { wait: WaitFor },
+    Pass {
+        result: Option<Value>,
+        parameters: Option<Template>,
+        result_path: ResultPath,
+    },
+    Task {
+        resource: String,
+        parameters: Option<Template>,
+        timeout: Option<Num>,
+        heartbeat: Option<Num>,
+        outcome: Outcome,
+    },
+    Choice {
+        choices: Vec<ChoiceBranch>,
+        default: Option<String>,
+    },
+    Wait {
+        wait: WaitFor,
+    },
     Succeed,
-    Fail { error: Option<Text>, cause: Option<Text> },
-    Parallel { branches: Vec<Arc<StateMachine>>, parameters: Option<Template>, outcome: Outcome },
+    Fail {
+        error: Option<Text>,
+        cause: Option<Text>,
+    },
+    Parallel {
+        branches: Vec<Arc<StateMachine>>,
+        parameters: Option<Template>,
+        outcome: Outcome,
+    },
     Map(Box<MapState>),
 }
 
@@ -234,5 +260,7 @@ impl Kind {
 pub fn error_matches(error_equals: &[String], error: &str) -> bool {
     use shoal_expr::errors::{ALL, DATA_LIMIT_EXCEEDED, RUNTIME, TASK_FAILED, TIMEOUT};
     let terminal = error == RUNTIME || error == DATA_LIMIT_EXCEEDED;
-    error_equals.iter().any(|e| e == error || (!terminal && (e == ALL || (e == TASK_FAILED && error != TIMEOUT))))
+    error_equals
+        .iter()
+        .any(|e| e == error || (!terminal && (e == ALL || (e == TASK_FAILED && error != TIMEOUT))))
 }

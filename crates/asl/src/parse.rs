@@ -33,11 +33,15 @@ pub fn parse(text: &str) -> Parsed {
     let value = match serde_json::from_str::<Value>(text) {
         Ok(v) => v,
         Err(json_err) => {
-            let looks_json = text.trim_start().starts_with('{') || text.trim_start().starts_with('[');
+            let looks_json =
+                text.trim_start().starts_with('{') || text.trim_start().starts_with('[');
             match (looks_json, serde_yaml::from_str::<Value>(text)) {
                 (false, Ok(v)) if v.is_object() => v,
                 (false, Err(e)) => {
-                    let at = e.location().map(|l| format!("line {} column {}", l.line(), l.column())).unwrap_or_default();
+                    let at = e
+                        .location()
+                        .map(|l| format!("line {} column {}", l.line(), l.column()))
+                        .unwrap_or_default();
                     return invalid_doc(format!("not valid JSON or YAML at {at}: {e}"));
                 }
                 _ => {
@@ -55,14 +59,24 @@ pub fn parse(text: &str) -> Parsed {
 }
 
 fn invalid_doc(message: String) -> Parsed {
-    Parsed { machine: None, diagnostics: vec![Diagnostic { pointer: String::new(), code: INVALID_JSON, message }] }
+    Parsed {
+        machine: None,
+        diagnostics: vec![Diagnostic {
+            pointer: String::new(),
+            code: INVALID_JSON,
+            message,
+        }],
+    }
 }
 
 /// Parses an already-decoded definition.
 pub fn parse_value(v: &Value) -> Parsed {
     let mut cx = Cx::default();
     let machine = cx.machine(v, "", Lang::JsonPath, true);
-    Parsed { machine, diagnostics: cx.diags }
+    Parsed {
+        machine,
+        diagnostics: cx.diags,
+    }
 }
 
 #[derive(Default)]
@@ -83,9 +97,17 @@ const COMMON: &[&str] = &["Type", "Comment", "QueryLanguage"];
 fn allowed(ty: &str, lang: Lang) -> Option<Vec<&'static str>> {
     let jp = lang == Lang::JsonPath;
     let mut f: Vec<&'static str> = COMMON.to_vec();
-    let io: &[&str] = if jp { &["InputPath", "OutputPath"] } else { &["Output"] };
+    let io: &[&str] = if jp {
+        &["InputPath", "OutputPath"]
+    } else {
+        &["Output"]
+    };
     let flow: &[&str] = &["Next", "End"];
-    let result: &[&str] = if jp { &["ResultSelector", "ResultPath"] } else { &[] };
+    let result: &[&str] = if jp {
+        &["ResultSelector", "ResultPath"]
+    } else {
+        &[]
+    };
     let params: &[&str] = if jp { &["Parameters"] } else { &["Arguments"] };
     let recover: &[&str] = &["Retry", "Catch"];
     match ty {
@@ -103,7 +125,13 @@ fn allowed(ty: &str, lang: Lang) -> Option<Vec<&'static str>> {
             f.extend(result);
             f.extend(params);
             f.extend(recover);
-            f.extend(["Assign", "Resource", "TimeoutSeconds", "HeartbeatSeconds", "Credentials"]);
+            f.extend([
+                "Assign",
+                "Resource",
+                "TimeoutSeconds",
+                "HeartbeatSeconds",
+                "Credentials",
+            ]);
             if jp {
                 f.extend(["TimeoutSecondsPath", "HeartbeatSecondsPath"]);
             }
@@ -154,7 +182,13 @@ fn allowed(ty: &str, lang: Lang) -> Option<Vec<&'static str>> {
                 "Label",
             ]);
             if jp {
-                f.extend(["ItemsPath", "Parameters", "MaxConcurrencyPath", "ToleratedFailureCountPath", "ToleratedFailurePercentagePath"]);
+                f.extend([
+                    "ItemsPath",
+                    "Parameters",
+                    "MaxConcurrencyPath",
+                    "ToleratedFailureCountPath",
+                    "ToleratedFailurePercentagePath",
+                ]);
             } else {
                 f.extend(["Items"]);
             }
@@ -166,7 +200,11 @@ fn allowed(ty: &str, lang: Lang) -> Option<Vec<&'static str>> {
 
 impl Cx {
     fn err(&mut self, ptr: impl Into<String>, code: &'static str, msg: impl Into<String>) {
-        self.diags.push(Diagnostic { pointer: ptr.into(), code, message: msg.into() });
+        self.diags.push(Diagnostic {
+            pointer: ptr.into(),
+            code,
+            message: msg.into(),
+        });
     }
 
     fn obj<'v>(&mut self, v: &'v Value, ptr: &str, what: &str) -> Option<&'v Map<String, Value>> {
@@ -182,7 +220,11 @@ impl Cx {
     fn unknown_fields(&mut self, m: &Map<String, Value>, ptr: &str, allowed: &[&str], what: &str) {
         for k in m.keys() {
             if !allowed.contains(&k.as_str()) {
-                self.err(at(ptr, k), SCHEMA, format!("field {k:?} is not supported in {what}"));
+                self.err(
+                    at(ptr, k),
+                    SCHEMA,
+                    format!("field {k:?} is not supported in {what}"),
+                );
             }
         }
     }
@@ -197,7 +239,14 @@ impl Cx {
         }
     }
 
-    fn number(&mut self, m: &Map<String, Value>, ptr: &str, k: &str, min: f64, integer: bool) -> Option<f64> {
+    fn number(
+        &mut self,
+        m: &Map<String, Value>,
+        ptr: &str,
+        k: &str,
+        min: f64,
+        integer: bool,
+    ) -> Option<f64> {
         let v = m.get(k)?;
         match v.as_f64() {
             Some(n) if integer && n.fract() != 0.0 => {
@@ -205,7 +254,11 @@ impl Cx {
                 None
             }
             Some(n) if n < min => {
-                self.err(at(ptr, k), SCHEMA, format!("{k} must be at least {min}, got {n}"));
+                self.err(
+                    at(ptr, k),
+                    SCHEMA,
+                    format!("{k} must be at least {min}, got {n}"),
+                );
                 None
             }
             Some(n) => Some(n),
@@ -250,7 +303,13 @@ impl Cx {
         }
     }
 
-    fn template(&mut self, m: &Map<String, Value>, ptr: &str, k: &str, lang: Lang) -> Option<Template> {
+    fn template(
+        &mut self,
+        m: &Map<String, Value>,
+        ptr: &str,
+        k: &str,
+        lang: Lang,
+    ) -> Option<Template> {
         let v = m.get(k)?;
         let mut problems = Vec::new();
         let t = Template::compile(v, lang, &at(ptr, k), &mut problems);
@@ -269,10 +328,17 @@ impl Cx {
                         let name = k.strip_suffix(".$").unwrap_or(k);
                         let ok = !name.is_empty()
                             && name.len() <= 80
-                            && name.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
+                            && name
+                                .chars()
+                                .next()
+                                .is_some_and(|c| c.is_alphabetic() || c == '_')
                             && name.chars().all(|c| c.is_alphanumeric() || c == '_');
                         if !ok {
-                            self.err(at(&at(ptr, "Assign"), k), SCHEMA, format!("{name:?} is not a valid variable name"));
+                            self.err(
+                                at(&at(ptr, "Assign"), k),
+                                SCHEMA,
+                                format!("{name:?} is not a valid variable name"),
+                            );
                         }
                     }
                 }
@@ -283,7 +349,15 @@ impl Cx {
     }
 
     /// A number that may also come from `<k>Path` (JSONPath) or `{% %}` (JSONata).
-    fn num(&mut self, m: &Map<String, Value>, ptr: &str, k: &str, lang: Lang, min: f64, max: Option<f64>) -> Option<Num> {
+    fn num(
+        &mut self,
+        m: &Map<String, Value>,
+        ptr: &str,
+        k: &str,
+        lang: Lang,
+        min: f64,
+        max: Option<f64>,
+    ) -> Option<Num> {
         let kp = format!("{k}Path");
         if m.contains_key(k) && m.contains_key(&kp) {
             self.err(ptr, SCHEMA, format!("{k} and {kp} are mutually exclusive"));
@@ -292,17 +366,23 @@ impl Cx {
             return self.path(m, ptr, &kp).map(Num::Path);
         }
         match m.get(k)? {
-            Value::String(s) if lang == Lang::Jsonata && shoal_expr::is_jsonata_expr(s) => match shoal_expr::jsonata::compile(s) {
-                Ok(e) => Some(Num::Expr(e)),
-                Err(e) => {
-                    self.err(at(ptr, k), SCHEMA, e);
-                    None
+            Value::String(s) if lang == Lang::Jsonata && shoal_expr::is_jsonata_expr(s) => {
+                match shoal_expr::jsonata::compile(s) {
+                    Ok(e) => Some(Num::Expr(e)),
+                    Err(e) => {
+                        self.err(at(ptr, k), SCHEMA, e);
+                        None
+                    }
                 }
-            },
+            }
             _ => {
                 let n = self.number(m, ptr, k, min, false)?;
                 if let Some(max) = max.filter(|&mx| n > mx) {
-                    self.err(at(ptr, k), SCHEMA, format!("{k} must be at most {max}, got {n}"));
+                    self.err(
+                        at(ptr, k),
+                        SCHEMA,
+                        format!("{k} must be at most {max}, got {n}"),
+                    );
                     return None;
                 }
                 Some(Num::Lit(n))
@@ -336,19 +416,33 @@ impl Cx {
             None => inherited,
             Some(Value::String(s)) if s == "JSONPath" => {
                 if inherited == Lang::Jsonata && ptr.contains("/States/") {
-                    self.err(at(ptr, "QueryLanguage"), SCHEMA, "a JSONPath state cannot be nested in a JSONata state machine");
+                    self.err(
+                        at(ptr, "QueryLanguage"),
+                        SCHEMA,
+                        "a JSONPath state cannot be nested in a JSONata state machine",
+                    );
                 }
                 Lang::JsonPath
             }
             Some(Value::String(s)) if s == "JSONata" => Lang::Jsonata,
             Some(_) => {
-                self.err(at(ptr, "QueryLanguage"), SCHEMA, "QueryLanguage must be \"JSONPath\" or \"JSONata\"");
+                self.err(
+                    at(ptr, "QueryLanguage"),
+                    SCHEMA,
+                    "QueryLanguage must be \"JSONPath\" or \"JSONata\"",
+                );
                 inherited
             }
         }
     }
 
-    fn machine(&mut self, v: &Value, ptr: &str, inherited: Lang, top: bool) -> Option<StateMachine> {
+    fn machine(
+        &mut self,
+        v: &Value,
+        ptr: &str,
+        inherited: Lang,
+        top: bool,
+    ) -> Option<StateMachine> {
         let m = self.obj(v, ptr, "a state machine")?;
         let mut fields = vec!["StartAt", "States", "Comment"];
         if top {
@@ -356,15 +450,30 @@ impl Cx {
         } else {
             fields.push("ProcessorConfig");
         }
-        self.unknown_fields(m, ptr, &fields, if top { "a state machine" } else { "a branch or item processor" });
-        let lang = if top { self.lang(m, ptr, inherited) } else { inherited };
+        self.unknown_fields(
+            m,
+            ptr,
+            &fields,
+            if top {
+                "a state machine"
+            } else {
+                "a branch or item processor"
+            },
+        );
+        let lang = if top {
+            self.lang(m, ptr, inherited)
+        } else {
+            inherited
+        };
         let comment = self.string(m, ptr, "Comment");
         if let Some(ver) = m.get("Version") {
             if ver != "1.0" {
                 self.err(at(ptr, "Version"), SCHEMA, "Version must be \"1.0\"");
             }
         }
-        let timeout_seconds = self.number(m, ptr, "TimeoutSeconds", 1.0, true).map(|n| n as u64);
+        let timeout_seconds = self
+            .number(m, ptr, "TimeoutSeconds", 1.0, true)
+            .map(|n| n as u64);
         let start_at = self.string(m, ptr, "StartAt");
         if !m.contains_key("StartAt") {
             self.err(ptr, SCHEMA, "StartAt is required");
@@ -380,7 +489,11 @@ impl Cx {
                     }
                     for (name, st) in sm {
                         if name.is_empty() || name.chars().count() > 80 {
-                            self.err(at(&sptr, name), SCHEMA, "a state name must be 1 to 80 characters long");
+                            self.err(
+                                at(&sptr, name),
+                                SCHEMA,
+                                "a state name must be 1 to 80 characters long",
+                            );
                         }
                         if let Some(s) = self.state(name, st, &at(&sptr, name), lang) {
                             states.insert(name.clone(), s);
@@ -390,7 +503,13 @@ impl Cx {
             }
         }
         let start_at = start_at.unwrap_or_default();
-        let machine = StateMachine { comment, start_at, states, timeout_seconds, query_language: lang };
+        let machine = StateMachine {
+            comment,
+            start_at,
+            states,
+            timeout_seconds,
+            query_language: lang,
+        };
         if let (Some(Value::Object(sm)), true) = (m.get("States"), m.contains_key("StartAt")) {
             self.graph(&machine, sm, ptr);
         }
@@ -401,20 +520,33 @@ impl Cx {
     fn graph(&mut self, sm: &StateMachine, raw: &Map<String, Value>, ptr: &str) {
         let names: HashSet<&str> = raw.keys().map(String::as_str).collect();
         if !names.contains(sm.start_at.as_str()) {
-            self.err(at(ptr, "StartAt"), MISSING_TARGET, format!("StartAt {:?} is not a state", sm.start_at));
+            self.err(
+                at(ptr, "StartAt"),
+                MISSING_TARGET,
+                format!("StartAt {:?} is not a state", sm.start_at),
+            );
         }
         let mut terminal = false;
         for (name, st) in &sm.states {
             let sptr = at(&at(ptr, "States"), name);
             for (field_ptr, target) in targets(st, &sptr) {
                 if !names.contains(target.as_str()) {
-                    self.err(field_ptr, MISSING_TARGET, format!("missing transition target {target:?}"));
+                    self.err(
+                        field_ptr,
+                        MISSING_TARGET,
+                        format!("missing transition target {target:?}"),
+                    );
                 }
             }
-            terminal |= matches!(st.transition, Transition::End) || matches!(st.kind, Kind::Succeed | Kind::Fail { .. });
+            terminal |= matches!(st.transition, Transition::End)
+                || matches!(st.kind, Kind::Succeed | Kind::Fail { .. });
         }
         if !terminal && !sm.states.is_empty() {
-            self.err(at(ptr, "States"), NO_TERMINAL, "no state ends the execution: add End, Succeed or Fail");
+            self.err(
+                at(ptr, "States"),
+                NO_TERMINAL,
+                "no state ends the execution: add End, Succeed or Fail",
+            );
         }
         let mut seen: HashSet<&str> = HashSet::new();
         let mut queue: VecDeque<&str> = VecDeque::from([sm.start_at.as_str()]);
@@ -432,7 +564,11 @@ impl Cx {
         }
         for name in raw.keys() {
             if !seen.contains(name.as_str()) && sm.states.contains_key(name) {
-                self.err(at(&at(ptr, "States"), name), UNREACHABLE, format!("state {name:?} is not reachable"));
+                self.err(
+                    at(&at(ptr, "States"), name),
+                    UNREACHABLE,
+                    format!("state {name:?} is not reachable"),
+                );
             }
         }
     }
@@ -452,10 +588,21 @@ impl Cx {
             }
         };
         let Some(fields) = allowed(&ty, lang) else {
-            self.err(at(ptr, "Type"), SCHEMA, format!("unknown state type {ty:?}"));
+            self.err(
+                at(ptr, "Type"),
+                SCHEMA,
+                format!("unknown state type {ty:?}"),
+            );
             return None;
         };
-        let what = format!("a {ty} state{}", if lang == Lang::Jsonata { " using JSONata" } else { "" });
+        let what = format!(
+            "a {ty} state{}",
+            if lang == Lang::Jsonata {
+                " using JSONata"
+            } else {
+                ""
+            }
+        );
         self.unknown_fields(m, ptr, &fields, &what);
 
         let transition = if fields.contains(&"Next") {
@@ -489,8 +636,16 @@ impl Cx {
         let input_path = self.data_path(m, ptr, "InputPath");
         let output_path = self.data_path(m, ptr, "OutputPath");
         let assign = self.assign(m, ptr, lang);
-        let output = if lang == Lang::Jsonata { self.template(m, ptr, "Output", lang) } else { None };
-        let params_key = if lang == Lang::Jsonata { "Arguments" } else { "Parameters" };
+        let output = if lang == Lang::Jsonata {
+            self.template(m, ptr, "Output", lang)
+        } else {
+            None
+        };
+        let params_key = if lang == Lang::Jsonata {
+            "Arguments"
+        } else {
+            "Parameters"
+        };
 
         let kind = match ty.as_str() {
             "Pass" => Kind::Pass {
@@ -507,7 +662,11 @@ impl Cx {
                 let heartbeat = self.num(m, ptr, "HeartbeatSeconds", lang, 1.0, Some(99_999_999.0));
                 if let (Some(Num::Lit(t)), Some(Num::Lit(h))) = (&timeout, &heartbeat) {
                     if h >= t {
-                        self.err(at(ptr, "HeartbeatSeconds"), SCHEMA, "HeartbeatSeconds must be smaller than TimeoutSeconds");
+                        self.err(
+                            at(ptr, "HeartbeatSeconds"),
+                            SCHEMA,
+                            "HeartbeatSeconds must be smaller than TimeoutSeconds",
+                        );
                     }
                 }
                 if let Some(r) = &resource {
@@ -525,47 +684,80 @@ impl Cx {
             }
             "Choice" => self.choice(m, ptr, lang),
             "Wait" => {
-                let present: Vec<&str> = ["Seconds", "SecondsPath", "Timestamp", "TimestampPath"].into_iter().filter(|k| m.contains_key(*k)).collect();
+                let present: Vec<&str> = ["Seconds", "SecondsPath", "Timestamp", "TimestampPath"]
+                    .into_iter()
+                    .filter(|k| m.contains_key(*k))
+                    .collect();
                 if present.len() != 1 {
                     self.err(ptr, SCHEMA, "a Wait state needs exactly one of Seconds, SecondsPath, Timestamp or TimestampPath");
                 }
                 let wait = match present.first().copied() {
-                    Some("SecondsPath") => self.path(m, ptr, "SecondsPath").map(WaitFor::SecondsPath),
-                    Some("TimestampPath") => self.path(m, ptr, "TimestampPath").map(WaitFor::TimestampPath),
+                    Some("SecondsPath") => {
+                        self.path(m, ptr, "SecondsPath").map(WaitFor::SecondsPath)
+                    }
+                    Some("TimestampPath") => self
+                        .path(m, ptr, "TimestampPath")
+                        .map(WaitFor::TimestampPath),
                     Some("Timestamp") => {
                         let t = self.text(m, ptr, "Timestamp", lang);
                         if let Some(Text::Lit(s)) = &t {
                             if choice::parse_timestamp(s).is_none() {
-                                self.err(at(ptr, "Timestamp"), SCHEMA, format!("{s:?} is not an ISO-8601 timestamp"));
+                                self.err(
+                                    at(ptr, "Timestamp"),
+                                    SCHEMA,
+                                    format!("{s:?} is not an ISO-8601 timestamp"),
+                                );
                             }
                         }
                         t.map(WaitFor::Timestamp)
                     }
-                    Some(_) => self.num(m, ptr, "Seconds", lang, 0.0, Some(99_999_999.0)).map(WaitFor::Seconds),
+                    Some(_) => self
+                        .num(m, ptr, "Seconds", lang, 0.0, Some(99_999_999.0))
+                        .map(WaitFor::Seconds),
                     None => None,
                 };
-                Kind::Wait { wait: wait.unwrap_or(WaitFor::Seconds(Num::Lit(0.0))) }
+                Kind::Wait {
+                    wait: wait.unwrap_or(WaitFor::Seconds(Num::Lit(0.0))),
+                }
             }
             "Succeed" => Kind::Succeed,
-            "Fail" => Kind::Fail { error: self.text(m, ptr, "Error", lang), cause: self.text(m, ptr, "Cause", lang) },
+            "Fail" => Kind::Fail {
+                error: self.text(m, ptr, "Error", lang),
+                cause: self.text(m, ptr, "Cause", lang),
+            },
             "Parallel" => {
                 let mut branches = Vec::new();
                 match m.get("Branches").and_then(Value::as_array) {
                     Some(bs) if !bs.is_empty() => {
                         for (i, b) in bs.iter().enumerate() {
-                            if let Some(sm) = self.machine(b, &format!("{ptr}/Branches/{i}"), lang, false) {
+                            if let Some(sm) =
+                                self.machine(b, &format!("{ptr}/Branches/{i}"), lang, false)
+                            {
                                 branches.push(Arc::new(sm));
                             }
                         }
                     }
                     _ => self.err(ptr, SCHEMA, "Branches must be a non-empty array"),
                 }
-                Kind::Parallel { branches, parameters: self.template(m, ptr, params_key, lang), outcome: self.outcome(m, ptr, lang) }
+                Kind::Parallel {
+                    branches,
+                    parameters: self.template(m, ptr, params_key, lang),
+                    outcome: self.outcome(m, ptr, lang),
+                }
             }
             "Map" => self.map(m, ptr, lang)?,
             _ => unreachable!("allowed() knows every type"),
         };
-        Some(State { name: name.to_string(), lang, transition, input_path, output_path, assign, output, kind })
+        Some(State {
+            name: name.to_string(),
+            lang,
+            transition,
+            input_path,
+            output_path,
+            assign,
+            output,
+            kind,
+        })
     }
 
     fn outcome(&mut self, m: &Map<String, Value>, ptr: &str, lang: Lang) -> Outcome {
@@ -579,23 +771,53 @@ impl Cx {
                     for (i, r) in rs.iter().enumerate() {
                         let p = format!("{rptr}/{i}");
                         if let Some(rm) = self.obj(r, &p, "a retrier") {
-                            self.unknown_fields(rm, &p, &["ErrorEquals", "IntervalSeconds", "MaxAttempts", "BackoffRate", "MaxDelaySeconds", "JitterStrategy", "Comment"], "a retrier");
+                            self.unknown_fields(
+                                rm,
+                                &p,
+                                &[
+                                    "ErrorEquals",
+                                    "IntervalSeconds",
+                                    "MaxAttempts",
+                                    "BackoffRate",
+                                    "MaxDelaySeconds",
+                                    "JitterStrategy",
+                                    "Comment",
+                                ],
+                                "a retrier",
+                            );
                             let error_equals = self.error_equals(rm, &p, i + 1 == rs.len());
                             let jitter_full = match rm.get("JitterStrategy") {
                                 None => false,
                                 Some(Value::String(s)) if s == "FULL" => true,
                                 Some(Value::String(s)) if s == "NONE" => false,
                                 Some(_) => {
-                                    self.err(at(&p, "JitterStrategy"), SCHEMA, "JitterStrategy must be \"FULL\" or \"NONE\"");
+                                    self.err(
+                                        at(&p, "JitterStrategy"),
+                                        SCHEMA,
+                                        "JitterStrategy must be \"FULL\" or \"NONE\"",
+                                    );
                                     false
                                 }
                             };
                             retry.push(Retrier {
                                 error_equals,
-                                interval_seconds: self.number(rm, &p, "IntervalSeconds", 1.0, true).unwrap_or(1.0),
-                                max_attempts: self.number(rm, &p, "MaxAttempts", 0.0, true).unwrap_or(3.0) as u32,
-                                backoff_rate: self.number(rm, &p, "BackoffRate", 1.0, false).unwrap_or(2.0),
-                                max_delay_seconds: self.number(rm, &p, "MaxDelaySeconds", 1.0, true),
+                                interval_seconds: self
+                                    .number(rm, &p, "IntervalSeconds", 1.0, true)
+                                    .unwrap_or(1.0),
+                                max_attempts: self
+                                    .number(rm, &p, "MaxAttempts", 0.0, true)
+                                    .unwrap_or(3.0)
+                                    as u32,
+                                backoff_rate: self
+                                    .number(rm, &p, "BackoffRate", 1.0, false)
+                                    .unwrap_or(2.0),
+                                max_delay_seconds: self.number(
+                                    rm,
+                                    &p,
+                                    "MaxDelaySeconds",
+                                    1.0,
+                                    true,
+                                ),
                                 jitter_full,
                             });
                         }
@@ -628,7 +850,11 @@ impl Cx {
                                 next: next.unwrap_or_default(),
                                 result_path: self.result_path(cm, &p),
                                 assign: self.assign(cm, &p, lang),
-                                output: if lang == Lang::Jsonata { self.template(cm, &p, "Output", lang) } else { None },
+                                output: if lang == Lang::Jsonata {
+                                    self.template(cm, &p, "Output", lang)
+                                } else {
+                                    None
+                                },
                             });
                         }
                     }
@@ -636,16 +862,32 @@ impl Cx {
                 None => self.err(cptr, SCHEMA, "Catch must be an array"),
             }
         }
-        Outcome { result_selector, result_path, retry, catch }
+        Outcome {
+            result_selector,
+            result_path,
+            retry,
+            catch,
+        }
     }
 
     fn error_equals(&mut self, m: &Map<String, Value>, ptr: &str, last: bool) -> Vec<String> {
         let p = at(ptr, "ErrorEquals");
-        let Some(arr) = m.get("ErrorEquals").and_then(Value::as_array).filter(|a| !a.is_empty()) else {
-            self.err(ptr, SCHEMA, "ErrorEquals must be a non-empty array of error names");
+        let Some(arr) = m
+            .get("ErrorEquals")
+            .and_then(Value::as_array)
+            .filter(|a| !a.is_empty())
+        else {
+            self.err(
+                ptr,
+                SCHEMA,
+                "ErrorEquals must be a non-empty array of error names",
+            );
             return Vec::new();
         };
-        let names: Vec<String> = arr.iter().filter_map(|e| e.as_str().map(str::to_string)).collect();
+        let names: Vec<String> = arr
+            .iter()
+            .filter_map(|e| e.as_str().map(str::to_string))
+            .collect();
         if names.len() != arr.len() {
             self.err(&p, SCHEMA, "ErrorEquals must hold strings");
         }
@@ -654,7 +896,11 @@ impl Cx {
                 self.err(&p, SCHEMA, "States.ALL must appear alone in ErrorEquals");
             }
             if !last {
-                self.err(&p, SCHEMA, "States.ALL must be in the last retrier or catcher");
+                self.err(
+                    &p,
+                    SCHEMA,
+                    "States.ALL must be in the last retrier or catcher",
+                );
             }
         }
         names
@@ -667,17 +913,30 @@ impl Cx {
             Some(cs) if !cs.is_empty() => {
                 for (i, c) in cs.iter().enumerate() {
                     let p = format!("{cptr}/{i}");
-                    let Some(cm) = self.obj(c, &p, "a choice rule") else { continue };
+                    let Some(cm) = self.obj(c, &p, "a choice rule") else {
+                        continue;
+                    };
                     let next = self.string(cm, &p, "Next");
                     if next.is_none() {
                         self.err(&p, SCHEMA, "a choice rule needs Next");
                     }
                     let (rule, assign, output) = if lang == Lang::Jsonata {
-                        self.unknown_fields(cm, &p, &["Condition", "Next", "Assign", "Output", "Comment"], "a JSONata choice rule");
+                        self.unknown_fields(
+                            cm,
+                            &p,
+                            &["Condition", "Next", "Assign", "Output", "Comment"],
+                            "a JSONata choice rule",
+                        );
                         let cond = match cm.get("Condition") {
-                            Some(Value::Bool(_)) | Some(Value::String(_)) => self.template(cm, &p, "Condition", lang),
+                            Some(Value::Bool(_)) | Some(Value::String(_)) => {
+                                self.template(cm, &p, "Condition", lang)
+                            }
                             Some(_) => {
-                                self.err(at(&p, "Condition"), SCHEMA, "Condition must be a boolean or a {% %} expression");
+                                self.err(
+                                    at(&p, "Condition"),
+                                    SCHEMA,
+                                    "Condition must be a boolean or a {% %} expression",
+                                );
                                 None
                             }
                             None => {
@@ -685,32 +944,67 @@ impl Cx {
                                 None
                             }
                         };
-                        (cond.map(ChoiceCond::Condition), self.assign(cm, &p, lang), self.template(cm, &p, "Output", lang))
+                        (
+                            cond.map(ChoiceCond::Condition),
+                            self.assign(cm, &p, lang),
+                            self.template(cm, &p, "Output", lang),
+                        )
                     } else {
-                        (self.rule(cm, &p, true).map(ChoiceCond::Rule), self.assign(cm, &p, lang), None)
+                        (
+                            self.rule(cm, &p, true).map(ChoiceCond::Rule),
+                            self.assign(cm, &p, lang),
+                            None,
+                        )
                     };
                     if let Some(rule) = rule {
-                        choices.push(ChoiceBranch { rule, next: next.unwrap_or_default(), assign, output });
+                        choices.push(ChoiceBranch {
+                            rule,
+                            next: next.unwrap_or_default(),
+                            assign,
+                            output,
+                        });
                     }
                 }
             }
             _ => self.err(ptr, SCHEMA, "Choices must be a non-empty array"),
         }
-        Kind::Choice { choices, default: self.string(m, ptr, "Default") }
+        Kind::Choice {
+            choices,
+            default: self.string(m, ptr, "Default"),
+        }
     }
 
     fn rule(&mut self, m: &Map<String, Value>, ptr: &str, top: bool) -> Option<Rule> {
         for k in m.keys() {
-            let known = matches!(k.as_str(), "Variable" | "And" | "Or" | "Not" | "Comment" | "Assign")
-                || (top && k == "Next")
+            let known = matches!(
+                k.as_str(),
+                "Variable" | "And" | "Or" | "Not" | "Comment" | "Assign"
+            ) || (top && k == "Next")
                 || choice::operator(k).is_some()
-                || matches!(k.as_str(), "StringMatches" | "IsNull" | "IsPresent" | "IsNumeric" | "IsString" | "IsBoolean" | "IsTimestamp");
+                || matches!(
+                    k.as_str(),
+                    "StringMatches"
+                        | "IsNull"
+                        | "IsPresent"
+                        | "IsNumeric"
+                        | "IsString"
+                        | "IsBoolean"
+                        | "IsTimestamp"
+                );
             if !known {
-                self.err(at(ptr, k), SCHEMA, format!("field {k:?} is not supported in a choice rule"));
+                self.err(
+                    at(ptr, k),
+                    SCHEMA,
+                    format!("field {k:?} is not supported in a choice rule"),
+                );
             }
         }
         if !top && m.contains_key("Next") {
-            self.err(at(ptr, "Next"), SCHEMA, "a nested choice rule cannot have Next");
+            self.err(
+                at(ptr, "Next"),
+                SCHEMA,
+                "a nested choice rule cannot have Next",
+            );
         }
         if let Some(v) = m.get("Not") {
             let p = at(ptr, "Not");
@@ -721,7 +1015,11 @@ impl Cx {
             if let Some(v) = m.get(k) {
                 let p = at(ptr, k);
                 let Some(arr) = v.as_array().filter(|a| !a.is_empty()) else {
-                    self.err(&p, SCHEMA, format!("{k} must be a non-empty array of rules"));
+                    self.err(
+                        &p,
+                        SCHEMA,
+                        format!("{k} must be a non-empty array of rules"),
+                    );
                     return None;
                 };
                 let mut rules = Vec::new();
@@ -733,16 +1031,31 @@ impl Cx {
                         }
                     }
                 }
-                return Some(if is_and { Rule::And(rules) } else { Rule::Or(rules) });
+                return Some(if is_and {
+                    Rule::And(rules)
+                } else {
+                    Rule::Or(rules)
+                });
             }
         }
-        let ops: Vec<&String> = m.keys().filter(|k| !matches!(k.as_str(), "Variable" | "Next" | "Comment" | "Assign")).collect();
+        let ops: Vec<&String> = m
+            .keys()
+            .filter(|k| !matches!(k.as_str(), "Variable" | "Next" | "Comment" | "Assign"))
+            .collect();
         if ops.is_empty() {
-            self.err(ptr, SCHEMA, "a choice rule needs a comparison operator, And, Or or Not");
+            self.err(
+                ptr,
+                SCHEMA,
+                "a choice rule needs a comparison operator, And, Or or Not",
+            );
             return None;
         }
         if ops.len() > 1 {
-            self.err(ptr, SCHEMA, "a choice rule has more than one comparison operator");
+            self.err(
+                ptr,
+                SCHEMA,
+                "a choice rule has more than one comparison operator",
+            );
         }
         let variable = match self.path(m, ptr, "Variable") {
             Some(p) => p,
@@ -778,7 +1091,9 @@ impl Cx {
                 }
             },
             _ => {
-                let (Some((kind, cmp)), is_path) = choice::operator(op)? else { return None };
+                let (Some((kind, cmp)), is_path) = choice::operator(op)? else {
+                    return None;
+                };
                 let operand = if is_path {
                     match v.as_str().map(Path::parse) {
                         Some(Ok(path)) => Operand::Path(path),
@@ -796,7 +1111,9 @@ impl Cx {
                         choice::Kind::String => v.is_string(),
                         choice::Kind::Numeric => v.is_number(),
                         choice::Kind::Boolean => v.is_boolean(),
-                        choice::Kind::Timestamp => v.as_str().and_then(choice::parse_timestamp).is_some(),
+                        choice::Kind::Timestamp => {
+                            v.as_str().and_then(choice::parse_timestamp).is_some()
+                        }
                     };
                     if !ok {
                         self.err(&p, SCHEMA, format!("{op} has a value of the wrong type"));
@@ -815,11 +1132,19 @@ impl Cx {
             (Some(p), None) => ("ItemProcessor", p),
             (None, Some(i)) => ("Iterator", i),
             (Some(_), Some(_)) => {
-                self.err(ptr, SCHEMA, "ItemProcessor and Iterator are mutually exclusive");
+                self.err(
+                    ptr,
+                    SCHEMA,
+                    "ItemProcessor and Iterator are mutually exclusive",
+                );
                 ("ItemProcessor", &m["ItemProcessor"])
             }
             (None, None) => {
-                self.err(ptr, SCHEMA, "a Map state needs ItemProcessor (or the legacy Iterator)");
+                self.err(
+                    ptr,
+                    SCHEMA,
+                    "a Map state needs ItemProcessor (or the legacy Iterator)",
+                );
                 return None;
             }
         };
@@ -842,44 +1167,90 @@ impl Cx {
                         };
                         mode = MapMode::Distributed { express };
                     }
-                    Some(other) => self.err(at(&cp, "Mode"), SCHEMA, format!("unknown Mode {other:?}: use INLINE or DISTRIBUTED")),
+                    Some(other) => self.err(
+                        at(&cp, "Mode"),
+                        SCHEMA,
+                        format!("unknown Mode {other:?}: use INLINE or DISTRIBUTED"),
+                    ),
                 }
             }
         }
         let processor = self.machine(pv, &pptr, lang, false)?;
         if m.contains_key("ItemSelector") && m.contains_key("Parameters") {
-            self.err(ptr, SCHEMA, "ItemSelector and Parameters are mutually exclusive");
+            self.err(
+                ptr,
+                SCHEMA,
+                "ItemSelector and Parameters are mutually exclusive",
+            );
         }
-        let item_selector = self.template(m, ptr, "ItemSelector", lang).or_else(|| self.template(m, ptr, "Parameters", lang));
+        let item_selector = self
+            .template(m, ptr, "ItemSelector", lang)
+            .or_else(|| self.template(m, ptr, "Parameters", lang));
         let distributed = matches!(mode, MapMode::Distributed { .. });
         for k in ["ItemReader", "ItemBatcher", "ResultWriter"] {
             if m.contains_key(k) && !distributed {
-                self.err(at(ptr, k), SCHEMA, format!("{k} needs ProcessorConfig Mode DISTRIBUTED"));
+                self.err(
+                    at(ptr, k),
+                    SCHEMA,
+                    format!("{k} needs ProcessorConfig Mode DISTRIBUTED"),
+                );
             }
         }
         let label = self.string(m, ptr, "Label");
         if let Some(l) = &label {
-            let bad = l.is_empty() || l.chars().count() > 40 || l.chars().any(|c| c.is_control() || " ?*<>{}[]:;,\\|^~$#%&`\"".contains(c));
+            let bad = l.is_empty()
+                || l.chars().count() > 40
+                || l.chars()
+                    .any(|c| c.is_control() || " ?*<>{}[]:;,\\|^~$#%&`\"".contains(c));
             if bad {
                 self.err(at(ptr, "Label"), SCHEMA, "Label must be 1 to 40 characters with no spaces, control characters or ?*<>{}[]:;,\\|^~$#%&`\"");
             }
         }
-        let item_reader = m.get("ItemReader").and_then(|v| self.item_reader(v, &at(ptr, "ItemReader"), lang));
+        let item_reader = m
+            .get("ItemReader")
+            .and_then(|v| self.item_reader(v, &at(ptr, "ItemReader"), lang));
         let item_batcher = m.get("ItemBatcher").and_then(|v| {
             let bp = at(ptr, "ItemBatcher");
             let bm = self.obj(v, &bp, "ItemBatcher")?;
-            self.unknown_fields(bm, &bp, &["MaxItemsPerBatch", "MaxItemsPerBatchPath", "MaxInputBytesPerBatch", "MaxInputBytesPerBatchPath", "BatchInput"], "ItemBatcher");
+            self.unknown_fields(
+                bm,
+                &bp,
+                &[
+                    "MaxItemsPerBatch",
+                    "MaxItemsPerBatchPath",
+                    "MaxInputBytesPerBatch",
+                    "MaxInputBytesPerBatchPath",
+                    "BatchInput",
+                ],
+                "ItemBatcher",
+            );
             Some(ItemBatcher {
                 max_items_per_batch: self.num(bm, &bp, "MaxItemsPerBatch", lang, 1.0, None),
-                max_input_bytes_per_batch: self.num(bm, &bp, "MaxInputBytesPerBatch", lang, 1.0, Some(262_144.0)),
+                max_input_bytes_per_batch: self.num(
+                    bm,
+                    &bp,
+                    "MaxInputBytesPerBatch",
+                    lang,
+                    1.0,
+                    Some(262_144.0),
+                ),
                 batch_input: self.template(bm, &bp, "BatchInput", lang),
             })
         });
         let result_writer = m.get("ResultWriter").and_then(|v| {
             let wp = at(ptr, "ResultWriter");
             let wm = self.obj(v, &wp, "ResultWriter")?;
-            let params_key = if lang == Lang::Jsonata { "Arguments" } else { "Parameters" };
-            self.unknown_fields(wm, &wp, &["Resource", params_key, "WriterConfig"], "ResultWriter");
+            let params_key = if lang == Lang::Jsonata {
+                "Arguments"
+            } else {
+                "Parameters"
+            };
+            self.unknown_fields(
+                wm,
+                &wp,
+                &["Resource", params_key, "WriterConfig"],
+                "ResultWriter",
+            );
             Some(ResultWriter {
                 resource: self.string(wm, &wp, "Resource"),
                 parameters: self.template(wm, &wp, params_key, lang),
@@ -889,12 +1260,23 @@ impl Cx {
         Some(Kind::Map(Box::new(MapState {
             processor: Arc::new(processor),
             mode,
-            items_path: if m.contains_key("ItemsPath") { self.path(m, ptr, "ItemsPath") } else { None },
+            items_path: if m.contains_key("ItemsPath") {
+                self.path(m, ptr, "ItemsPath")
+            } else {
+                None
+            },
             items: self.template(m, ptr, "Items", lang),
             item_selector,
             max_concurrency: self.num(m, ptr, "MaxConcurrency", lang, 0.0, None),
             tolerated_failure_count: self.num(m, ptr, "ToleratedFailureCount", lang, 0.0, None),
-            tolerated_failure_percentage: self.num(m, ptr, "ToleratedFailurePercentage", lang, 0.0, Some(100.0)),
+            tolerated_failure_percentage: self.num(
+                m,
+                ptr,
+                "ToleratedFailurePercentage",
+                lang,
+                0.0,
+                Some(100.0),
+            ),
             item_reader,
             item_batcher,
             result_writer,
@@ -905,43 +1287,89 @@ impl Cx {
 
     fn item_reader(&mut self, v: &Value, ptr: &str, lang: Lang) -> Option<ItemReader> {
         let m = self.obj(v, ptr, "ItemReader")?;
-        let params_key = if lang == Lang::Jsonata { "Arguments" } else { "Parameters" };
-        self.unknown_fields(m, ptr, &["Resource", params_key, "ReaderConfig"], "ItemReader");
+        let params_key = if lang == Lang::Jsonata {
+            "Arguments"
+        } else {
+            "Parameters"
+        };
+        self.unknown_fields(
+            m,
+            ptr,
+            &["Resource", params_key, "ReaderConfig"],
+            "ItemReader",
+        );
         let resource = self.string(m, ptr, "Resource").unwrap_or_default();
-        let known = ["arn:aws:states:::s3:listObjectsV2", "arn:aws:states:::s3:getObject"];
+        let known = [
+            "arn:aws:states:::s3:listObjectsV2",
+            "arn:aws:states:::s3:getObject",
+        ];
         if !known.contains(&resource.as_str()) {
-            self.err(at(ptr, "Resource"), SCHEMA, format!("unsupported ItemReader resource {resource:?}: use {}", known.join(" or ")));
+            self.err(
+                at(ptr, "Resource"),
+                SCHEMA,
+                format!(
+                    "unsupported ItemReader resource {resource:?}: use {}",
+                    known.join(" or ")
+                ),
+            );
         }
-        let reader_config = m.get("ReaderConfig").cloned().unwrap_or(Value::Object(Map::new()));
+        let reader_config = m
+            .get("ReaderConfig")
+            .cloned()
+            .unwrap_or(Value::Object(Map::new()));
         let rp = at(ptr, "ReaderConfig");
         let max_items = match reader_config.as_object() {
             Some(rc) => {
                 self.unknown_fields(
                     rc,
                     &rp,
-                    &["InputType", "Transformation", "ManifestType", "CSVDelimiter", "CSVHeaderLocation", "CSVHeaders", "ItemsPointer", "MaxItems", "MaxItemsPath"],
+                    &[
+                        "InputType",
+                        "Transformation",
+                        "ManifestType",
+                        "CSVDelimiter",
+                        "CSVHeaderLocation",
+                        "CSVHeaders",
+                        "ItemsPointer",
+                        "MaxItems",
+                        "MaxItemsPath",
+                    ],
                     "ReaderConfig",
                 );
                 for (k, ok) in [
-                    ("InputType", &["CSV", "JSON", "JSONL", "PARQUET", "MANIFEST"][..]),
-                    ("CSVDelimiter", &["COMMA", "PIPE", "SEMICOLON", "SPACE", "TAB"][..]),
+                    (
+                        "InputType",
+                        &["CSV", "JSON", "JSONL", "PARQUET", "MANIFEST"][..],
+                    ),
+                    (
+                        "CSVDelimiter",
+                        &["COMMA", "PIPE", "SEMICOLON", "SPACE", "TAB"][..],
+                    ),
                     ("CSVHeaderLocation", &["FIRST_ROW", "GIVEN"][..]),
                     ("Transformation", &["NONE", "LOAD_AND_FLATTEN"][..]),
                     ("ManifestType", &["ATHENA_DATA", "S3_INVENTORY"][..]),
                 ] {
                     if let Some(x) = rc.get(k) {
                         if !x.as_str().is_some_and(|s| ok.contains(&s)) {
-                            self.err(at(&rp, k), SCHEMA, format!("{k} must be one of {}", ok.join(", ")));
+                            self.err(
+                                at(&rp, k),
+                                SCHEMA,
+                                format!("{k} must be one of {}", ok.join(", ")),
+                            );
                         }
                     }
                 }
-                if rc.get("CSVHeaderLocation").and_then(Value::as_str) == Some("GIVEN") && !rc.get("CSVHeaders").is_some_and(Value::is_array) {
+                if rc.get("CSVHeaderLocation").and_then(Value::as_str) == Some("GIVEN")
+                    && !rc.get("CSVHeaders").is_some_and(Value::is_array)
+                {
                     self.err(&rp, SCHEMA, "CSVHeaderLocation GIVEN needs CSVHeaders");
                 }
                 // MaxItems is checked at run time, where AWS checks it.
                 match (rc.get("MaxItems"), rc.get("MaxItemsPath")) {
                     (_, Some(_)) => self.path(rc, &rp, "MaxItemsPath").map(Num::Path),
-                    (Some(Value::String(s)), None) if lang == Lang::Jsonata => shoal_expr::jsonata::compile(s).ok().map(Num::Expr),
+                    (Some(Value::String(s)), None) if lang == Lang::Jsonata => {
+                        shoal_expr::jsonata::compile(s).ok().map(Num::Expr)
+                    }
                     (Some(n), None) => n.as_f64().map(Num::Lit),
                     _ => None,
                 }
@@ -951,7 +1379,14 @@ impl Cx {
                 None
             }
         };
-        Some(ItemReader { resource, parameters: self.template(m, ptr, params_key, lang).unwrap_or(Template::Literal(Value::Object(Map::new()))), reader_config, max_items })
+        Some(ItemReader {
+            resource,
+            parameters: self
+                .template(m, ptr, params_key, lang)
+                .unwrap_or(Template::Literal(Value::Object(Map::new()))),
+            reader_config,
+            max_items,
+        })
     }
 }
 

@@ -5,8 +5,8 @@ use anyhow::Result;
 use serde_json::Value;
 use shoal_asl::StateMachine;
 use shoal_engine::{Effect, Event, Execution, ExecutionInfo, Failure, Outcome, SplitMix};
-use std::collections::{BinaryHeap, VecDeque};
 use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -21,13 +21,23 @@ fn wall_ms() -> i64 {
 }
 
 pub fn run(machine: StateMachine, sm_name: &str, input: Value, opts: &Options) -> Result<Outcome> {
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0) ^ u64::from(std::process::id());
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ u64::from(std::process::id());
     let entropy = SplitMix::new(seed);
-    let name = opts.name.clone().unwrap_or_else(|| shoal_expr::uuid_v4(&entropy));
+    let name = opts
+        .name
+        .clone()
+        .unwrap_or_else(|| shoal_expr::uuid_v4(&entropy));
     let start = wall_ms();
     let info = ExecutionInfo::local(sm_name, &name, start, false, &entropy);
     let mut exec = Execution::new(Arc::new(machine), info, input, Box::new(entropy));
-    let buckets = opts.buckets.as_ref().map(shoal_connectors::LocalBuckets::new);
+    let buckets = opts
+        .buckets
+        .as_ref()
+        .map(shoal_connectors::LocalBuckets::new);
     let mut clock = start;
     let mut timers: BinaryHeap<Reverse<(i64, u64)>> = BinaryHeap::new();
     let mut queue: VecDeque<Event> = VecDeque::from([Event::Start]);

@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "shoal", version, about = "Run AWS Step Functions state machines locally")]
+#[command(
+    name = "shoal",
+    version,
+    about = "Run AWS Step Functions state machines locally"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -60,9 +64,12 @@ fn main() -> ExitCode {
 }
 
 fn read_definition(path: &PathBuf, subs: &[String]) -> Result<String> {
-    let mut text = std::fs::read_to_string(path).with_context(|| format!("cannot read definition {}", path.display()))?;
+    let mut text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read definition {}", path.display()))?;
     for s in subs {
-        let Some((k, v)) = s.split_once('=') else { bail!("--substitute takes K=V, got {s:?}") };
+        let Some((k, v)) = s.split_once('=') else {
+            bail!("--substitute takes K=V, got {s:?}")
+        };
         text = text.replace(&format!("${{{k}}}"), v);
     }
     Ok(text)
@@ -79,15 +86,30 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     .map(|d| json!({"severity": "ERROR", "code": d.code, "message": d.message, "location": d.pointer}))
                     .collect();
                 let result = if parsed.is_valid() { "OK" } else { "FAIL" };
-                println!("{}", json!({"result": result, "diagnostics": diags, "truncated": false}));
+                println!(
+                    "{}",
+                    json!({"result": result, "diagnostics": diags, "truncated": false})
+                );
             } else {
                 for d in &parsed.diagnostics {
                     println!("{d}");
                 }
             }
-            Ok(if parsed.is_valid() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if parsed.is_valid() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
-        Cmd::Run { definition, input, json, buckets, fast_forward, name, substitute } => {
+        Cmd::Run {
+            definition,
+            input,
+            json,
+            buckets,
+            fast_forward,
+            name,
+            substitute,
+        } => {
             let parsed = shoal_asl::parse(&read_definition(&definition, &substitute)?);
             let Some(machine) = parsed.machine.filter(|_| parsed.diagnostics.is_empty()) else {
                 for d in &parsed.diagnostics {
@@ -96,12 +118,22 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 bail!("invalid definition {}", definition.display());
             };
             let input_text = match input.strip_prefix('@') {
-                Some(file) => std::fs::read_to_string(file).with_context(|| format!("cannot read input file {file}"))?,
+                Some(file) => std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read input file {file}"))?,
                 None => input,
             };
-            let input: Value = serde_json::from_str(&input_text).context("the input is not valid JSON")?;
-            let sm_name = definition.file_stem().and_then(|s| s.to_str()).unwrap_or("state-machine").to_string();
-            let opts = drive::Options { buckets, fast_forward, name };
+            let input: Value =
+                serde_json::from_str(&input_text).context("the input is not valid JSON")?;
+            let sm_name = definition
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("state-machine")
+                .to_string();
+            let opts = drive::Options {
+                buckets,
+                fast_forward,
+                name,
+            };
             let outcome = drive::run(machine, &sm_name, input, &opts)?;
             Ok(print_outcome(outcome, json))
         }
@@ -120,12 +152,18 @@ fn print_outcome(outcome: shoal_engine::Outcome, json: bool) -> ExitCode {
         }
         shoal_engine::Outcome::Failed(f) => {
             if json {
-                println!("{}", json!({"status": "FAILED", "error": f.error, "cause": f.cause}));
+                println!(
+                    "{}",
+                    json!({"status": "FAILED", "error": f.error, "cause": f.cause})
+                );
             } else {
-                eprintln!("execution failed: {}: {}", f.error, f.cause.as_deref().unwrap_or(""));
+                eprintln!(
+                    "execution failed: {}: {}",
+                    f.error,
+                    f.cause.as_deref().unwrap_or("")
+                );
             }
             ExitCode::from(1)
         }
     }
 }
-

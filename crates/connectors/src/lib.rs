@@ -20,7 +20,10 @@ pub enum Error {
     #[error("no buckets folder is configured (pass --buckets DIR)")]
     NoBuckets,
     #[error("i/o error on {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -42,7 +45,12 @@ pub struct LocalBuckets {
 
 /// Rejects keys that could leave the bucket folder.
 pub fn check_key(key: &str) -> Result<()> {
-    let bad = |why| Err(Error::InvalidKey { key: key.to_string(), why });
+    let bad = |why| {
+        Err(Error::InvalidKey {
+            key: key.to_string(),
+            why,
+        })
+    };
     if key.is_empty() {
         return bad("it is empty");
     }
@@ -52,14 +60,22 @@ pub fn check_key(key: &str) -> Result<()> {
     if key.starts_with('/') || key.starts_with('\\') || Path::new(key).is_absolute() {
         return bad("it is an absolute path");
     }
-    if Path::new(key).components().any(|c| !matches!(c, Component::Normal(_))) || key.split('/').any(|p| p == "..") {
+    if Path::new(key)
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+        || key.split('/').any(|p| p == "..")
+    {
         return bad("it contains '..' or '.' segments");
     }
     Ok(())
 }
 
 fn check_bucket(bucket: &str) -> Result<()> {
-    let ok = !bucket.is_empty() && bucket.len() <= 255 && !bucket.contains(['/', '\\', '\0']) && bucket != "." && bucket != "..";
+    let ok = !bucket.is_empty()
+        && bucket.len() <= 255
+        && !bucket.contains(['/', '\\', '\0'])
+        && bucket != "."
+        && bucket != "..";
     if ok {
         Ok(())
     } else {
@@ -68,7 +84,10 @@ fn check_bucket(bucket: &str) -> Result<()> {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.display().to_string(), source }
+    move |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 impl LocalBuckets {
@@ -90,7 +109,10 @@ impl LocalBuckets {
         let path = self.bucket_dir(bucket)?.join(key);
         match std::fs::read(&path) {
             Ok(b) => Ok(b),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NoSuchKey { bucket: bucket.into(), key: key.into() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NoSuchKey {
+                bucket: bucket.into(),
+                key: key.into(),
+            }),
             Err(e) => Err(io(&path)(e)),
         }
     }
@@ -121,16 +143,27 @@ impl LocalBuckets {
                     stack.push(path);
                     continue;
                 }
-                let Ok(rel) = path.strip_prefix(&dir) else { continue };
+                let Ok(rel) = path.strip_prefix(&dir) else {
+                    continue;
+                };
                 let key = rel.to_string_lossy().replace('\\', "/");
                 if !key.starts_with(prefix) || key.contains(".shoal-tmp-") {
                     continue;
                 }
                 let md = entry.metadata().map_err(io(&path))?;
-                let last_modified = md.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs() as i64);
+                let last_modified = md
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_secs() as i64);
                 // A cheap, stable ETag: size and mtime, since hashing every object would read it.
                 let etag = format!("\"{:x}{:016x}\"", md.len(), last_modified);
-                out.push(ObjectMeta { key, size: md.len(), etag, last_modified });
+                out.push(ObjectMeta {
+                    key,
+                    size: md.len(),
+                    etag,
+                    last_modified,
+                });
             }
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
@@ -160,7 +193,12 @@ mod tests {
         b.put("b", "p/x.json", b"[1]").unwrap();
         b.put("b", "q.json", b"[2]").unwrap();
         assert_eq!(b.get("b", "p/x.json").unwrap(), b"[1]");
-        let keys: Vec<String> = b.list("b", "p/").unwrap().into_iter().map(|m| m.key).collect();
+        let keys: Vec<String> = b
+            .list("b", "p/")
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
         assert_eq!(keys, ["p/x.json"]);
         assert!(matches!(b.get("b", "nope"), Err(Error::NoSuchKey { .. })));
         assert!(matches!(b.get("nob", "x"), Err(Error::NoSuchBucket(_))));

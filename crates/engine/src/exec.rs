@@ -28,10 +28,19 @@ const ACCOUNT: &str = "123456789012";
 
 impl ExecutionInfo {
     /// AWS-shaped ARNs for a local execution.
-    pub fn local(state_machine: &str, name: &str, start_time_ms: i64, express: bool, entropy: &dyn Entropy) -> ExecutionInfo {
+    pub fn local(
+        state_machine: &str,
+        name: &str,
+        start_time_ms: i64,
+        express: bool,
+        entropy: &dyn Entropy,
+    ) -> ExecutionInfo {
         let sm_arn = format!("arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{state_machine}");
         let execution_arn = if express {
-            format!("arn:aws:states:{REGION}:{ACCOUNT}:express:{state_machine}:{name}:{}", shoal_expr::uuid_v4(entropy))
+            format!(
+                "arn:aws:states:{REGION}:{ACCOUNT}:express:{state_machine}:{name}:{}",
+                shoal_expr::uuid_v4(entropy)
+            )
         } else {
             format!("arn:aws:states:{REGION}:{ACCOUNT}:execution:{state_machine}:{name}")
         };
@@ -49,7 +58,10 @@ impl ExecutionInfo {
 
 /// Milliseconds since the epoch as AWS's ISO-8601 text.
 pub fn iso_time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
 }
 
 type FrameId = usize;
@@ -81,7 +93,10 @@ enum Wait {
 }
 
 enum AfterTimer {
-    Proceed { output: Value, assigned: Option<Map<String, Value>> },
+    Proceed {
+        output: Value,
+        assigned: Option<Map<String, Value>>,
+    },
     Retry,
 }
 
@@ -99,7 +114,11 @@ struct Join {
 
 /// The result of running one state until it completes or blocks.
 enum Step {
-    Advance { output: Value, next: Option<String>, assigned: Option<Map<String, Value>> },
+    Advance {
+        output: Value,
+        next: Option<String>,
+        assigned: Option<Map<String, Value>>,
+    },
     Block,
     Fail(Failure),
 }
@@ -167,7 +186,12 @@ fn entered_kind(k: &Kind) -> (&'static str, &'static str) {
 }
 
 impl Execution {
-    pub fn new(machine: Arc<StateMachine>, info: ExecutionInfo, input: Value, entropy: Box<dyn Entropy>) -> Execution {
+    pub fn new(
+        machine: Arc<StateMachine>,
+        info: ExecutionInfo,
+        input: Value,
+        entropy: Box<dyn Entropy>,
+    ) -> Execution {
         let root = Frame {
             current: machine.start_at.clone(),
             graph: machine.clone(),
@@ -216,26 +240,47 @@ impl Execution {
         self.now_ms = now_ms;
         match event {
             Event::Start => {
-                self.record("ExecutionStarted", json!({"input": compact(&self.input), "roleArn": self.info.role_arn}));
+                self.record(
+                    "ExecutionStarted",
+                    json!({"input": compact(&self.input), "roleArn": self.info.role_arn}),
+                );
                 if let Some(t) = self.timeout_seconds {
                     let id = self.effect_id();
                     self.timeout_timer = Some(id);
-                    self.effects.push(Effect::Timer { id, fire_at_ms: now_ms + t as i64 * 1000 });
+                    self.effects.push(Effect::Timer {
+                        id,
+                        fire_at_ms: now_ms + t as i64 * 1000,
+                    });
                 }
                 self.ready.push_back(0);
             }
             Event::TimerFired { id } if Some(id) == self.timeout_timer => {
-                self.finish(Outcome::Failed(Failure { error: errors::TIMEOUT.into(), cause: None }));
+                self.finish(Outcome::Failed(Failure {
+                    error: errors::TIMEOUT.into(),
+                    cause: None,
+                }));
                 return Ok(std::mem::take(&mut self.effects));
             }
             Event::TimerFired { id } => {
-                let fid = self.waiting.remove(&id).ok_or(crate::Error::UnknownEffect(id))?;
-                let Status::Waiting(Wait::Timer(after)) = std::mem::replace(&mut self.frames[fid].status, Status::Ready) else {
+                let fid = self
+                    .waiting
+                    .remove(&id)
+                    .ok_or(crate::Error::UnknownEffect(id))?;
+                let Status::Waiting(Wait::Timer(after)) =
+                    std::mem::replace(&mut self.frames[fid].status, Status::Ready)
+                else {
                     return Err(crate::Error::UnknownEffect(id));
                 };
                 match after {
                     AfterTimer::Proceed { output, assigned } => {
-                        self.after_step(fid, Step::Advance { output, next: None, assigned });
+                        self.after_step(
+                            fid,
+                            Step::Advance {
+                                output,
+                                next: None,
+                                assigned,
+                            },
+                        );
                     }
                     AfterTimer::Retry => self.ready.push_back(fid),
                 }
@@ -263,7 +308,10 @@ impl Execution {
     }
 
     fn take_waiting(&mut self, id: EffectId) -> crate::Result<FrameId> {
-        let fid = self.waiting.remove(&id).ok_or(crate::Error::UnknownEffect(id))?;
+        let fid = self
+            .waiting
+            .remove(&id)
+            .ok_or(crate::Error::UnknownEffect(id))?;
         self.frames[fid].status = Status::Ready;
         Ok(fid)
     }
@@ -276,14 +324,24 @@ impl Execution {
 
     fn record(&mut self, kind: &'static str, details: Value) -> u64 {
         let id = self.history.len() as u64 + 1;
-        self.history.push(HistoryEvent { id, timestamp_ms: self.now_ms, kind, details });
+        self.history.push(HistoryEvent {
+            id,
+            timestamp_ms: self.now_ms,
+            kind,
+            details,
+        });
         id
     }
 
     fn finish(&mut self, outcome: Outcome) {
         match &outcome {
-            Outcome::Succeeded(v) => self.record("ExecutionSucceeded", json!({"output": compact(v)})),
-            Outcome::Failed(f) => self.record("ExecutionFailed", json!({"error": f.error, "cause": f.cause})),
+            Outcome::Succeeded(v) => {
+                self.record("ExecutionSucceeded", json!({"output": compact(v)}))
+            }
+            Outcome::Failed(f) => self.record(
+                "ExecutionFailed",
+                json!({"error": f.error, "cause": f.cause}),
+            ),
         };
         self.effects.push(Effect::Complete(outcome.clone()));
         self.outcome = Some(outcome);
@@ -306,7 +364,11 @@ impl Execution {
         match step {
             Step::Block => {}
             Step::Fail(f) => self.fail_state(fid, f),
-            Step::Advance { output, next, assigned } => {
+            Step::Advance {
+                output,
+                next,
+                assigned,
+            } => {
                 let g = self.frames[fid].graph.clone();
                 let st = &g.states[&self.frames[fid].current];
                 if let Some(a) = assigned {
@@ -346,7 +408,9 @@ impl Execution {
     }
 
     fn child_done(&mut self, parent: FrameId, slot: usize, result: Result<Value, Failure>) {
-        let Status::Waiting(Wait::Join(join)) = &mut self.frames[parent].status else { return };
+        let Status::Waiting(Wait::Join(join)) = &mut self.frames[parent].status else {
+            return;
+        };
         join.running -= 1;
         let mut failure = None;
         match result {
@@ -356,11 +420,20 @@ impl Execution {
                 let total = join.results.len().max(1) as f64;
                 let tolerated = join.tolerated_count.is_some() || join.tolerated_pct.is_some();
                 let over_count = join.failed as f64 > join.tolerated_count.unwrap_or(0.0);
-                let over_pct = join.failed as f64 * 100.0 / total > join.tolerated_pct.unwrap_or(0.0);
+                let over_pct =
+                    join.failed as f64 * 100.0 / total > join.tolerated_pct.unwrap_or(0.0);
                 if !join.is_map || !tolerated {
                     failure = Some(f);
-                } else if over_count && over_pct || (join.tolerated_count.is_some() && join.tolerated_pct.is_none() && over_count) || (join.tolerated_pct.is_some() && join.tolerated_count.is_none() && over_pct) {
-                    failure = Some(Failure::new(errors::EXCEED_TOLERATED_FAILURE_THRESHOLD, "The specified tolerated failure threshold was exceeded"));
+                } else if over_count && over_pct
+                    || (join.tolerated_count.is_some()
+                        && join.tolerated_pct.is_none()
+                        && over_count)
+                    || (join.tolerated_pct.is_some() && join.tolerated_count.is_none() && over_pct)
+                {
+                    failure = Some(Failure::new(
+                        errors::EXCEED_TOLERATED_FAILURE_THRESHOLD,
+                        "The specified tolerated failure threshold was exceeded",
+                    ));
                 } else {
                     join.results[slot] = Some(json!({"Error": f.error, "Cause": f.cause}));
                 }
@@ -382,11 +455,23 @@ impl Execution {
             return;
         }
         if join.running == 0 {
-            let Status::Waiting(Wait::Join(join)) = std::mem::replace(&mut self.frames[parent].status, Status::Ready) else { return };
-            let results: Vec<Value> = join.results.into_iter().map(|r| r.unwrap_or(Value::Null)).collect();
+            let Status::Waiting(Wait::Join(join)) =
+                std::mem::replace(&mut self.frames[parent].status, Status::Ready)
+            else {
+                return;
+            };
+            let results: Vec<Value> = join
+                .results
+                .into_iter()
+                .map(|r| r.unwrap_or(Value::Null))
+                .collect();
             let g = self.frames[parent].graph.clone();
             let st = &g.states[&self.frames[parent].current];
-            let ended = if join.is_map { "MapStateSucceeded" } else { "ParallelStateSucceeded" };
+            let ended = if join.is_map {
+                "MapStateSucceeded"
+            } else {
+                "ParallelStateSucceeded"
+            };
             self.record(ended, json!({}));
             let step = self.finish_result(parent, st, &join.raw_input, Value::Array(results));
             self.after_step(parent, step);
@@ -404,7 +489,13 @@ impl Execution {
         }
     }
 
-    fn spawn(&mut self, parent: FrameId, slot: usize, graph: Arc<StateMachine>, input: Value) -> FrameId {
+    fn spawn(
+        &mut self,
+        parent: FrameId,
+        slot: usize,
+        graph: Arc<StateMachine>,
+        input: Value,
+    ) -> FrameId {
         let fid = self.frames.len();
         self.frames.push(Frame {
             current: graph.start_at.clone(),
@@ -447,7 +538,10 @@ impl Execution {
 
     /// Prefixes a cause the way AWS reports failures of the engine's own evaluation.
     fn located(&self, fid: FrameId, f: Failure) -> Failure {
-        if f.error != errors::RUNTIME && f.error != errors::QUERY_EVALUATION_ERROR && f.error != errors::INTRINSIC_FAILURE {
+        if f.error != errors::RUNTIME
+            && f.error != errors::QUERY_EVALUATION_ERROR
+            && f.error != errors::INTRINSIC_FAILURE
+        {
             return f;
         }
         let fr = &self.frames[fid];
@@ -457,22 +551,46 @@ impl Execution {
             fr.entered_event,
             f.cause.unwrap_or_default()
         );
-        Failure { error: f.error, cause: Some(cause) }
+        Failure {
+            error: f.error,
+            cause: Some(cause),
+        }
     }
 
-    fn scope_eval<T>(&self, fid: FrameId, input: &Value, ctx: &Value, f: impl FnOnce(&Scope) -> T) -> T {
+    fn scope_eval<T>(
+        &self,
+        fid: FrameId,
+        input: &Value,
+        ctx: &Value,
+        f: impl FnOnce(&Scope) -> T,
+    ) -> T {
         let vars = self.vars(fid);
-        let scope = Scope { input, context: ctx, vars: &vars, entropy: self.entropy.as_ref() };
+        let scope = Scope {
+            input,
+            context: ctx,
+            vars: &vars,
+            entropy: self.entropy.as_ref(),
+        };
         f(&scope)
     }
 
     fn jsonata_eval<T>(&self, fid: FrameId, states: Value, f: impl FnOnce(&Bindings) -> T) -> T {
         let vars = self.vars(fid);
-        let b = Bindings { states, vars: &vars, entropy: self.entropy.as_ref() };
+        let b = Bindings {
+            states,
+            vars: &vars,
+            entropy: self.entropy.as_ref(),
+        };
         f(&b)
     }
 
-    fn states_var(&self, input: &Value, ctx: &Value, result: Option<&Value>, error_output: Option<&Value>) -> Value {
+    fn states_var(
+        &self,
+        input: &Value,
+        ctx: &Value,
+        result: Option<&Value>,
+        error_output: Option<&Value>,
+    ) -> Value {
         let mut m = Map::new();
         m.insert("input".into(), input.clone());
         m.insert("context".into(), ctx.clone());
@@ -485,19 +603,38 @@ impl Execution {
         Value::Object(m)
     }
 
-    fn data_path(&self, fid: FrameId, dp: &DataPath, v: &Value, ctx: &Value, field: &str) -> Result<Value, Failure> {
+    fn data_path(
+        &self,
+        fid: FrameId,
+        dp: &DataPath,
+        v: &Value,
+        ctx: &Value,
+        field: &str,
+    ) -> Result<Value, Failure> {
         match dp {
             DataPath::Whole => Ok(v.clone()),
             DataPath::Null => Ok(json!({})),
-            DataPath::Path(p) => self.scope_eval(fid, v, ctx, |s| s.resolve(p)).ok_or_else(|| {
-                let _ = field;
-                Failure::runtime(format!("Invalid path '{}' : No results for path: {}", p.text(), bracket_path(p)))
-            }),
+            DataPath::Path(p) => self
+                .scope_eval(fid, v, ctx, |s| s.resolve(p))
+                .ok_or_else(|| {
+                    let _ = field;
+                    Failure::runtime(format!(
+                        "Invalid path '{}' : No results for path: {}",
+                        p.text(),
+                        bracket_path(p)
+                    ))
+                }),
         }
     }
 
     /// Evaluates `Assign` into a fresh map; it is applied when the state completes.
-    fn assign_jsonpath(&self, fid: FrameId, t: Option<&Template>, input: &Value, ctx: &Value) -> Result<Option<Map<String, Value>>, Failure> {
+    fn assign_jsonpath(
+        &self,
+        fid: FrameId,
+        t: Option<&Template>,
+        input: &Value,
+        ctx: &Value,
+    ) -> Result<Option<Map<String, Value>>, Failure> {
         let Some(t) = t else { return Ok(None) };
         match self.scope_eval(fid, input, ctx, |s| t.eval(s))? {
             Value::Object(m) => Ok(Some(m)),
@@ -505,7 +642,12 @@ impl Execution {
         }
     }
 
-    fn assign_jsonata(&self, fid: FrameId, t: Option<&Template>, states: &Value) -> Result<Option<Map<String, Value>>, Failure> {
+    fn assign_jsonata(
+        &self,
+        fid: FrameId,
+        t: Option<&Template>,
+        states: &Value,
+    ) -> Result<Option<Map<String, Value>>, Failure> {
         let Some(t) = t else { return Ok(None) };
         match self.jsonata_eval(fid, states.clone(), |b| t.eval_jsonata(b, "Assign"))? {
             Value::Object(m) => Ok(Some(m)),
@@ -516,10 +658,16 @@ impl Execution {
     fn run_state(&mut self, fid: FrameId) -> Step {
         let g = self.frames[fid].graph.clone();
         let Some(st) = g.states.get(&self.frames[fid].current) else {
-            return Step::Fail(Failure::runtime(format!("state {:?} does not exist", self.frames[fid].current)));
+            return Step::Fail(Failure::runtime(format!(
+                "state {:?} does not exist",
+                self.frames[fid].current
+            )));
         };
         self.frames[fid].entered_ms = self.now_ms;
-        let ev = self.record(entered_kind(&st.kind).0, json!({"name": st.name, "input": compact(&self.frames[fid].input)}));
+        let ev = self.record(
+            entered_kind(&st.kind).0,
+            json!({"name": st.name, "input": compact(&self.frames[fid].input)}),
+        );
         self.frames[fid].entered_event = ev;
         match self.state_body(fid, st) {
             Ok(step) => step,
@@ -531,9 +679,15 @@ impl Execution {
         let raw = self.frames[fid].input.clone();
         let ctx = self.context(fid, st);
         let jsonata = st.lang == Lang::Jsonata;
-        let effective = if jsonata { raw.clone() } else { self.data_path(fid, &st.input_path, &raw, &ctx, "InputPath")? };
+        let effective = if jsonata {
+            raw.clone()
+        } else {
+            self.data_path(fid, &st.input_path, &raw, &ctx, "InputPath")?
+        };
         match &st.kind {
-            Kind::Pass { result, parameters, .. } => {
+            Kind::Pass {
+                result, parameters, ..
+            } => {
                 if jsonata {
                     return self.finish_plain(fid, st, &raw, &ctx, None);
                 }
@@ -545,33 +699,54 @@ impl Execution {
                 Ok(self.finish_result(fid, st, &raw, r))
             }
             Kind::Succeed | Kind::Wait { .. } | Kind::Choice { .. } if !jsonata => {
-                let output = self.data_path(fid, &st.output_path, &effective, &ctx, "OutputPath")?;
+                let output =
+                    self.data_path(fid, &st.output_path, &effective, &ctx, "OutputPath")?;
                 let (next, branch) = self.choose(fid, st, &effective, &ctx)?.unzip();
-                let assign_t = branch.flatten().and_then(|b| b.assign.as_ref()).or(st.assign.as_ref());
+                let assign_t = branch
+                    .flatten()
+                    .and_then(|b| b.assign.as_ref())
+                    .or(st.assign.as_ref());
                 let assigned = self.assign_jsonpath(fid, assign_t, &effective, &ctx)?;
                 if let Kind::Wait { wait } = &st.kind {
                     return self.wait(fid, wait, &effective, &ctx, output, assigned);
                 }
-                Ok(Step::Advance { output, next, assigned })
+                Ok(Step::Advance {
+                    output,
+                    next,
+                    assigned,
+                })
             }
             Kind::Succeed | Kind::Wait { .. } | Kind::Choice { .. } => {
                 let states = self.states_var(&raw, &ctx, None, None);
                 let (next, branch) = self.choose(fid, st, &raw, &ctx)?.unzip();
                 let branch = branch.flatten();
-                let assign_t = branch.and_then(|b| b.assign.as_ref()).or(st.assign.as_ref());
-                let output_t = branch.and_then(|b| b.output.as_ref()).or(st.output.as_ref());
+                let assign_t = branch
+                    .and_then(|b| b.assign.as_ref())
+                    .or(st.assign.as_ref());
+                let output_t = branch
+                    .and_then(|b| b.output.as_ref())
+                    .or(st.output.as_ref());
                 let output = match output_t {
-                    Some(t) => self.jsonata_eval(fid, states.clone(), |b| t.eval_jsonata(b, "Output"))?,
+                    Some(t) => {
+                        self.jsonata_eval(fid, states.clone(), |b| t.eval_jsonata(b, "Output"))?
+                    }
                     None => raw.clone(),
                 };
                 let assigned = self.assign_jsonata(fid, assign_t, &states)?;
                 if let Kind::Wait { wait } = &st.kind {
                     return self.wait(fid, wait, &raw, &ctx, output, assigned);
                 }
-                Ok(Step::Advance { output, next, assigned })
+                Ok(Step::Advance {
+                    output,
+                    next,
+                    assigned,
+                })
             }
             Kind::Fail { error, cause } => {
-                let text = |this: &Self, t: &Option<Text>, field: &str| -> Result<Option<String>, Failure> {
+                let text = |this: &Self,
+                            t: &Option<Text>,
+                            field: &str|
+                 -> Result<Option<String>, Failure> {
                     Ok(match t {
                         None => None,
                         Some(Text::Lit(s)) => Some(s.clone()),
@@ -591,38 +766,80 @@ impl Execution {
                 };
                 let error = text(self, error, "Error")?;
                 let cause = text(self, cause, "Cause")?;
-                Err(Failure { error: error.unwrap_or_default(), cause })
+                Err(Failure {
+                    error: error.unwrap_or_default(),
+                    cause,
+                })
             }
-            Kind::Task { resource, parameters, timeout, heartbeat, .. } => {
+            Kind::Task {
+                resource,
+                parameters,
+                timeout,
+                heartbeat,
+                ..
+            } => {
                 let states = self.states_var(&raw, &ctx, None, None);
                 let input = match parameters {
-                    Some(p) if jsonata => self.jsonata_eval(fid, states, |b| p.eval_jsonata(b, "Arguments"))?,
+                    Some(p) if jsonata => {
+                        self.jsonata_eval(fid, states, |b| p.eval_jsonata(b, "Arguments"))?
+                    }
                     Some(p) => self.scope_eval(fid, &effective, &ctx, |s| p.eval(s))?,
                     None => effective.clone(),
                 };
-                let timeout_seconds = self.num(fid, timeout.as_ref(), &effective, &ctx, "TimeoutSeconds")?;
-                let heartbeat_seconds = self.num(fid, heartbeat.as_ref(), &effective, &ctx, "HeartbeatSeconds")?;
+                let timeout_seconds =
+                    self.num(fid, timeout.as_ref(), &effective, &ctx, "TimeoutSeconds")?;
+                let heartbeat_seconds = self.num(
+                    fid,
+                    heartbeat.as_ref(),
+                    &effective,
+                    &ctx,
+                    "HeartbeatSeconds",
+                )?;
                 let id = self.effect_id();
-                self.record("TaskScheduled", json!({"resource": resource, "parameters": compact(&input)}));
-                self.effects.push(Effect::Invoke { id, state: st.name.clone(), resource: resource.clone(), input, timeout_seconds, heartbeat_seconds });
+                self.record(
+                    "TaskScheduled",
+                    json!({"resource": resource, "parameters": compact(&input)}),
+                );
+                self.effects.push(Effect::Invoke {
+                    id,
+                    state: st.name.clone(),
+                    resource: resource.clone(),
+                    input,
+                    timeout_seconds,
+                    heartbeat_seconds,
+                });
                 self.waiting.insert(id, fid);
                 self.frames[fid].status = Status::Waiting(Wait::Task);
                 Ok(Step::Block)
             }
-            Kind::Parallel { branches, parameters, .. } => {
+            Kind::Parallel {
+                branches,
+                parameters,
+                ..
+            } => {
                 let input = match parameters {
-                    Some(p) if jsonata => self.jsonata_eval(fid, self.states_var(&raw, &ctx, None, None), |b| p.eval_jsonata(b, "Arguments"))?,
+                    Some(p) if jsonata => {
+                        self.jsonata_eval(fid, self.states_var(&raw, &ctx, None, None), |b| {
+                            p.eval_jsonata(b, "Arguments")
+                        })?
+                    }
                     Some(p) => self.scope_eval(fid, &effective, &ctx, |s| p.eval(s))?,
                     None => effective,
                 };
                 self.record("ParallelStateStarted", json!({}));
-                let pending = branches.iter().enumerate().map(|(i, b)| (i, b.clone(), input.clone())).collect();
+                let pending = branches
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| (i, b.clone(), input.clone()))
+                    .collect();
                 Ok(self.join(fid, false, raw, pending, branches.len(), 0, None, None))
             }
             Kind::Map(m) => {
                 if let Some(reader) = &m.item_reader {
                     let parameters = if jsonata {
-                        self.jsonata_eval(fid, self.states_var(&raw, &ctx, None, None), |b| reader.parameters.eval_jsonata(b, "Arguments"))?
+                        self.jsonata_eval(fid, self.states_var(&raw, &ctx, None, None), |b| {
+                            reader.parameters.eval_jsonata(b, "Arguments")
+                        })?
                     } else {
                         self.scope_eval(fid, &effective, &ctx, |s| reader.parameters.eval(s))?
                     };
@@ -641,7 +858,13 @@ impl Execution {
                         }
                     }
                     let id = self.effect_id();
-                    self.effects.push(Effect::ReadItems { id, state: st.name.clone(), resource: reader.resource.clone(), parameters, reader_config });
+                    self.effects.push(Effect::ReadItems {
+                        id,
+                        state: st.name.clone(),
+                        resource: reader.resource.clone(),
+                        parameters,
+                        reader_config,
+                    });
                     self.waiting.insert(id, fid);
                     self.frames[fid].status = Status::Waiting(Wait::Items);
                     return Ok(Step::Block);
@@ -652,8 +875,16 @@ impl Execution {
     }
 
     /// The Choice decision: Some((next, the matching rule, None for Default)), or None for other states.
-    fn choose<'s>(&self, fid: FrameId, st: &'s State, input: &Value, ctx: &Value) -> Result<Option<(String, Option<&'s ChoiceBranch>)>, Failure> {
-        let Kind::Choice { choices, default } = &st.kind else { return Ok(None) };
+    fn choose<'s>(
+        &self,
+        fid: FrameId,
+        st: &'s State,
+        input: &Value,
+        ctx: &Value,
+    ) -> Result<Option<(String, Option<&'s ChoiceBranch>)>, Failure> {
+        let Kind::Choice { choices, default } = &st.kind else {
+            return Ok(None);
+        };
         for c in choices {
             let hit = match &c.rule {
                 ChoiceCond::Rule(r) => self.scope_eval(fid, input, ctx, |s| r.eval(s))?,
@@ -676,18 +907,39 @@ impl Execution {
         }
         match default {
             Some(d) => Ok(Some((d.clone(), None))),
-            None => Err(Failure::new(errors::NO_CHOICE_MATCHED, format!("No Matches! for state input {}", compact(input)))),
+            None => Err(Failure::new(
+                errors::NO_CHOICE_MATCHED,
+                format!("No Matches! for state input {}", compact(input)),
+            )),
         }
     }
 
-    fn wait(&mut self, fid: FrameId, wait: &WaitFor, input: &Value, ctx: &Value, output: Value, assigned: Option<Map<String, Value>>) -> Result<Step, Failure> {
+    fn wait(
+        &mut self,
+        fid: FrameId,
+        wait: &WaitFor,
+        input: &Value,
+        ctx: &Value,
+        output: Value,
+        assigned: Option<Map<String, Value>>,
+    ) -> Result<Step, Failure> {
         let now = self.now_ms;
         let fire_at_ms = match wait {
-            WaitFor::Seconds(n) => now + (self.num(fid, Some(n), input, ctx, "Seconds")?.unwrap_or(0.0) * 1000.0) as i64,
+            WaitFor::Seconds(n) => {
+                now + (self
+                    .num(fid, Some(n), input, ctx, "Seconds")?
+                    .unwrap_or(0.0)
+                    * 1000.0) as i64
+            }
             WaitFor::SecondsPath(p) => {
                 let v = self
                     .scope_eval(fid, input, ctx, |s| s.resolve(p))
-                    .ok_or_else(|| Failure::runtime(format!("The SecondsPath parameter does not reference an input value: {}", p.text())))?;
+                    .ok_or_else(|| {
+                        Failure::runtime(format!(
+                            "The SecondsPath parameter does not reference an input value: {}",
+                            p.text()
+                        ))
+                    })?;
                 match v.as_f64() {
                     Some(n) if n < 0.0 => return Err(Failure::runtime(format!("The SecondsPath parameter references a negative value: {} == {}", p.text(), compact(&v)))),
                     Some(n) if n.fract() == 0.0 => now + n as i64 * 1000,
@@ -697,7 +949,12 @@ impl Execution {
             WaitFor::TimestampPath(p) => {
                 let v = self
                     .scope_eval(fid, input, ctx, |s| s.resolve(p))
-                    .ok_or_else(|| Failure::runtime(format!("The TimestampPath parameter does not reference an input value: {}", p.text())))?;
+                    .ok_or_else(|| {
+                        Failure::runtime(format!(
+                            "The TimestampPath parameter does not reference an input value: {}",
+                            p.text()
+                        ))
+                    })?;
                 match v.as_str().and_then(parse_timestamp) {
                     Some(t) => t.timestamp_millis(),
                     None => {
@@ -731,18 +988,34 @@ impl Execution {
         let id = self.effect_id();
         self.effects.push(Effect::Timer { id, fire_at_ms });
         self.waiting.insert(id, fid);
-        self.frames[fid].status = Status::Waiting(Wait::Timer(AfterTimer::Proceed { output, assigned }));
+        self.frames[fid].status =
+            Status::Waiting(Wait::Timer(AfterTimer::Proceed { output, assigned }));
         Ok(Step::Block)
     }
 
     /// A numeric field's value. Paths may point at numeric strings, which AWS accepts.
-    fn num_value(&self, fid: FrameId, n: &Num, input: &Value, ctx: &Value, field: &str) -> Result<Value, Failure> {
+    fn num_value(
+        &self,
+        fid: FrameId,
+        n: &Num,
+        input: &Value,
+        ctx: &Value,
+        field: &str,
+    ) -> Result<Value, Failure> {
         match n {
             Num::Lit(x) => Ok(json!(x)),
             Num::Path(p) => {
-                let v = self.scope_eval(fid, input, ctx, |s| s.resolve_field(p, &format!("{field}Path")))?;
+                let v = self.scope_eval(fid, input, ctx, |s| {
+                    s.resolve_field(p, &format!("{field}Path"))
+                })?;
                 Ok(match &v {
-                    Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()).map(|f| json!(f)).unwrap_or(v),
+                    Value::String(s) => s
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|f| f.is_finite())
+                        .map(|f| json!(f))
+                        .unwrap_or(v),
                     _ => v,
                 })
             }
@@ -753,16 +1026,43 @@ impl Execution {
         }
     }
 
-    fn num(&self, fid: FrameId, n: Option<&Num>, input: &Value, ctx: &Value, field: &str) -> Result<Option<f64>, Failure> {
+    fn num(
+        &self,
+        fid: FrameId,
+        n: Option<&Num>,
+        input: &Value,
+        ctx: &Value,
+        field: &str,
+    ) -> Result<Option<f64>, Failure> {
         let Some(n) = n else { return Ok(None) };
         let v = self.num_value(fid, n, input, ctx, field)?;
-        v.as_f64().map(Some).ok_or_else(|| Failure::runtime(format!("The {field} field refers to value \"{}\" which is not a valid number", plain(&v))))
+        v.as_f64().map(Some).ok_or_else(|| {
+            Failure::runtime(format!(
+                "The {field} field refers to value \"{}\" which is not a valid number",
+                plain(&v)
+            ))
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn join(&mut self, fid: FrameId, is_map: bool, raw_input: Value, mut pending: VecDeque<(usize, Arc<StateMachine>, Value)>, n: usize, max: usize, tolerated_count: Option<f64>, tolerated_pct: Option<f64>) -> Step {
+    fn join(
+        &mut self,
+        fid: FrameId,
+        is_map: bool,
+        raw_input: Value,
+        mut pending: VecDeque<(usize, Arc<StateMachine>, Value)>,
+        n: usize,
+        max: usize,
+        tolerated_count: Option<f64>,
+        tolerated_pct: Option<f64>,
+    ) -> Step {
         if n == 0 {
-            return self.finish_result(fid, &self.frames[fid].graph.clone().states[&self.frames[fid].current], &raw_input, json!([]));
+            return self.finish_result(
+                fid,
+                &self.frames[fid].graph.clone().states[&self.frames[fid].current],
+                &raw_input,
+                json!([]),
+            );
         }
         let max = if max == 0 { n } else { max };
         let mut first = Vec::new();
@@ -803,12 +1103,23 @@ impl Execution {
         }
     }
 
-    fn map_setup(&mut self, fid: FrameId, st: &State, read: Option<Vec<Value>>) -> Result<Step, Failure> {
-        let Kind::Map(m) = &st.kind else { return Err(Failure::runtime("not a Map state")) };
+    fn map_setup(
+        &mut self,
+        fid: FrameId,
+        st: &State,
+        read: Option<Vec<Value>>,
+    ) -> Result<Step, Failure> {
+        let Kind::Map(m) = &st.kind else {
+            return Err(Failure::runtime("not a Map state"));
+        };
         let raw = self.frames[fid].input.clone();
         let ctx = self.context(fid, st);
         let jsonata = st.lang == Lang::Jsonata;
-        let effective = if jsonata { raw.clone() } else { self.data_path(fid, &st.input_path, &raw, &ctx, "InputPath")? };
+        let effective = if jsonata {
+            raw.clone()
+        } else {
+            self.data_path(fid, &st.input_path, &raw, &ctx, "InputPath")?
+        };
         let items: Vec<Value> = match read {
             // With an ItemReader, AWS iterates what the reader produced and ignores ItemsPath.
             Some(items) => items,
@@ -821,7 +1132,8 @@ impl Execution {
                                 Template::Jsonata(e) => e.text().to_string(),
                                 _ => String::new(),
                             };
-                            let v = self.jsonata_eval(fid, states, |b| t.eval_jsonata(b, "Items"))?;
+                            let v =
+                                self.jsonata_eval(fid, states, |b| t.eval_jsonata(b, "Items"))?;
                             if !v.is_array() {
                                 return Err(Failure::query(format!(
                                     "The JSONata expression '{text}' specified for the field 'Items' returned an unexpected result type. Expected 'array', but was '{}' for value: {}",
@@ -837,31 +1149,64 @@ impl Execution {
                     match &m.items_path {
                         Some(p) => self
                             .scope_eval(fid, &effective, &ctx, |s| s.resolve(p))
-                            .ok_or_else(|| Failure::runtime(format!("Invalid path '{}' : No results for path: {}", p.text(), bracket_path(p))))?,
+                            .ok_or_else(|| {
+                                Failure::runtime(format!(
+                                    "Invalid path '{}' : No results for path: {}",
+                                    p.text(),
+                                    bracket_path(p)
+                                ))
+                            })?,
                         None => effective.clone(),
                     }
                 };
                 match v {
                     Value::Array(a) => a,
-                    other => return Err(Failure::query(format!("Map state input must be an array but was: {}", compact(&other)))),
+                    other => {
+                        return Err(Failure::query(format!(
+                            "Map state input must be an array but was: {}",
+                            compact(&other)
+                        )))
+                    }
                 }
             }
         };
-        let max_concurrency = self.map_int(fid, m.max_concurrency.as_ref(), &effective, &ctx, "MaxConcurrency")?.unwrap_or(0.0);
-        let tolerated_count = self.map_int(fid, m.tolerated_failure_count.as_ref(), &effective, &ctx, "ToleratedFailureCount")?;
+        let max_concurrency = self
+            .map_int(
+                fid,
+                m.max_concurrency.as_ref(),
+                &effective,
+                &ctx,
+                "MaxConcurrency",
+            )?
+            .unwrap_or(0.0);
+        let tolerated_count = self.map_int(
+            fid,
+            m.tolerated_failure_count.as_ref(),
+            &effective,
+            &ctx,
+            "ToleratedFailureCount",
+        )?;
         if tolerated_count.is_some_and(|c| c < 0.0) {
-            return Err(Failure::runtime("ToleratedFailureCount cannot be negative."));
+            return Err(Failure::runtime(
+                "ToleratedFailureCount cannot be negative.",
+            ));
         }
         let tolerated_pct = match &m.tolerated_failure_percentage {
             None => None,
             Some(n) => {
                 let v = self.num_value(fid, n, &effective, &ctx, "ToleratedFailurePercentage")?;
                 let Some(x) = v.as_f64() else {
-                    let path = if let Num::Path(p) = n { p.text().to_string() } else { String::new() };
+                    let path = if let Num::Path(p) = n {
+                        p.text().to_string()
+                    } else {
+                        String::new()
+                    };
                     return Err(Failure::runtime(format!("The ToleratedFailurePercentagePath field refers to value \"{}\" which is not a valid float: {path}", plain(&v))));
                 };
                 if !(0.0..=100.0).contains(&x) {
-                    return Err(Failure::runtime("ToleratedFailurePercentage must be between 0 and 100."));
+                    return Err(Failure::runtime(
+                        "ToleratedFailurePercentage must be between 0 and 100.",
+                    ));
                 }
                 Some(x)
             }
@@ -884,28 +1229,73 @@ impl Execution {
             inputs.push(input);
         }
         if let Some(b) = &m.item_batcher {
-            let per = self.map_int(fid, b.max_items_per_batch.as_ref(), &effective, &ctx, "MaxItemsPerBatch")?.unwrap_or(f64::MAX).max(1.0) as usize;
-            let max_bytes = self.map_int(fid, b.max_input_bytes_per_batch.as_ref(), &effective, &ctx, "MaxInputBytesPerBatch")?.unwrap_or(262_144.0) as usize;
+            let per = self
+                .map_int(
+                    fid,
+                    b.max_items_per_batch.as_ref(),
+                    &effective,
+                    &ctx,
+                    "MaxItemsPerBatch",
+                )?
+                .unwrap_or(f64::MAX)
+                .max(1.0) as usize;
+            let max_bytes = self
+                .map_int(
+                    fid,
+                    b.max_input_bytes_per_batch.as_ref(),
+                    &effective,
+                    &ctx,
+                    "MaxInputBytesPerBatch",
+                )?
+                .unwrap_or(262_144.0) as usize;
             let batch_input = match &b.batch_input {
                 None => None,
-                Some(t) if jsonata => Some(self.jsonata_eval(fid, self.states_var(&raw, &ctx, None, None), |bd| t.eval_jsonata(bd, "BatchInput"))?),
+                Some(t) if jsonata => Some(self.jsonata_eval(
+                    fid,
+                    self.states_var(&raw, &ctx, None, None),
+                    |bd| t.eval_jsonata(bd, "BatchInput"),
+                )?),
                 Some(t) => Some(self.scope_eval(fid, &effective, &ctx, |s| t.eval(s))?),
             };
             inputs = batch(inputs, per, max_bytes, batch_input);
         }
         self.record("MapStateStarted", json!({"length": inputs.len()}));
         let n = inputs.len();
-        let pending = inputs.into_iter().enumerate().map(|(i, v)| (i, m.processor.clone(), v)).collect();
-        Ok(self.join(fid, true, raw, pending, n, max_concurrency as usize, tolerated_count, tolerated_pct))
+        let pending = inputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (i, m.processor.clone(), v))
+            .collect();
+        Ok(self.join(
+            fid,
+            true,
+            raw,
+            pending,
+            n,
+            max_concurrency as usize,
+            tolerated_count,
+            tolerated_pct,
+        ))
     }
 
-    fn map_int(&self, fid: FrameId, n: Option<&Num>, input: &Value, ctx: &Value, field: &str) -> Result<Option<f64>, Failure> {
+    fn map_int(
+        &self,
+        fid: FrameId,
+        n: Option<&Num>,
+        input: &Value,
+        ctx: &Value,
+        field: &str,
+    ) -> Result<Option<f64>, Failure> {
         let Some(n) = n else { return Ok(None) };
         let v = self.num_value(fid, n, input, ctx, field)?;
         match v.as_f64() {
             Some(x) if x.fract() == 0.0 => Ok(Some(x)),
             _ => {
-                let path = if let Num::Path(p) = n { p.text().to_string() } else { String::new() };
+                let path = if let Num::Path(p) = n {
+                    p.text().to_string()
+                } else {
+                    String::new()
+                };
                 Err(Failure::runtime(format!("The {field}Path field refers to value \"{}\" which is not a valid integer: {path}", plain(&v))))
             }
         }
@@ -933,7 +1323,13 @@ impl Execution {
         }
     }
 
-    fn finish_jsonpath(&self, fid: FrameId, st: &State, raw: &Value, result: Value) -> Result<Step, Failure> {
+    fn finish_jsonpath(
+        &self,
+        fid: FrameId,
+        st: &State,
+        raw: &Value,
+        result: Value,
+    ) -> Result<Step, Failure> {
         let ctx = self.context(fid, st);
         let (selector, result_path) = match &st.kind {
             Kind::Pass { result_path, .. } => (None, result_path),
@@ -949,27 +1345,48 @@ impl Execution {
         let assigned = self.assign_jsonpath(fid, st.assign.as_ref(), &result, &ctx)?;
         let combined = apply_result_path(result_path, raw, result)?;
         let output = self.data_path(fid, &st.output_path, &combined, &ctx, "OutputPath")?;
-        Ok(Step::Advance { output, next: None, assigned })
+        Ok(Step::Advance {
+            output,
+            next: None,
+            assigned,
+        })
     }
 
     /// JSONata: Output (default: the result, or the input for states without one) and Assign.
-    fn finish_plain(&self, fid: FrameId, st: &State, raw: &Value, ctx: &Value, result: Option<&Value>) -> Result<Step, Failure> {
+    fn finish_plain(
+        &self,
+        fid: FrameId,
+        st: &State,
+        raw: &Value,
+        ctx: &Value,
+        result: Option<&Value>,
+    ) -> Result<Step, Failure> {
         let states = self.states_var(raw, ctx, result, None);
         let output = match &st.output {
             Some(t) => self.jsonata_eval(fid, states.clone(), |b| t.eval_jsonata(b, "Output"))?,
             None => result.cloned().unwrap_or_else(|| raw.clone()),
         };
         let assigned = self.assign_jsonata(fid, st.assign.as_ref(), &states)?;
-        Ok(Step::Advance { output, next: None, assigned })
+        Ok(Step::Advance {
+            output,
+            next: None,
+            assigned,
+        })
     }
 
     /// A state failed: retry it, catch it, or fail its frame.
     fn fail_state(&mut self, fid: FrameId, failure: Failure) {
         let g = self.frames[fid].graph.clone();
-        let Some(st) = g.states.get(&self.frames[fid].current) else { return self.frame_done(fid, Err(failure)) };
+        let Some(st) = g.states.get(&self.frames[fid].current) else {
+            return self.frame_done(fid, Err(failure));
+        };
         self.frames[fid].status = Status::Ready;
         if let Some(outcome) = st.kind.outcome() {
-            if let Some(i) = outcome.retry.iter().position(|r| error_matches(&r.error_equals, &failure.error)) {
+            if let Some(i) = outcome
+                .retry
+                .iter()
+                .position(|r| error_matches(&r.error_equals, &failure.error))
+            {
                 let r = &outcome.retry[i];
                 let f = &mut self.frames[fid];
                 if f.retries.len() < outcome.retry.len() {
@@ -981,36 +1398,57 @@ impl Execution {
                     let jitter = (self.entropy.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
                     let delay = crate::retry_delay_ms(r, attempt, jitter);
                     let id = self.effect_id();
-                    self.effects.push(Effect::Timer { id, fire_at_ms: self.now_ms + delay });
+                    self.effects.push(Effect::Timer {
+                        id,
+                        fire_at_ms: self.now_ms + delay,
+                    });
                     self.waiting.insert(id, fid);
                     self.frames[fid].status = Status::Waiting(Wait::Timer(AfterTimer::Retry));
                     return;
                 }
             }
-            if let Some(c) = outcome.catch.iter().find(|c| error_matches(&c.error_equals, &failure.error)) {
+            if let Some(c) = outcome
+                .catch
+                .iter()
+                .find(|c| error_matches(&c.error_equals, &failure.error))
+            {
                 let error_output = json!({"Error": failure.error, "Cause": failure.cause});
                 let raw = self.frames[fid].input.clone();
                 let caught = if st.lang == Lang::Jsonata {
                     let ctx = self.context(fid, st);
                     let states = self.states_var(&raw, &ctx, None, Some(&error_output));
                     let out = match &c.output {
-                        Some(t) => self.jsonata_eval(fid, states.clone(), |b| t.eval_jsonata(b, "Output")),
+                        Some(t) => {
+                            self.jsonata_eval(fid, states.clone(), |b| t.eval_jsonata(b, "Output"))
+                        }
                         None => Ok(error_output.clone()),
                     };
                     out.and_then(|o| Ok((o, self.assign_jsonata(fid, c.assign.as_ref(), &states)?)))
                 } else {
                     let ctx = self.context(fid, st);
                     self.assign_jsonpath(fid, c.assign.as_ref(), &error_output, &ctx)
-                        .and_then(|a| Ok((apply_result_path(&c.result_path, &raw, error_output.clone())?, a)))
+                        .and_then(|a| {
+                            Ok((
+                                apply_result_path(&c.result_path, &raw, error_output.clone())?,
+                                a,
+                            ))
+                        })
                 };
                 let step = match caught {
-                    Ok((output, assigned)) => Step::Advance { output, next: Some(c.next.clone()), assigned },
+                    Ok((output, assigned)) => Step::Advance {
+                        output,
+                        next: Some(c.next.clone()),
+                        assigned,
+                    },
                     Err(f) => return self.frame_done(fid, Err(self.located(fid, f))),
                 };
                 return self.after_step(fid, step);
             }
         }
-        self.record("StateFailed", json!({"name": st.name, "error": failure.error, "cause": failure.cause}));
+        self.record(
+            "StateFailed",
+            json!({"name": st.name, "error": failure.error, "cause": failure.cause}),
+        );
         self.frame_done(fid, Err(failure))
     }
 }
@@ -1032,7 +1470,11 @@ fn apply_result_path(rp: &ResultPath, raw: &Value, result: Value) -> Result<Valu
             } else {
                 Err(Failure::new(
                     errors::RESULT_PATH_MATCH_FAILURE,
-                    format!("Unable to apply ResultPath '{}' to input '{}'", p.text(), compact(raw)),
+                    format!(
+                        "Unable to apply ResultPath '{}' to input '{}'",
+                        p.text(),
+                        compact(raw)
+                    ),
                 ))
             }
         }
@@ -1059,7 +1501,12 @@ fn plain(v: &Value) -> String {
 }
 
 /// Groups item inputs into `{"Items": [...], "BatchInput": ...}` within both limits.
-fn batch(items: Vec<Value>, per: usize, max_bytes: usize, batch_input: Option<Value>) -> Vec<Value> {
+fn batch(
+    items: Vec<Value>,
+    per: usize,
+    max_bytes: usize,
+    batch_input: Option<Value>,
+) -> Vec<Value> {
     let mut out = Vec::new();
     let mut cur: Vec<Value> = Vec::new();
     let mut bytes = 0;

@@ -18,11 +18,24 @@ pub type EffectId = u64;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     /// Run a Task's resource with this input.
-    Invoke { id: EffectId, state: String, resource: String, input: Value, timeout_seconds: Option<f64>, heartbeat_seconds: Option<f64> },
+    Invoke {
+        id: EffectId,
+        state: String,
+        resource: String,
+        input: Value,
+        timeout_seconds: Option<f64>,
+        heartbeat_seconds: Option<f64>,
+    },
     /// Call back with [`Event::TimerFired`] at (or after) this time.
     Timer { id: EffectId, fire_at_ms: i64 },
     /// Read the items of a Distributed Map's ItemReader.
-    ReadItems { id: EffectId, state: String, resource: String, parameters: Value, reader_config: Value },
+    ReadItems {
+        id: EffectId,
+        state: String,
+        resource: String,
+        parameters: Value,
+        reader_config: Value,
+    },
     /// The execution is over.
     Complete(Outcome),
 }
@@ -31,10 +44,21 @@ pub enum Effect {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Start,
-    TaskSucceeded { id: EffectId, output: Value },
-    TaskFailed { id: EffectId, failure: Failure },
-    TimerFired { id: EffectId },
-    ItemsRead { id: EffectId, items: Result<Vec<Value>, Failure> },
+    TaskSucceeded {
+        id: EffectId,
+        output: Value,
+    },
+    TaskFailed {
+        id: EffectId,
+        failure: Failure,
+    },
+    TimerFired {
+        id: EffectId,
+    },
+    ItemsRead {
+        id: EffectId,
+        items: Result<Vec<Value>, Failure>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

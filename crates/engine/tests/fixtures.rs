@@ -1,5 +1,6 @@
 //! One test per case file under `tests/cases`: run it, compare with `expected`.
 
+#[allow(dead_code)]
 mod support;
 
 use serde_json::Value;
@@ -13,12 +14,27 @@ fn check(path: &Path) -> datatest_stable::Result<()> {
     let expected = &case["expected"];
     match run.outcome {
         Outcome::Succeeded(out) => {
-            assert_eq!(expected["status"], "SUCCEEDED", "{}: succeeded with {out}", path.display());
+            assert_eq!(
+                expected["status"],
+                "SUCCEEDED",
+                "{}: succeeded with {out}",
+                path.display()
+            );
             assert_eq!(&out, &expected["output"], "{}", path.display());
         }
         Outcome::Failed(f) => {
-            assert_eq!(expected["status"], "FAILED", "{}: failed with {f:?}", path.display());
-            assert_eq!(f.error, expected["error"].as_str().unwrap_or_default(), "{}: {f:?}", path.display());
+            assert_eq!(
+                expected["status"],
+                "FAILED",
+                "{}: failed with {f:?}",
+                path.display()
+            );
+            assert_eq!(
+                f.error,
+                expected["error"].as_str().unwrap_or_default(),
+                "{}: {f:?}",
+                path.display()
+            );
             if let Some(cause) = expected.get("cause") {
                 assert_eq!(f.cause.as_deref(), cause.as_str(), "{}", path.display());
             }

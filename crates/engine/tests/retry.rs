@@ -23,7 +23,11 @@ fn full_jitter_stays_within_the_interval() {
     let run = support::run(def, serde_json::json!({}));
     let mut prev = 0;
     for (at, _) in &run.timers {
-        assert!((0..=10_000).contains(&(at - prev)), "delay {} out of range", at - prev);
+        assert!(
+            (0..=10_000).contains(&(at - prev)),
+            "delay {} out of range",
+            at - prev
+        );
         prev = *at;
     }
     assert_eq!(run.timers.len(), 3);

@@ -15,7 +15,11 @@ pub struct Run {
 
 pub fn run(definition: &str, input: Value) -> Run {
     let parsed = shoal_asl::parse(definition);
-    assert!(parsed.diagnostics.is_empty(), "invalid definition: {:?}", parsed.diagnostics);
+    assert!(
+        parsed.diagnostics.is_empty(),
+        "invalid definition: {:?}",
+        parsed.diagnostics
+    );
     let machine = Arc::new(parsed.machine.expect("a machine"));
     let entropy = SplitMix::new(42);
     let info = ExecutionInfo::local("test", "exec", 0, false, &entropy);
@@ -37,19 +41,44 @@ pub fn run(definition: &str, input: Value) -> Run {
         };
         for effect in exec.handle(event, clock).expect("engine error") {
             match effect {
-                Effect::Complete(outcome) => return Run { outcome, timers: fired, invocations },
+                Effect::Complete(outcome) => {
+                    return Run {
+                        outcome,
+                        timers: fired,
+                        invocations,
+                    }
+                }
                 Effect::Timer { id, fire_at_ms } => {
                     timers.insert((fire_at_ms, id));
                 }
-                Effect::Invoke { id, resource, input, .. } => {
+                Effect::Invoke {
+                    id,
+                    resource,
+                    input,
+                    ..
+                } => {
                     invocations += 1;
                     queue.push_back(match resource.strip_prefix("test:fail:") {
-                        Some(err) => Event::TaskFailed { id, failure: Failure::new(err, "always fails") },
-                        None if resource == "test:echo" => Event::TaskSucceeded { id, output: input },
-                        None => Event::TaskFailed { id, failure: Failure::runtime(format!("unknown resource {resource}")) },
+                        Some(err) => Event::TaskFailed {
+                            id,
+                            failure: Failure::new(err, "always fails"),
+                        },
+                        None if resource == "test:echo" => {
+                            Event::TaskSucceeded { id, output: input }
+                        }
+                        None => Event::TaskFailed {
+                            id,
+                            failure: Failure::runtime(format!("unknown resource {resource}")),
+                        },
                     });
                 }
-                Effect::ReadItems { id, .. } => queue.push_back(Event::ItemsRead { id, items: Err(Failure::new("States.ItemReaderFailed", "no buckets in tests")) }),
+                Effect::ReadItems { id, .. } => queue.push_back(Event::ItemsRead {
+                    id,
+                    items: Err(Failure::new(
+                        "States.ItemReaderFailed",
+                        "no buckets in tests",
+                    )),
+                }),
             }
         }
     }

@@ -54,9 +54,14 @@ pub fn operator(name: &str) -> Option<(Option<(Kind, Cmp)>, bool)> {
         Some(b) if b != "Is" && !b.is_empty() => (b, true),
         _ => (name, false),
     };
-    let (kind, rest) = [("String", Kind::String), ("Numeric", Kind::Numeric), ("Boolean", Kind::Boolean), ("Timestamp", Kind::Timestamp)]
-        .into_iter()
-        .find_map(|(p, k)| base.strip_prefix(p).map(|r| (k, r)))?;
+    let (kind, rest) = [
+        ("String", Kind::String),
+        ("Numeric", Kind::Numeric),
+        ("Boolean", Kind::Boolean),
+        ("Timestamp", Kind::Timestamp),
+    ]
+    .into_iter()
+    .find_map(|(p, k)| base.strip_prefix(p).map(|r| (k, r)))?;
     let cmp = match rest {
         "Equals" => Cmp::Eq,
         "LessThan" => Cmp::Lt,
@@ -84,23 +89,26 @@ fn glob_match(pattern: &str, s: &str) -> bool {
     let mut parts: Vec<String> = vec![String::new()];
     let mut it = pattern.chars();
     while let Some(c) = it.next() {
-        match c {
-            '\\' => {
-                if let Some(e) = it.next() {
-                    parts.last_mut().map(|p| p.push(e));
-                }
+        let lit = match c {
+            '\\' => it.next(),
+            '*' => {
+                parts.push(String::new());
+                None
             }
-            '*' => parts.push(String::new()),
-            c => {
-                parts.last_mut().map(|p| p.push(c));
-            }
+            c => Some(c),
+        };
+        if let (Some(ch), Some(p)) = (lit, parts.last_mut()) {
+            p.push(ch);
         }
     }
     if parts.len() == 1 {
         return parts[0] == s;
     }
     let (first, last) = (&parts[0], &parts[parts.len() - 1]);
-    if !s.starts_with(first.as_str()) || s.len() < first.len() + last.len() || !s.ends_with(last.as_str()) {
+    if !s.starts_with(first.as_str())
+        || s.len() < first.len() + last.len()
+        || !s.ends_with(last.as_str())
+    {
         return false;
     }
     let mut rest = &s[first.len()..s.len() - last.len()];
@@ -134,7 +142,10 @@ fn compare(kind: Kind, cmp: Cmp, v: &Value, rhs: &Value) -> bool {
             _ => false,
         },
         Kind::Boolean => matches!((v, rhs), (Value::Bool(a), Value::Bool(b)) if a == b),
-        Kind::Timestamp => match (v.as_str().and_then(parse_timestamp), rhs.as_str().and_then(parse_timestamp)) {
+        Kind::Timestamp => match (
+            v.as_str().and_then(parse_timestamp),
+            rhs.as_str().and_then(parse_timestamp),
+        ) {
             (Some(a), Some(b)) => order(a, b, cmp),
             _ => false,
         },
@@ -173,7 +184,9 @@ impl Rule {
                     )));
                 };
                 Ok(match test {
-                    Test::Compare(kind, cmp, Operand::Literal(rhs)) => compare(*kind, *cmp, &v, rhs),
+                    Test::Compare(kind, cmp, Operand::Literal(rhs)) => {
+                        compare(*kind, *cmp, &v, rhs)
+                    }
                     Test::Compare(kind, cmp, Operand::Path(p)) => {
                         let rhs = scope.resolve(p).ok_or_else(|| {
                             Failure::runtime(format!("Invalid path '{}': The choice state's condition path references an invalid value.", p.text()))
@@ -209,8 +222,14 @@ mod tests {
 
     #[test]
     fn operators() {
-        assert_eq!(operator("NumericLessThanEqualsPath"), Some((Some((Kind::Numeric, Cmp::Le)), true)));
-        assert_eq!(operator("StringEquals"), Some((Some((Kind::String, Cmp::Eq)), false)));
+        assert_eq!(
+            operator("NumericLessThanEqualsPath"),
+            Some((Some((Kind::Numeric, Cmp::Le)), true))
+        );
+        assert_eq!(
+            operator("StringEquals"),
+            Some((Some((Kind::String, Cmp::Eq)), false))
+        );
         assert_eq!(operator("BooleanLessThan"), None);
         assert!(parse_timestamp("2016-03-14T01:59:00Z").is_some());
         assert!(parse_timestamp("2016-03-14 01:59:00Z").is_none());

@@ -68,11 +68,21 @@ pub fn looks_like_call(s: &str) -> bool {
 
 impl Call {
     pub fn parse(text: &str) -> Result<Call, IntrinsicError> {
-        let mut p = P { s: text, i: 0, depth: 0 };
-        let call = p.call().map_err(|msg| IntrinsicError { text: text.to_string(), msg })?;
+        let mut p = P {
+            s: text,
+            i: 0,
+            depth: 0,
+        };
+        let call = p.call().map_err(|msg| IntrinsicError {
+            text: text.to_string(),
+            msg,
+        })?;
         p.ws();
         if p.i != text.len() {
-            return Err(IntrinsicError { text: text.to_string(), msg: format!("unexpected text after the call at offset {}", p.i) });
+            return Err(IntrinsicError {
+                text: text.to_string(),
+                msg: format!("unexpected text after the call at offset {}", p.i),
+            });
         }
         Ok(call)
     }
@@ -100,12 +110,17 @@ impl Call {
             args.push(match a {
                 Arg::Literal(v) => v.clone(),
                 Arg::Path(p) => scope.resolve(p).ok_or_else(|| {
-                    Failure::runtime(format!("The JSONPath '{}' could not be found in the input '{}'", p.text(), compact(scope.input)))
+                    Failure::runtime(format!(
+                        "The JSONPath '{}' could not be found in the input '{}'",
+                        p.text(),
+                        compact(scope.input)
+                    ))
                 })?,
                 Arg::Call(c) => c.eval(scope)?,
             });
         }
-        apply(self.func, &args, scope).map_err(|msg| Failure::intrinsic(format!("Invalid arguments in {}: {msg}", self.text)))
+        apply(self.func, &args, scope)
+            .map_err(|msg| Failure::intrinsic(format!("Invalid arguments in {}: {msg}", self.text)))
     }
 }
 
@@ -131,7 +146,10 @@ impl P<'_> {
         }
         self.ws();
         let start = self.i;
-        while self.peek().is_some_and(|c| c.is_ascii_alphanumeric() || c == '.') {
+        while self
+            .peek()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '.')
+        {
             self.i += 1
         }
         let name = &self.s[start..self.i];
@@ -161,7 +179,11 @@ impl P<'_> {
         }
         self.depth -= 1;
         check_arity(func, args.len())?;
-        Ok(Call { func, args, text: self.s[start..self.i].to_string() })
+        Ok(Call {
+            func,
+            args,
+            text: self.s[start..self.i].to_string(),
+        })
     }
 
     fn arg(&mut self) -> Result<Arg, String> {
@@ -218,7 +240,9 @@ impl P<'_> {
                 }
                 let lit = self.s[start..self.i].trim();
                 match serde_json::from_str::<Value>(lit) {
-                    Ok(v) if !v.is_object() && !v.is_array() && !v.is_string() => Ok(Arg::Literal(v)),
+                    Ok(v) if !v.is_object() && !v.is_array() && !v.is_string() => {
+                        Ok(Arg::Literal(v))
+                    }
                     _ => Err(format!("invalid literal {lit:?}")),
                 }
             }
@@ -231,7 +255,9 @@ fn check_arity(f: Func, n: usize) -> Result<(), String> {
     use Func::*;
     let ok = match f {
         Format => n >= 1,
-        StringToJson | JsonToString | ArrayLength | ArrayUnique | Base64Encode | Base64Decode => n == 1,
+        StringToJson | JsonToString | ArrayLength | ArrayUnique | Base64Encode | Base64Decode => {
+            n == 1
+        }
         Array => true,
         ArrayPartition | ArrayContains | ArrayGetItem | Hash | MathAdd | StringSplit => n == 2,
         ArrayRange | JsonMerge => n == 3,
@@ -253,11 +279,13 @@ fn int_arg(v: &Value, what: &str) -> Result<i64, String> {
 }
 
 fn str_arg<'v>(v: &'v Value, what: &str) -> Result<&'v str, String> {
-    v.as_str().ok_or_else(|| format!("{what} must be a string, got {}", type_name(v)))
+    v.as_str()
+        .ok_or_else(|| format!("{what} must be a string, got {}", type_name(v)))
 }
 
 fn arr_arg<'v>(v: &'v Value, what: &str) -> Result<&'v Vec<Value>, String> {
-    v.as_array().ok_or_else(|| format!("{what} must be an array, got {}", type_name(v)))
+    v.as_array()
+        .ok_or_else(|| format!("{what} must be an array, got {}", type_name(v)))
 }
 
 /// Java's `Math.round`: halves go up.
@@ -269,8 +297,17 @@ fn java_round(f: f64) -> i64 {
 fn java_string(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        Value::Array(a) => format!("[{}]", a.iter().map(java_string).collect::<Vec<_>>().join(", ")),
-        Value::Object(o) => format!("{{{}}}", o.iter().map(|(k, v)| format!("{k}={}", java_string(v))).collect::<Vec<_>>().join(", ")),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(java_string).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(o) => format!(
+            "{{{}}}",
+            o.iter()
+                .map(|(k, v)| format!("{k}={}", java_string(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         other => compact(other),
     }
 }
@@ -287,7 +324,9 @@ fn format(template: &str, args: &[Value]) -> Result<String, String> {
             },
             '{' if it.peek() == Some(&'}') => {
                 it.next();
-                let a = args.get(n).ok_or("the number of arguments does not match the number of placeholders")?;
+                let a = args
+                    .get(n)
+                    .ok_or("the number of arguments does not match the number of placeholders")?;
                 out.push_str(&java_string(a));
                 n += 1;
             }
@@ -303,14 +342,17 @@ fn format(template: &str, args: &[Value]) -> Result<String, String> {
 pub(crate) fn hash(data: &str, alg: &str) -> Result<String, String> {
     use sha2::Digest;
     let bytes = data.as_bytes();
-    let digest: Vec<u8> = match alg {
-        "MD5" => md5::Md5::digest(bytes).to_vec(),
-        "SHA-1" => sha1::Sha1::digest(bytes).to_vec(),
-        "SHA-256" => sha2::Sha256::digest(bytes).to_vec(),
-        "SHA-384" => sha2::Sha384::digest(bytes).to_vec(),
-        "SHA-512" => sha2::Sha512::digest(bytes).to_vec(),
-        other => return Err(format!("unsupported hash algorithm {other:?}: use MD5, SHA-1, SHA-256, SHA-384 or SHA-512")),
-    };
+    let digest: Vec<u8> =
+        match alg {
+            "MD5" => md5::Md5::digest(bytes).to_vec(),
+            "SHA-1" => sha1::Sha1::digest(bytes).to_vec(),
+            "SHA-256" => sha2::Sha256::digest(bytes).to_vec(),
+            "SHA-384" => sha2::Sha384::digest(bytes).to_vec(),
+            "SHA-512" => sha2::Sha512::digest(bytes).to_vec(),
+            other => return Err(format!(
+                "unsupported hash algorithm {other:?}: use MD5, SHA-1, SHA-256, SHA-384 or SHA-512"
+            )),
+        };
     Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -318,7 +360,11 @@ pub(crate) fn partition(arr: &[Value], size: i64) -> Result<Value, String> {
     if size <= 0 {
         return Err("the chunk size must be greater than 0".into());
     }
-    Ok(Value::Array(arr.chunks(size as usize).map(|c| Value::Array(c.to_vec())).collect()))
+    Ok(Value::Array(
+        arr.chunks(size as usize)
+            .map(|c| Value::Array(c.to_vec()))
+            .collect(),
+    ))
 }
 
 pub(crate) fn range(start: i64, end: i64, step: i64) -> Result<Value, String> {
@@ -351,13 +397,24 @@ fn apply(f: Func, a: &[Value], scope: &Scope) -> Result<Value, String> {
         }
         JsonToString => Value::String(compact(&a[0])),
         Array => Value::Array(a.to_vec()),
-        ArrayPartition => partition(arr_arg(&a[0], "the first argument")?, int_arg(&a[1], "the chunk size")?)?,
+        ArrayPartition => partition(
+            arr_arg(&a[0], "the first argument")?,
+            int_arg(&a[1], "the chunk size")?,
+        )?,
         ArrayContains => Value::Bool(arr_arg(&a[0], "the first argument")?.contains(&a[1])),
-        ArrayRange => range(int_arg(&a[0], "the start")?, int_arg(&a[1], "the end")?, int_arg(&a[2], "the step")?)?,
+        ArrayRange => range(
+            int_arg(&a[0], "the start")?,
+            int_arg(&a[1], "the end")?,
+            int_arg(&a[2], "the step")?,
+        )?,
         ArrayGetItem => {
             let arr = arr_arg(&a[0], "the first argument")?;
             let i = int_arg(&a[1], "the index")?;
-            usize::try_from(i).ok().and_then(|i| arr.get(i)).cloned().ok_or_else(|| format!("index {i} is out of bounds"))?
+            usize::try_from(i)
+                .ok()
+                .and_then(|i| arr.get(i))
+                .cloned()
+                .ok_or_else(|| format!("index {i} is out of bounds"))?
         }
         ArrayLength => Value::from(arr_arg(&a[0], "the argument")?.len()),
         ArrayUnique => {
@@ -381,8 +438,13 @@ fn apply(f: Func, a: &[Value], scope: &Scope) -> Result<Value, String> {
             if s.chars().count() > 10_000 {
                 return Err("the input is over 10000 characters".into());
             }
-            let bytes = base64::engine::general_purpose::STANDARD.decode(s).map_err(|e| format!("invalid base64: {e}"))?;
-            Value::String(String::from_utf8(bytes).map_err(|_| "the decoded data is not UTF-8".to_string())?)
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|e| format!("invalid base64: {e}"))?;
+            Value::String(
+                String::from_utf8(bytes)
+                    .map_err(|_| "the decoded data is not UTF-8".to_string())?,
+            )
         }
         Hash => {
             let data = match &a[0] {
@@ -396,7 +458,9 @@ fn apply(f: Func, a: &[Value], scope: &Scope) -> Result<Value, String> {
         }
         JsonMerge => {
             if a[2] != Value::Bool(false) {
-                return Err("only shallow merge is supported: the third argument must be false".into());
+                return Err(
+                    "only shallow merge is supported: the third argument must be false".into(),
+                );
             }
             let (Value::Object(l), Value::Object(r)) = (&a[0], &a[1]) else {
                 return Err("both arguments must be objects".into());
@@ -414,20 +478,29 @@ fn apply(f: Func, a: &[Value], scope: &Scope) -> Result<Value, String> {
                 return Err("the end must be greater than the start".into());
             }
             let r = match a.get(2) {
-                Some(seed) => crate::jsonata::JavaRandom::new(int_arg(seed, "the seed")?).next_f64(),
+                Some(seed) => {
+                    crate::jsonata::JavaRandom::new(int_arg(seed, "the seed")?).next_f64()
+                }
                 None => (scope.entropy.next_u64() >> 11) as f64 / (1u64 << 53) as f64,
             };
             Value::from(lo + ((hi - lo) as f64 * r) as i64)
         }
         MathAdd => {
             let x = a[0].as_f64().ok_or("the first argument must be a number")?;
-            let y = a[1].as_f64().ok_or("the second argument must be a number")?;
+            let y = a[1]
+                .as_f64()
+                .ok_or("the second argument must be a number")?;
             Value::from(java_round(x) + java_round(y))
         }
         StringSplit => {
             let s = str_arg(&a[0], "the first argument")?;
             let d = str_arg(&a[1], "the delimiter")?;
-            Value::Array(s.split(|c| d.contains(c)).filter(|p| !p.is_empty()).map(|p| Value::String(p.to_string())).collect())
+            Value::Array(
+                s.split(|c| d.contains(c))
+                    .filter(|p| !p.is_empty())
+                    .map(|p| Value::String(p.to_string()))
+                    .collect(),
+            )
         }
         Uuid => Value::String(crate::uuid_v4(scope.entropy)),
     })
@@ -442,25 +515,73 @@ mod tests {
     fn run(expr: &str, input: Value) -> Result<Value, Failure> {
         let e = SplitMix::new(1);
         let ctx = json!({});
-        Call::parse(expr).unwrap().eval(&Scope { input: &input, context: &ctx, vars: &(), entropy: &e })
+        Call::parse(expr).unwrap().eval(&Scope {
+            input: &input,
+            context: &ctx,
+            vars: &(),
+            entropy: &e,
+        })
     }
 
     #[test]
     fn evaluates() {
-        assert_eq!(run("States.Format('a {} b {}', $.x, 'y')", json!({"x": {"k": [1]}})).unwrap(), json!("a {k=[1]} b y"));
-        assert_eq!(run("States.Format('\\{\\}')", json!({})).unwrap(), json!("{}"));
-        assert_eq!(run("States.MathAdd(1.5, -0.5)", json!({})).unwrap(), json!(2));
-        assert_eq!(run("States.StringSplit('a,,b', ',')", json!({})).unwrap(), json!(["a", "b"]));
-        assert_eq!(run("States.ArrayLength(States.Array(1, 2, null))", json!({})).unwrap(), json!(3));
-        assert_eq!(run("States.Hash('input data', 'MD5')", json!({})).unwrap(), json!("812f45842bc6d66ee14572ce20db8e86"));
-        assert_eq!(run("States.UUID()", json!({})).unwrap().as_str().unwrap().len(), 36);
-        assert_eq!(run("States.Format('{}')", json!({})).unwrap_err().error, "States.IntrinsicFailure");
-        assert_eq!(run("States.ArrayGetItem($.a, 5)", json!({"a": []})).unwrap_err().error, "States.IntrinsicFailure");
+        assert_eq!(
+            run(
+                "States.Format('a {} b {}', $.x, 'y')",
+                json!({"x": {"k": [1]}})
+            )
+            .unwrap(),
+            json!("a {k=[1]} b y")
+        );
+        assert_eq!(
+            run("States.Format('\\{\\}')", json!({})).unwrap(),
+            json!("{}")
+        );
+        assert_eq!(
+            run("States.MathAdd(1.5, -0.5)", json!({})).unwrap(),
+            json!(2)
+        );
+        assert_eq!(
+            run("States.StringSplit('a,,b', ',')", json!({})).unwrap(),
+            json!(["a", "b"])
+        );
+        assert_eq!(
+            run("States.ArrayLength(States.Array(1, 2, null))", json!({})).unwrap(),
+            json!(3)
+        );
+        assert_eq!(
+            run("States.Hash('input data', 'MD5')", json!({})).unwrap(),
+            json!("812f45842bc6d66ee14572ce20db8e86")
+        );
+        assert_eq!(
+            run("States.UUID()", json!({}))
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .len(),
+            36
+        );
+        assert_eq!(
+            run("States.Format('{}')", json!({})).unwrap_err().error,
+            "States.IntrinsicFailure"
+        );
+        assert_eq!(
+            run("States.ArrayGetItem($.a, 5)", json!({"a": []}))
+                .unwrap_err()
+                .error,
+            "States.IntrinsicFailure"
+        );
     }
 
     #[test]
     fn rejects_bad_calls() {
-        for bad in ["States.Nope()", "States.Format(", "States.UUID(1)", "States.Array(1,", "States.Array('x) "] {
+        for bad in [
+            "States.Nope()",
+            "States.Format(",
+            "States.UUID(1)",
+            "States.Array(1,",
+            "States.Array('x) ",
+        ] {
             assert!(Call::parse(bad).is_err(), "{bad}");
         }
     }

@@ -28,9 +28,13 @@ pub struct Bindings<'a> {
 
 /// Strips `{% %}` and parses. `s` must be a full `{% ... %}` string.
 pub fn compile(s: &str) -> Result<Expr, String> {
-    let inner = s.strip_prefix("{%").and_then(|x| x.strip_suffix("%}")).ok_or("a JSONata expression must be written as {% ... %}")?;
+    let inner = s
+        .strip_prefix("{%")
+        .and_then(|x| x.strip_suffix("%}"))
+        .ok_or("a JSONata expression must be written as {% ... %}")?;
     let text = inner.trim().to_string();
-    let ast = jsonata_core::parser::parse(&text).map_err(|e| format!("invalid JSONata expression {text:?}: {e}"))?;
+    let ast = jsonata_core::parser::parse(&text)
+        .map_err(|e| format!("invalid JSONata expression {text:?}: {e}"))?;
     Ok(Expr { text, ast })
 }
 
@@ -64,7 +68,9 @@ fn to_json(v: &JValue) -> Value {
 fn integral(v: Value) -> Value {
     match v {
         Value::Number(n) if !n.is_i64() && !n.is_u64() => match n.as_f64() {
-            Some(f) if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => Value::from(f as i64),
+            Some(f) if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => {
+                Value::from(f as i64)
+            }
             _ => Value::Number(n),
         },
         Value::Array(a) => Value::Array(a.into_iter().map(integral).collect()),
@@ -76,38 +82,70 @@ fn integral(v: Value) -> Value {
 fn num_arg(args: &[JValue], i: usize, f: &str) -> Result<i64, EvaluatorError> {
     match args.get(i).and_then(|v| v.as_f64()) {
         Some(x) if x.fract() == 0.0 => Ok(x as i64),
-        _ => Err(ev_err(format!("{f}: argument {} must be an integer", i + 1))),
+        _ => Err(ev_err(format!(
+            "{f}: argument {} must be an integer",
+            i + 1
+        ))),
     }
 }
 
 fn install_extras(ev: &mut Evaluator, entropy: &dyn Entropy) -> Result<(), EvaluatorError> {
     ev.register_fn("partition", |args: &[JValue]| {
-        let arr = args.first().map(to_json).and_then(|v| v.as_array().cloned()).ok_or_else(|| ev_err("$partition: the first argument must be an array"))?;
+        let arr = args
+            .first()
+            .map(to_json)
+            .and_then(|v| v.as_array().cloned())
+            .ok_or_else(|| ev_err("$partition: the first argument must be an array"))?;
         let size = num_arg(args, 1, "$partition")?;
-        crate::intrinsic::partition(&arr, size).map(JValue::from).map_err(ev_err)
+        crate::intrinsic::partition(&arr, size)
+            .map(JValue::from)
+            .map_err(ev_err)
     })?;
     ev.register_fn("range", |args: &[JValue]| {
-        let v = crate::intrinsic::range(num_arg(args, 0, "$range")?, num_arg(args, 1, "$range")?, num_arg(args, 2, "$range")?).map_err(ev_err)?;
+        let v = crate::intrinsic::range(
+            num_arg(args, 0, "$range")?,
+            num_arg(args, 1, "$range")?,
+            num_arg(args, 2, "$range")?,
+        )
+        .map_err(ev_err)?;
         // A sequence, so that one item unwraps to itself as JSONata does.
-        let items = v.as_array().map(|a| a.iter().cloned().map(JValue::from).collect()).unwrap_or_default();
+        let items = v
+            .as_array()
+            .map(|a| a.iter().cloned().map(JValue::from).collect())
+            .unwrap_or_default();
         Ok(JValue::sequence(items))
     })?;
     ev.register_fn("hash", |args: &[JValue]| {
-        let data = args.first().and_then(|v| v.as_str()).ok_or_else(|| ev_err("$hash: the first argument must be a string"))?;
+        let data = args
+            .first()
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| ev_err("$hash: the first argument must be a string"))?;
         let alg = args.get(1).and_then(|v| v.as_str()).unwrap_or("SHA-256");
-        crate::intrinsic::hash(data, alg).map(JValue::from).map_err(ev_err)
+        crate::intrinsic::hash(data, alg)
+            .map(JValue::from)
+            .map_err(ev_err)
     })?;
     ev.register_fn("parse", |args: &[JValue]| {
-        let s = args.first().and_then(|v| v.as_str()).ok_or_else(|| ev_err("$parse: the argument must be a string"))?;
+        let s = args
+            .first()
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| ev_err("$parse: the argument must be a string"))?;
         let v: Value = serde_json::from_str(s).map_err(|e| ev_err(format!("$parse: {e}")))?;
         Ok(JValue::from(v))
     })?;
     let rng = SplitMix::new(entropy.next_u64());
     let seed_uuid = SplitMix::new(entropy.next_u64());
-    ev.register_fn("uuid", move |_: &[JValue]| Ok(JValue::from(crate::uuid_v4(&seed_uuid))))?;
+    ev.register_fn("uuid", move |_: &[JValue]| {
+        Ok(JValue::from(crate::uuid_v4(&seed_uuid)))
+    })?;
     ev.register_fn_override("random", move |args: &[JValue]| {
         let r = match args.first() {
-            Some(s) => JavaRandom::new(s.as_f64().ok_or_else(|| ev_err("$random: the seed must be a number"))? as i64).next_f64(),
+            Some(s) => JavaRandom::new(
+                s.as_f64()
+                    .ok_or_else(|| ev_err("$random: the seed must be a number"))?
+                    as i64,
+            )
+            .next_f64(),
             None => (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64,
         };
         Ok(JValue::from(r))
@@ -160,18 +198,48 @@ mod tests {
 
     fn eval(s: &str, input: Value) -> Result<Evaluated, Failure> {
         let e = SplitMix::new(7);
-        compile(s).unwrap().eval(&Bindings { states: json!({"input": input}), vars: &(), entropy: &e }, "Output")
+        compile(s).unwrap().eval(
+            &Bindings {
+                states: json!({"input": input}),
+                vars: &(),
+                entropy: &e,
+            },
+            "Output",
+        )
     }
 
     #[test]
     fn evaluates_with_extras() {
-        assert_eq!(eval("{% $states.input.a + 1 %}", json!({"a": 1})).unwrap(), Some(json!(2)));
-        assert_eq!(eval("{% $partition([1,2,3], 2) %}", json!({})).unwrap(), Some(json!([[1, 2], [3]])));
-        assert_eq!(eval("{% $range(0, 4, 2) %}", json!({})).unwrap(), Some(json!([0, 2, 4])));
-        assert_eq!(eval("{% $parse('{\"a\":1}') %}", json!({})).unwrap(), Some(json!({"a": 1})));
-        assert_eq!(eval("{% $random(42) %}", json!({})).unwrap(), Some(json!(0.7275636800328681)));
+        assert_eq!(
+            eval("{% $states.input.a + 1 %}", json!({"a": 1})).unwrap(),
+            Some(json!(2))
+        );
+        assert_eq!(
+            eval("{% $partition([1,2,3], 2) %}", json!({})).unwrap(),
+            Some(json!([[1, 2], [3]]))
+        );
+        assert_eq!(
+            eval("{% $range(0, 4, 2) %}", json!({})).unwrap(),
+            Some(json!([0, 2, 4]))
+        );
+        assert_eq!(
+            eval("{% $parse('{\"a\":1}') %}", json!({})).unwrap(),
+            Some(json!({"a": 1}))
+        );
+        assert_eq!(
+            eval("{% $random(42) %}", json!({})).unwrap(),
+            Some(json!(0.7275636800328681))
+        );
         assert_eq!(eval("{% $nothing %}", json!({})).unwrap(), None);
-        assert!(eval("{% $uuid() %}", json!({})).unwrap().unwrap().as_str().unwrap().len() == 36);
+        assert!(
+            eval("{% $uuid() %}", json!({}))
+                .unwrap()
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .len()
+                == 36
+        );
         assert!(compile("{% 1 + %}").is_err());
     }
 }

@@ -76,13 +76,21 @@ impl fmt::Display for Path {
 
 impl Path {
     pub fn parse(text: &str) -> Result<Path, PathError> {
-        let mut p = Parser { s: text.as_bytes(), i: 0, text };
+        let mut p = Parser {
+            s: text.as_bytes(),
+            i: 0,
+            text,
+        };
         let root = p.root()?;
         let segs = p.segments(false)?;
         if p.i != p.s.len() {
             return Err(p.err("unexpected character"));
         }
-        Ok(Path { text: text.to_string(), root, segs })
+        Ok(Path {
+            text: text.to_string(),
+            root,
+            segs,
+        })
     }
 
     pub fn text(&self) -> &str {
@@ -95,12 +103,18 @@ impl Path {
 
     /// A definite path selects at most one node; others select a list.
     pub fn is_definite(&self) -> bool {
-        self.segs.iter().all(|s| matches!(s, Seg::Key(_) | Seg::Index(_) | Seg::Length))
+        self.segs
+            .iter()
+            .all(|s| matches!(s, Seg::Key(_) | Seg::Index(_) | Seg::Length))
     }
 
     /// A reference path (for ResultPath) names only keys and indices from `$`.
     pub fn is_reference(&self) -> bool {
-        self.root == Root::Input && self.segs.iter().all(|s| matches!(s, Seg::Key(_) | Seg::Index(_)))
+        self.root == Root::Input
+            && self
+                .segs
+                .iter()
+                .all(|s| matches!(s, Seg::Key(_) | Seg::Index(_)))
     }
 
     /// Applies the path to `doc`. A definite path gives `None` when nothing matches;
@@ -291,12 +305,34 @@ struct Parser<'a> {
 }
 
 fn is_name_byte(b: u8) -> bool {
-    !matches!(b, b'.' | b'[' | b']' | b'(' | b')' | b' ' | b'=' | b'!' | b'<' | b'>' | b'&' | b'|' | b',' | b'\'' | b'"' | b'@' | b'?')
+    !matches!(
+        b,
+        b'.' | b'['
+            | b']'
+            | b'('
+            | b')'
+            | b' '
+            | b'='
+            | b'!'
+            | b'<'
+            | b'>'
+            | b'&'
+            | b'|'
+            | b','
+            | b'\''
+            | b'"'
+            | b'@'
+            | b'?'
+    )
 }
 
 impl<'a> Parser<'a> {
     fn err(&self, msg: &str) -> PathError {
-        PathError { path: self.text.to_string(), msg: msg.to_string(), offset: self.i }
+        PathError {
+            path: self.text.to_string(),
+            msg: msg.to_string(),
+            offset: self.i,
+        }
     }
     fn peek(&self) -> Option<u8> {
         self.s.get(self.i).copied()
@@ -408,7 +444,9 @@ impl<'a> Parser<'a> {
         if self.i == start {
             return Ok(None);
         }
-        let n = self.text[start..self.i].parse::<i64>().map_err(|_| self.err("invalid integer"))?;
+        let n = self.text[start..self.i]
+            .parse::<i64>()
+            .map_err(|_| self.err("invalid integer"))?;
         self.ws();
         Ok(Some(n))
     }
@@ -475,7 +513,9 @@ impl<'a> Parser<'a> {
                 } else if let Some(a) = a {
                     let mut idx = vec![Seg::Index(a)];
                     while self.eat(b',') {
-                        idx.push(Seg::Index(self.int()?.ok_or_else(|| self.err("expected an index"))?));
+                        idx.push(Seg::Index(
+                            self.int()?.ok_or_else(|| self.err("expected an index"))?,
+                        ));
                     }
                     if idx.len() == 1 {
                         idx.pop().unwrap_or(Seg::Wildcard)
@@ -483,7 +523,9 @@ impl<'a> Parser<'a> {
                         Seg::Union(idx)
                     }
                 } else {
-                    return Err(self.err("expected an index, slice, '*', a quoted name or a filter"));
+                    return Err(
+                        self.err("expected an index, slice, '*', a quoted name or a filter")
+                    );
                 }
             }
         };
@@ -534,9 +576,16 @@ impl<'a> Parser<'a> {
         let left = self.operand()?;
         self.ws();
         let rest = &self.s[self.i..];
-        let op = [("==", CmpOp::Eq), ("!=", CmpOp::Ne), ("<=", CmpOp::Le), (">=", CmpOp::Ge), ("<", CmpOp::Lt), (">", CmpOp::Gt)]
-            .into_iter()
-            .find(|(t, _)| rest.starts_with(t.as_bytes()));
+        let op = [
+            ("==", CmpOp::Eq),
+            ("!=", CmpOp::Ne),
+            ("<=", CmpOp::Le),
+            (">=", CmpOp::Ge),
+            ("<", CmpOp::Lt),
+            (">", CmpOp::Gt),
+        ]
+        .into_iter()
+        .find(|(t, _)| rest.starts_with(t.as_bytes()));
         match op {
             Some((t, op)) => {
                 self.i += t.len();
@@ -572,10 +621,13 @@ impl<'a> Parser<'a> {
             }
             _ => {
                 let start = self.i;
-                while self.peek().is_some_and(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E')) {
+                while self.peek().is_some_and(|b| {
+                    b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E')
+                }) {
                     self.i += 1
                 }
-                let n: Value = serde_json::from_str(&self.text[start..self.i]).map_err(|_| self.err("expected a value"))?;
+                let n: Value = serde_json::from_str(&self.text[start..self.i])
+                    .map_err(|_| self.err("expected a value"))?;
                 if !n.is_number() {
                     return Err(self.err("expected a value"));
                 }
@@ -604,7 +656,10 @@ mod tests {
         assert_eq!(sel("$.a.b[1:]", doc.clone()), Some(json!([2, 3])));
         assert_eq!(sel("$.a.b[:1]", doc.clone()), Some(json!([1])));
         assert_eq!(sel("$.a.b[*]", doc.clone()), Some(json!([1, 2, 3])));
-        assert_eq!(sel("$.users[?(@.s == 0)].n", doc.clone()), Some(json!(["x"])));
+        assert_eq!(
+            sel("$.users[?(@.s == 0)].n", doc.clone()),
+            Some(json!(["x"]))
+        );
         assert_eq!(sel("$..n", doc.clone()), Some(json!(["x", "y"])));
         assert_eq!(sel("$.missing", doc.clone()), None);
         assert_eq!(sel("$.missing[*].x", doc.clone()), Some(json!([])));
@@ -613,8 +668,14 @@ mod tests {
 
     #[test]
     fn roots_and_errors() {
-        assert_eq!(Path::parse("$$.Execution.Id").unwrap().root(), &Root::Context);
-        assert_eq!(Path::parse("$var.x").unwrap().root(), &Root::Var("var".into()));
+        assert_eq!(
+            Path::parse("$$.Execution.Id").unwrap().root(),
+            &Root::Context
+        );
+        assert_eq!(
+            Path::parse("$var.x").unwrap().root(),
+            &Root::Var("var".into())
+        );
         for bad in ["", "a.b", "$.", "$[", "$.a[?(@.x ==)]", "$.a]", "$['x"] {
             assert!(Path::parse(bad).is_err(), "{bad}");
         }

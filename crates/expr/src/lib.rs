@@ -25,7 +25,10 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(error: impl Into<String>, cause: impl Into<String>) -> Failure {
-        Failure { error: error.into(), cause: Some(cause.into()) }
+        Failure {
+            error: error.into(),
+            cause: Some(cause.into()),
+        }
     }
     pub fn runtime(cause: impl Into<String>) -> Failure {
         Failure::new(errors::RUNTIME, cause)
@@ -92,7 +95,14 @@ pub fn uuid_v4(e: &dyn Entropy) -> String {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let h: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Workflow variables visible to an expression.

@@ -36,22 +36,28 @@ fn escape_pointer(k: &str) -> String {
 /// Compiles a `.$` expression string (a path or an intrinsic call).
 pub fn compile_dollar(s: &str, field: &str) -> Result<Template, String> {
     if looks_like_call(s) {
-        Call::parse(s).map(Template::Call).map_err(|e| e.to_string())
+        Call::parse(s)
+            .map(Template::Call)
+            .map_err(|e| e.to_string())
     } else {
-        Path::parse(s).map(|p| Template::Path(p, field.to_string())).map_err(|e| e.to_string())
+        Path::parse(s)
+            .map(|p| Template::Path(p, field.to_string()))
+            .map_err(|e| e.to_string())
     }
 }
 
 impl Template {
     pub fn compile(v: &Value, lang: Lang, ptr: &str, problems: &mut Vec<Problem>) -> Template {
         match (v, lang) {
-            (Value::String(s), Lang::Jsonata) if crate::is_jsonata_expr(s) => match jsonata::compile(s) {
-                Ok(e) => Template::Jsonata(e),
-                Err(m) => {
-                    problems.push((ptr.to_string(), m));
-                    Template::Literal(v.clone())
+            (Value::String(s), Lang::Jsonata) if crate::is_jsonata_expr(s) => {
+                match jsonata::compile(s) {
+                    Ok(e) => Template::Jsonata(e),
+                    Err(m) => {
+                        problems.push((ptr.to_string(), m));
+                        Template::Literal(v.clone())
+                    }
                 }
-            },
+            }
             (Value::Object(m), _) => {
                 let mut fields = Vec::with_capacity(m.len());
                 for (k, child) in m {
@@ -70,12 +76,18 @@ impl Template {
                             };
                             fields.push((name.to_string(), t));
                         }
-                        _ => fields.push((k.clone(), Template::compile(child, lang, &cptr, problems))),
+                        _ => fields
+                            .push((k.clone(), Template::compile(child, lang, &cptr, problems))),
                     }
                 }
                 Template::Object(fields)
             }
-            (Value::Array(a), _) => Template::Array(a.iter().enumerate().map(|(i, c)| Template::compile(c, lang, &format!("{ptr}/{i}"), problems)).collect()),
+            (Value::Array(a), _) => Template::Array(
+                a.iter()
+                    .enumerate()
+                    .map(|(i, c)| Template::compile(c, lang, &format!("{ptr}/{i}"), problems))
+                    .collect(),
+            ),
             _ => Template::Literal(v.clone()),
         }
     }
@@ -96,10 +108,17 @@ impl Template {
                 }
                 Ok(Value::Object(m))
             }
-            Template::Array(items) => items.iter().map(|t| t.eval(scope)).collect::<Result<Vec<_>, _>>().map(Value::Array),
+            Template::Array(items) => items
+                .iter()
+                .map(|t| t.eval(scope))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array),
             Template::Path(p, field) => scope.resolve_field(p, field),
             Template::Call(c) => c.eval(scope),
-            Template::Jsonata(e) => Err(Failure::runtime(format!("JSONata expression '{}' used in a JSONPath state", e.text()))),
+            Template::Jsonata(e) => Err(Failure::runtime(format!(
+                "JSONata expression '{}' used in a JSONPath state",
+                e.text()
+            ))),
         }
     }
 
@@ -114,9 +133,16 @@ impl Template {
                 }
                 Ok(Value::Object(m))
             }
-            Template::Array(items) => items.iter().enumerate().map(|(i, t)| t.eval_jsonata(b, &format!("{field}[{i}]"))).collect::<Result<Vec<_>, _>>().map(Value::Array),
+            Template::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, t)| t.eval_jsonata(b, &format!("{field}[{i}]")))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array),
             Template::Jsonata(e) => e.eval_defined(b, field),
-            Template::Path(..) | Template::Call(_) => Err(Failure::runtime("JSONPath expression used in a JSONata state")),
+            Template::Path(..) | Template::Call(_) => Err(Failure::runtime(
+                "JSONPath expression used in a JSONata state",
+            )),
         }
     }
 }
@@ -130,11 +156,24 @@ mod tests {
     #[test]
     fn evaluates_templates() {
         let mut problems = Vec::new();
-        let t = Template::compile(&json!({"a.$": "$.x", "b": [{"c.$": "States.Array($.x)"}], "d": 1}), Lang::JsonPath, "/Parameters", &mut problems);
+        let t = Template::compile(
+            &json!({"a.$": "$.x", "b": [{"c.$": "States.Array($.x)"}], "d": 1}),
+            Lang::JsonPath,
+            "/Parameters",
+            &mut problems,
+        );
         assert!(problems.is_empty());
         let (input, ctx, e) = (json!({"x": 5}), json!({}), SplitMix::new(0));
-        let s = Scope { input: &input, context: &ctx, vars: &(), entropy: &e };
-        assert_eq!(t.eval(&s).unwrap(), json!({"a": 5, "b": [{"c": [5]}], "d": 1}));
+        let s = Scope {
+            input: &input,
+            context: &ctx,
+            vars: &(),
+            entropy: &e,
+        };
+        assert_eq!(
+            t.eval(&s).unwrap(),
+            json!({"a": 5, "b": [{"c": [5]}], "d": 1})
+        );
         let miss = Template::compile(&json!({"a.$": "$.nope"}), Lang::JsonPath, "", &mut problems);
         assert_eq!(miss.eval(&s).unwrap_err().error, "States.Runtime");
     }
@@ -142,7 +181,15 @@ mod tests {
     #[test]
     fn reports_bad_fields() {
         let mut problems = Vec::new();
-        Template::compile(&json!({"a.$": "nope", "b": {"c.$": 3}}), Lang::JsonPath, "/P", &mut problems);
-        assert_eq!(problems.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(), ["/P/a.$", "/P/b/c.$"]);
+        Template::compile(
+            &json!({"a.$": "nope", "b": {"c.$": 3}}),
+            Lang::JsonPath,
+            "/P",
+            &mut problems,
+        );
+        assert_eq!(
+            problems.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(),
+            ["/P/a.$", "/P/b/c.$"]
+        );
     }
 }

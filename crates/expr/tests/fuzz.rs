@@ -8,16 +8,42 @@ use shoal_expr::{Path, Scope, SplitMix};
 
 /// Inputs that once broke parsers of this kind; kept as a fixed corpus.
 const CORPUS: &[&str] = &[
-    "$", "$$", "$.", "$..", "$[", "$[]", "$['", "$[''']", "$[?(", "$[?(@.a==)]", "$[1:2:0]", "$[-9223372036854775808]",
-    "$.a.length()", "$[?(!@.x)]", "$['a','b']", "$.é", "$\u{0}", "States.Format(", "States.Format('{}'", "States.Array(States.Array(",
-    "States.MathAdd(1,)", "States.Hash('x', 'NOPE')", "States.Format('\\", "States.ArrayRange(0, 100000, 1)",
+    "$",
+    "$$",
+    "$.",
+    "$..",
+    "$[",
+    "$[]",
+    "$['",
+    "$[''']",
+    "$[?(",
+    "$[?(@.a==)]",
+    "$[1:2:0]",
+    "$[-9223372036854775808]",
+    "$.a.length()",
+    "$[?(!@.x)]",
+    "$['a','b']",
+    "$.é",
+    "$\u{0}",
+    "States.Format(",
+    "States.Format('{}'",
+    "States.Array(States.Array(",
+    "States.MathAdd(1,)",
+    "States.Hash('x', 'NOPE')",
+    "States.Format('\\",
+    "States.ArrayRange(0, 100000, 1)",
 ];
 
 fn exercise(s: &str) {
     let input = json!({"a": [1, {"b": "c"}], "x": "y"});
     let ctx = json!({});
     let e = SplitMix::new(0);
-    let scope = Scope { input: &input, context: &ctx, vars: &(), entropy: &e };
+    let scope = Scope {
+        input: &input,
+        context: &ctx,
+        vars: &(),
+        entropy: &e,
+    };
     if let Ok(p) = Path::parse(s) {
         let _ = scope.resolve(&p);
         let mut target = input.clone();

@@ -1,0 +1,157 @@
+//! The `shoal` binary as a user runs it: exit codes, stdout and stderr.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn shoal(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(args)
+        .output()
+        .expect("shoal runs")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn validate_reports_every_problem_with_pointers() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(
+        dir.path(),
+        "good.json",
+        r#"{"StartAt":"A","States":{"A":{"Type":"Succeed"}}}"#,
+    );
+    let o = shoal(&["validate", &good]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(o.stdout.is_empty());
+
+    let bad = write(
+        dir.path(),
+        "bad.json",
+        r#"{"StartAt":"A","States":{"A":{"Type":"Pass","Next":"B","Extra":1},"C":{"Type":"Succeed"}}}"#,
+    );
+    let o = shoal(&["validate", &bad]);
+    assert_eq!(o.status.code(), Some(1));
+    let lines: Vec<String> = stdout(&o).lines().map(str::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "/States/A/Extra: field \"Extra\" is not supported in a Pass state",
+            "/States/A/Next: missing transition target \"B\"",
+            "/States/C: state \"C\" is not reachable",
+        ]
+    );
+
+    let broken = write(dir.path(), "broken.json", "{\n  \"StartAt\": }");
+    let o = shoal(&["validate", &broken]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("line 2 column 14"), "{}", stdout(&o));
+
+    let o = shoal(&["validate", &bad, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["result"], "FAIL");
+    assert_eq!(v["diagnostics"][0]["location"], "/States/A/Extra");
+}
+
+#[test]
+fn run_prints_output_and_uses_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = write(
+        dir.path(),
+        "d.json",
+        r#"{"StartAt":"P","States":{"P":{"Type":"Pass","Parameters":{"sum.$":"States.MathAdd($.a, $.b)"},"End":true}}}"#,
+    );
+    let o = shoal(&["run", &def, "--input", r#"{"a":1,"b":2}"#]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(stdout(&o).trim(), r#"{"sum":3}"#);
+
+    let input = write(dir.path(), "in.json", r#"{"a":5,"b":5}"#);
+    let o = shoal(&["run", &def, "--input", &format!("@{input}"), "--json"]);
+    assert_eq!(
+        stdout(&o).trim(),
+        r#"{"status":"SUCCEEDED","output":{"sum":10}}"#
+    );
+
+    let fail = write(
+        dir.path(),
+        "f.json",
+        r#"{"StartAt":"F","States":{"F":{"Type":"Fail","Error":"E","Cause":"C"}}}"#,
+    );
+    let o = shoal(&["run", &fail, "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stdout(&o).trim(),
+        r#"{"status":"FAILED","error":"E","cause":"C"}"#
+    );
+
+    let invalid = write(dir.path(), "i.json", r#"{"StartAt":"X","States":{}}"#);
+    let o = shoal(&["run", &invalid]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("/States: States must hold at least one state")
+    );
+
+    let o = shoal(&["run", &def, "--input", "{not json"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = shoal(&["run"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn waits_fast_forward_and_yaml_definitions_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = write(
+        dir.path(),
+        "w.yaml",
+        "StartAt: W\nStates:\n  W:\n    Type: Wait\n    Seconds: 3600\n    End: true\n",
+    );
+    let start = std::time::Instant::now();
+    let o = shoal(&["run", &def, "--input", "[1]", "--fast-forward"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(stdout(&o).trim(), "[1]");
+    assert!(start.elapsed().as_secs() < 60);
+}
+
+#[test]
+fn distributed_map_reads_items_from_a_local_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("b/in")).unwrap();
+    std::fs::write(dir.path().join("b/in/rows.csv"), "name;n\n\"a;b\";1\nc;2\n").unwrap();
+    let def = write(
+        dir.path(),
+        "m.json",
+        r#"{"StartAt":"M","States":{"M":{"Type":"Map","End":true,
+            "ItemReader":{"Resource":"arn:aws:states:::s3:getObject","Parameters":{"Bucket":"b","Key":"in/rows.csv"},
+              "ReaderConfig":{"InputType":"CSV","CSVHeaderLocation":"FIRST_ROW","CSVDelimiter":"SEMICOLON"}},
+            "ItemProcessor":{"ProcessorConfig":{"Mode":"DISTRIBUTED","ExecutionType":"EXPRESS"},"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}}}}}"#,
+    );
+    let buckets = dir.path().to_string_lossy().into_owned();
+    let o = shoal(&["run", &def, "--buckets", &buckets]);
+    assert_eq!(
+        stdout(&o).trim(),
+        r#"[{"name":"a;b","n":"1"},{"name":"c","n":"2"}]"#
+    );
+
+    let escape = def.replace("m.json", "e.json");
+    std::fs::write(
+        &escape,
+        std::fs::read_to_string(&def)
+            .unwrap()
+            .replace("in/rows.csv", "../../etc/passwd"),
+    )
+    .unwrap();
+    let o = shoal(&["run", &escape, "--buckets", &buckets, "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("States.ItemReaderFailed") && stdout(&o).contains("invalid key"),
+        "{}",
+        stdout(&o)
+    );
+}
