@@ -57,6 +57,8 @@ pub struct State {
     /// JSONata `Output`.
     pub output: Option<Template>,
     pub kind: Kind,
+    /// False when no expression of the state can read the context object.
+    pub uses_context: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

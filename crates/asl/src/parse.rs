@@ -757,6 +757,7 @@ impl Cx {
             assign,
             output,
             kind,
+            uses_context: mentions_context(v),
         })
     }
 
@@ -1387,6 +1388,19 @@ impl Cx {
             reader_config,
             max_items,
         })
+    }
+}
+
+/// Could any expression of this state read the context object? Over-approximates
+/// (any string naming `$$` or `context` counts), so the engine can skip building it.
+fn mentions_context(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains("$$") || s.contains("context"),
+        Value::Array(a) => a.iter().any(mentions_context),
+        Value::Object(o) => o
+            .iter()
+            .any(|(k, v)| k.contains("$$") || mentions_context(v)),
+        _ => false,
     }
 }
 

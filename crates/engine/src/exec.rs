@@ -513,6 +513,10 @@ impl Execution {
     }
 
     fn context(&self, fid: FrameId, st: &State) -> Value {
+        // Building it copies the execution input: skip it for states that cannot read it.
+        if !st.uses_context {
+            return Value::Null;
+        }
         let f = &self.frames[fid];
         let mut state = json!({"Name": st.name, "EnteredTime": iso_time(f.entered_ms)});
         if st.kind.outcome().is_some() {

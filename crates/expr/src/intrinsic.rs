@@ -342,17 +342,18 @@ fn format(template: &str, args: &[Value]) -> Result<String, String> {
 pub(crate) fn hash(data: &str, alg: &str) -> Result<String, String> {
     use sha2::Digest;
     let bytes = data.as_bytes();
-    let digest: Vec<u8> =
-        match alg {
-            "MD5" => md5::Md5::digest(bytes).to_vec(),
-            "SHA-1" => sha1::Sha1::digest(bytes).to_vec(),
-            "SHA-256" => sha2::Sha256::digest(bytes).to_vec(),
-            "SHA-384" => sha2::Sha384::digest(bytes).to_vec(),
-            "SHA-512" => sha2::Sha512::digest(bytes).to_vec(),
-            other => return Err(format!(
+    let digest: Vec<u8> = match alg {
+        "MD5" => md5::Md5::digest(bytes).to_vec(),
+        "SHA-1" => sha1::Sha1::digest(bytes).to_vec(),
+        "SHA-256" => sha2::Sha256::digest(bytes).to_vec(),
+        "SHA-384" => sha2::Sha384::digest(bytes).to_vec(),
+        "SHA-512" => sha2::Sha512::digest(bytes).to_vec(),
+        other => {
+            return Err(format!(
                 "unsupported hash algorithm {other:?}: use MD5, SHA-1, SHA-256, SHA-384 or SHA-512"
-            )),
-        };
+            ))
+        }
+    };
     Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
 }
 

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, the pure-core dependency rule, and every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+# Architecture invariant: the pure core has no async runtime and no I/O crates.
+for crate in shoal-asl shoal-expr shoal-engine; do
+  if cargo tree -p "$crate" -e normal --prefix none | grep -Eq '^(tokio|mio|rusqlite|object_store) '; then
+    echo "error: $crate depends on an I/O or async crate; the pure core must not" >&2
+    cargo tree -p "$crate" -e normal -i tokio 2>/dev/null || true
+    exit 1
+  fi
+done
+
+cargo test --workspace --release
