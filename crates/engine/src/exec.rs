@@ -936,14 +936,7 @@ impl Execution {
                     * 1000.0) as i64
             }
             WaitFor::SecondsPath(p) => {
-                let v = self
-                    .scope_eval(fid, input, ctx, |s| s.resolve(p))
-                    .ok_or_else(|| {
-                        Failure::runtime(format!(
-                            "The SecondsPath parameter does not reference an input value: {}",
-                            p.text()
-                        ))
-                    })?;
+                let v = self.wait_path(fid, p, input, ctx, "SecondsPath")?;
                 match v.as_f64() {
                     Some(n) if n < 0.0 => return Err(Failure::runtime(format!("The SecondsPath parameter references a negative value: {} == {}", p.text(), compact(&v)))),
                     Some(n) if n.fract() == 0.0 => now + n as i64 * 1000,
@@ -951,14 +944,7 @@ impl Execution {
                 }
             }
             WaitFor::TimestampPath(p) => {
-                let v = self
-                    .scope_eval(fid, input, ctx, |s| s.resolve(p))
-                    .ok_or_else(|| {
-                        Failure::runtime(format!(
-                            "The TimestampPath parameter does not reference an input value: {}",
-                            p.text()
-                        ))
-                    })?;
+                let v = self.wait_path(fid, p, input, ctx, "TimestampPath")?;
                 match v.as_str().and_then(parse_timestamp) {
                     Some(t) => t.timestamp_millis(),
                     None => {
@@ -998,6 +984,23 @@ impl Execution {
     }
 
     /// A numeric field's value. Paths may point at numeric strings, which AWS accepts.
+    fn wait_path(
+        &self,
+        fid: FrameId,
+        p: &Path,
+        input: &Value,
+        ctx: &Value,
+        field: &str,
+    ) -> Result<Value, Failure> {
+        self.scope_eval(fid, input, ctx, |s| s.resolve(p))
+            .ok_or_else(|| {
+                Failure::runtime(format!(
+                    "The {field} parameter does not reference an input value: {}",
+                    p.text()
+                ))
+            })
+    }
+
     fn num_value(
         &self,
         fid: FrameId,
