@@ -68,6 +68,10 @@ pub fn run(machine: StateMachine, sm_name: &str, input: Value, opts: &Options) -
                     id,
                     failure: Failure::runtime(format!("The resource '{resource}' is not supported by this shoal build: no function or integration is registered for it")),
                 }),
+                Effect::WriteResults { id, parameters, writer_config, map_run_arn, entries, .. } => {
+                    let details = shoal_connectors::results::write(buckets.as_ref(), &parameters, &writer_config, &map_run_arn, entries);
+                    queue.push_back(Event::ResultsWritten { id, details });
+                }
                 Effect::ReadItems { id, resource, parameters, reader_config, .. } => {
                     let items = shoal_connectors::items::read(buckets.as_ref(), &resource, &parameters, &reader_config);
                     queue.push_back(Event::ItemsRead { id, items });

@@ -4,6 +4,7 @@
 //! escape their bucket folder.
 
 pub mod items;
+pub mod results;
 
 use std::path::{Component, Path, PathBuf};
 

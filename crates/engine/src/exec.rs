@@ -89,6 +89,7 @@ enum Wait {
     Task,
     Timer(AfterTimer),
     Items,
+    Results { map_run_arn: String },
     Join(Box<Join>),
 }
 
@@ -104,6 +105,9 @@ struct Join {
     is_map: bool,
     raw_input: Value,
     results: Vec<Option<Value>>,
+    /// Each child's input and, for a tolerated failure, its error: what a ResultWriter reports.
+    inputs: Vec<Value>,
+    failures: Vec<Option<Failure>>,
     pending: VecDeque<(usize, Arc<StateMachine>, Value)>,
     children: Vec<FrameId>,
     running: usize,
@@ -294,6 +298,32 @@ impl Execution {
                 let fid = self.take_waiting(id)?;
                 self.fail_state(fid, failure);
             }
+            Event::ResultsWritten { id, details } => {
+                let fid = self
+                    .waiting
+                    .remove(&id)
+                    .ok_or(crate::Error::UnknownEffect(id))?;
+                let Status::Waiting(Wait::Results { map_run_arn }) =
+                    std::mem::replace(&mut self.frames[fid].status, Status::Ready)
+                else {
+                    return Err(crate::Error::UnknownEffect(id));
+                };
+                let step = match details {
+                    Ok(d) => {
+                        let g = self.frames[fid].graph.clone();
+                        let st = &g.states[&self.frames[fid].current];
+                        let raw = self.frames[fid].input.clone();
+                        self.finish_result(
+                            fid,
+                            st,
+                            &raw,
+                            json!({"MapRunArn": map_run_arn, "ResultWriterDetails": d}),
+                        )
+                    }
+                    Err(f) => Step::Fail(f),
+                };
+                self.after_step(fid, step);
+            }
             Event::ItemsRead { id, items } => {
                 let fid = self.take_waiting(id)?;
                 let r = match items {
@@ -436,6 +466,7 @@ impl Execution {
                     ));
                 } else {
                     join.results[slot] = Some(json!({"Error": f.error, "Cause": f.cause}));
+                    join.failures[slot] = Some(f);
                 }
             }
         }
@@ -473,6 +504,24 @@ impl Execution {
                 "ParallelStateSucceeded"
             };
             self.record(ended, json!({}));
+            if let Kind::Map(m) = &st.kind {
+                if let Some(w) = &m.result_writer {
+                    let step = match self.write_results(
+                        parent,
+                        st,
+                        m,
+                        w,
+                        &join.raw_input,
+                        results,
+                        join.inputs,
+                        join.failures,
+                    ) {
+                        Ok(s) => s,
+                        Err(f) => Step::Fail(self.located(parent, f)),
+                    };
+                    return self.after_step(parent, step);
+                }
+            }
             let step = self.finish_result(parent, st, &join.raw_input, Value::Array(results));
             self.after_step(parent, step);
         }
@@ -1072,6 +1121,11 @@ impl Execution {
             );
         }
         let max = if max == 0 { n } else { max };
+        let pending_inputs: Vec<Value> = if is_map {
+            pending.iter().map(|p| p.2.clone()).collect()
+        } else {
+            Vec::new()
+        };
         let mut first = Vec::new();
         while first.len() < max {
             match pending.pop_front() {
@@ -1084,6 +1138,8 @@ impl Execution {
             is_map,
             raw_input,
             results: vec![None; n],
+            inputs: if is_map { pending_inputs } else { Vec::new() },
+            failures: vec![None; n],
             pending,
             children: Vec::new(),
             running,
@@ -1283,6 +1339,87 @@ impl Execution {
             tolerated_count,
             tolerated_pct,
         ))
+    }
+
+    /// Hands the children's results to a ResultWriter, as AWS's NONE-shaped entries.
+    #[allow(clippy::too_many_arguments)]
+    fn write_results(
+        &mut self,
+        fid: FrameId,
+        st: &State,
+        m: &MapState,
+        w: &shoal_asl::ResultWriter,
+        raw: &Value,
+        results: Vec<Value>,
+        inputs: Vec<Value>,
+        failures: Vec<Option<Failure>>,
+    ) -> Result<Step, Failure> {
+        let ctx = self.context(fid, st);
+        let parameters = match &w.parameters {
+            None => json!({}),
+            Some(t) if st.lang == Lang::Jsonata => {
+                self.jsonata_eval(fid, self.states_var(raw, &ctx, None, None), |b| {
+                    t.eval_jsonata(b, "Arguments")
+                })?
+            }
+            Some(t) => {
+                let effective = self.data_path(fid, &st.input_path, raw, &ctx, "InputPath")?;
+                self.scope_eval(fid, &effective, &ctx, |s| t.eval(s))?
+            }
+        };
+        let label = m.label.clone().unwrap_or_else(|| st.name.clone());
+        let run_id = shoal_expr::uuid_v4(self.entropy.as_ref());
+        let map_run_arn = format!(
+            "{}/{label}:{run_id}",
+            self.info
+                .state_machine_arn
+                .replacen(":stateMachine:", ":mapRun:", 1)
+        );
+        let child_sm = format!("{}/{label}", self.info.state_machine_arn);
+        let express = matches!(m.mode, MapMode::Distributed { express: true });
+        let now = iso_time(self.now_ms);
+        let entries = results
+            .into_iter()
+            .zip(inputs)
+            .zip(failures)
+            .map(|((out, input), failure)| {
+                let name = shoal_expr::uuid_v4(self.entropy.as_ref());
+                let kind = if express { "express" } else { "execution" };
+                let arn = format!("{}/{label}:{name}", self.info.state_machine_arn.replacen(":stateMachine:", &format!(":{kind}:"), 1));
+                let mut e = json!({
+                    "ExecutionArn": arn, "Input": compact(&input), "InputDetails": {"Included": true}, "Name": name,
+                    "RedriveCount": 0, "StartDate": now, "StateMachineArn": child_sm, "StopDate": now,
+                });
+                match failure {
+                    None => {
+                        e["Output"] = json!(compact(&out));
+                        e["OutputDetails"] = json!({"Included": true});
+                        e["Status"] = json!("SUCCEEDED");
+                        e["RedriveStatus"] = json!("NOT_REDRIVABLE");
+                        e["RedriveStatusReason"] = json!("Execution is SUCCEEDED and cannot be redriven");
+                    }
+                    Some(f) => {
+                        e["Error"] = json!(f.error);
+                        e["Cause"] = json!(f.cause);
+                        e["Status"] = json!("FAILED");
+                        e["RedriveStatus"] = json!("REDRIVABLE");
+                    }
+                }
+                e
+            })
+            .collect();
+        let id = self.effect_id();
+        self.effects.push(Effect::WriteResults {
+            id,
+            state: st.name.clone(),
+            parameters,
+            writer_config: w.writer_config.clone(),
+            map_run_arn: map_run_arn.clone(),
+            entries,
+        });
+        self.waiting.insert(id, fid);
+        self.frames[fid].status = Status::Waiting(Wait::Results { map_run_arn });
+        Ok(Step::Block)
     }
 
     fn map_int(

@@ -36,6 +36,15 @@ pub enum Effect {
         parameters: Value,
         reader_config: Value,
     },
+    /// Write a Distributed Map's child results (AWS's NONE-shaped entries) with its ResultWriter.
+    WriteResults {
+        id: EffectId,
+        state: String,
+        parameters: Value,
+        writer_config: Value,
+        map_run_arn: String,
+        entries: Vec<Value>,
+    },
     /// The execution is over.
     Complete(Outcome),
 }
@@ -58,6 +67,11 @@ pub enum Event {
     ItemsRead {
         id: EffectId,
         items: Result<Vec<Value>, Failure>,
+    },
+    /// The ResultWriter finished: `{Bucket, Key}` of its manifest.
+    ResultsWritten {
+        id: EffectId,
+        details: Result<Value, Failure>,
     },
 }
 

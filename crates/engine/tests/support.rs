@@ -72,6 +72,13 @@ pub fn run(definition: &str, input: Value) -> Run {
                         },
                     });
                 }
+                Effect::WriteResults { id, .. } => queue.push_back(Event::ResultsWritten {
+                    id,
+                    details: Err(Failure::new(
+                        "States.ResultWriterFailed",
+                        "no buckets in tests",
+                    )),
+                }),
                 Effect::ReadItems { id, .. } => queue.push_back(Event::ItemsRead {
                     id,
                     items: Err(Failure::new(
