@@ -172,7 +172,7 @@ impl Expr {
         install_extras(&mut ev, b.entropy).map_err(|e| Failure::query(e.to_string()))?;
         let input = b.states.get("input").cloned().unwrap_or(Value::Null);
         let out = ev.evaluate(&self.ast, &JValue::from(input)).map_err(|e| {
-            Failure::query(format!("The JSONata expression '{}' specified for the field '{}' threw an error during evaluation. {}", self.text, field, e))
+            Failure::query(format!("The JSONata expression '{}' specified for the field '{}' threw an error during evaluation. {}", self.text, field, e.message()))
         })?;
         if out.is_undefined() {
             return Ok(None);
