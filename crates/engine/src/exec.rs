@@ -662,7 +662,6 @@ impl Execution {
         dp: &DataPath,
         v: &Value,
         ctx: &Value,
-        field: &str,
     ) -> Result<Value, Failure> {
         match dp {
             DataPath::Whole => Ok(v.clone()),
@@ -670,7 +669,6 @@ impl Execution {
             DataPath::Path(p) => self
                 .scope_eval(fid, v, ctx, |s| s.resolve(p))
                 .ok_or_else(|| {
-                    let _ = field;
                     Failure::runtime(format!(
                         "Invalid path '{}' : No results for path: {}",
                         p.text(),
@@ -735,7 +733,7 @@ impl Execution {
         let effective = if jsonata {
             raw.clone()
         } else {
-            self.data_path(fid, &st.input_path, &raw, &ctx, "InputPath")?
+            self.data_path(fid, &st.input_path, &raw, &ctx)?
         };
         match &st.kind {
             Kind::Pass {
@@ -752,8 +750,7 @@ impl Execution {
                 Ok(self.finish_result(fid, st, &raw, r))
             }
             Kind::Succeed | Kind::Wait { .. } | Kind::Choice { .. } if !jsonata => {
-                let output =
-                    self.data_path(fid, &st.output_path, &effective, &ctx, "OutputPath")?;
+                let output = self.data_path(fid, &st.output_path, &effective, &ctx)?;
                 let (next, branch) = self.choose(fid, st, &effective, &ctx)?.unzip();
                 let assign_t = branch
                     .flatten()
@@ -1181,7 +1178,7 @@ impl Execution {
         let effective = if jsonata {
             raw.clone()
         } else {
-            self.data_path(fid, &st.input_path, &raw, &ctx, "InputPath")?
+            self.data_path(fid, &st.input_path, &raw, &ctx)?
         };
         let items: Vec<Value> = match read {
             // With an ItemReader, AWS iterates what the reader produced and ignores ItemsPath.
@@ -1363,7 +1360,7 @@ impl Execution {
                 })?
             }
             Some(t) => {
-                let effective = self.data_path(fid, &st.input_path, raw, &ctx, "InputPath")?;
+                let effective = self.data_path(fid, &st.input_path, raw, &ctx)?;
                 self.scope_eval(fid, &effective, &ctx, |s| t.eval(s))?
             }
         };
@@ -1488,7 +1485,7 @@ impl Execution {
         };
         let assigned = self.assign_jsonpath(fid, st.assign.as_ref(), &result, &ctx)?;
         let combined = apply_result_path(result_path, raw, result)?;
-        let output = self.data_path(fid, &st.output_path, &combined, &ctx, "OutputPath")?;
+        let output = self.data_path(fid, &st.output_path, &combined, &ctx)?;
         Ok(Step::Advance {
             output,
             next: None,

@@ -92,11 +92,6 @@ impl Template {
         }
     }
 
-    /// A template with nothing to evaluate.
-    pub fn is_literal(&self) -> bool {
-        matches!(self, Template::Literal(_))
-    }
-
     /// Evaluates a JSONPath-mode template.
     pub fn eval(&self, scope: &Scope) -> Result<Value, Failure> {
         match self {
