@@ -1,82 +1,134 @@
-//! Drives one execution in-process: performs the engine's effects with real time
-//! (or a fast-forwarded clock) until it completes.
+//! Runs one execution in-process on the shoal runtime, with a progress bar for map runs.
 
 use anyhow::Result;
 use serde_json::Value;
 use shoal_asl::StateMachine;
-use shoal_engine::{Effect, Event, Execution, ExecutionInfo, Failure, Outcome, SplitMix};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use shoal_connectors::{S3Options, Store};
+use shoal_engine::{ExecutionInfo, Outcome};
+use shoal_runtime::{MapRunProgress, Runtime};
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub struct Options {
     pub buckets: Option<PathBuf>,
+    pub s3_endpoint: Option<String>,
     pub fast_forward: bool,
     pub name: Option<String>,
 }
 
-fn wall_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 pub fn run(machine: StateMachine, sm_name: &str, input: Value, opts: &Options) -> Result<Outcome> {
+    // A paused clock needs the current-thread runtime; real runs use every core.
+    let rt = if opts.fast_forward {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .enable_io()
+            .start_paused(true)
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    };
+    let store = match (&opts.buckets, &opts.s3_endpoint) {
+        (Some(dir), _) => Store::local(dir),
+        (None, Some(url)) => Store::s3(S3Options {
+            endpoint: Some(url.clone()),
+            region: None,
+        }),
+        (None, None) if std::env::var_os("AWS_ENDPOINT_URL").is_some() => {
+            Store::s3(S3Options::default())
+        }
+        (None, None) => Store::None,
+    };
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
         ^ u64::from(std::process::id());
-    let entropy = SplitMix::new(seed);
-    let name = opts
-        .name
-        .clone()
-        .unwrap_or_else(|| shoal_expr::uuid_v4(&entropy));
-    let start = wall_ms();
-    let info = ExecutionInfo::local(sm_name, &name, start, false, &entropy);
-    let mut exec = Execution::new(Arc::new(machine), info, input, Box::new(entropy));
-    let buckets = opts
-        .buckets
-        .as_ref()
-        .map(shoal_connectors::LocalBuckets::new);
-    let mut clock = start;
-    let mut timers: BinaryHeap<Reverse<(i64, u64)>> = BinaryHeap::new();
-    let mut queue: VecDeque<Event> = VecDeque::from([Event::Start]);
-    loop {
-        let event = match queue.pop_front() {
-            Some(e) => e,
-            None => {
-                let Some(Reverse((at, id))) = timers.pop() else {
-                    anyhow::bail!("the execution is stuck: no event can arrive");
-                };
-                if opts.fast_forward {
-                    clock = clock.max(at);
-                } else {
-                    let wait = at - wall_ms();
-                    if wait > 0 {
-                        std::thread::sleep(std::time::Duration::from_millis(wait as u64));
-                    }
-                }
-                Event::TimerFired { id }
+    rt.block_on(async {
+        let runtime = Runtime::new(shoal_runtime::Options { store, seed });
+        let entropy = runtime.entropy();
+        let name = opts
+            .name
+            .clone()
+            .unwrap_or_else(|| shoal_expr::uuid_v4(&entropy));
+        let info = ExecutionInfo::local(sm_name, &name, runtime.now_ms(), false, &entropy);
+        let bar = (std::io::stderr().is_terminal() && !opts.fast_forward)
+            .then(|| spawn_progress(runtime.clone()));
+        let outcome = runtime.run(Arc::new(machine), info, input).await;
+        if let Some((stop, handle)) = bar {
+            let _ = stop.send(());
+            let _ = handle.await;
+        }
+        Ok(outcome)
+    })
+}
+
+/// Redraws one stderr line per map run, four times a second.
+fn spawn_progress(
+    runtime: Arc<Runtime>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        let start = Instant::now();
+        let mut drawn = false;
+        loop {
+            let stop = tokio::select! {
+                _ = &mut rx => true,
+                _ = tokio::time::sleep(Duration::from_millis(250)) => false,
+            };
+            if let Some(p) = runtime.map_runs().last() {
+                let line = progress_line(p, start.elapsed());
+                eprint!("\r\x1b[2K{line}");
+                let _ = std::io::stderr().flush();
+                drawn = true;
             }
-        };
-        let now = if opts.fast_forward { clock } else { wall_ms() };
-        for effect in exec.handle(event, now)? {
-            match effect {
-                Effect::Complete(o) => return Ok(o),
-                Effect::Timer { id, fire_at_ms } => timers.push(Reverse((fire_at_ms, id))),
-                Effect::Invoke { id, resource, .. } => queue.push_back(Event::TaskFailed {
-                    id,
-                    failure: Failure::runtime(format!("The resource '{resource}' is not supported by this shoal build: no function or integration is registered for it")),
-                }),
-                Effect::WriteResults { id, parameters, writer_config, map_run_arn, entries, .. } => {
-                    let details = shoal_connectors::results::write(buckets.as_ref(), &parameters, &writer_config, &map_run_arn, entries);
-                    queue.push_back(Event::ResultsWritten { id, details });
+            if stop {
+                if drawn {
+                    eprintln!();
                 }
-                Effect::ReadItems { id, resource, parameters, reader_config, .. } => {
-                    let items = shoal_connectors::items::read(buckets.as_ref(), &resource, &parameters, &reader_config);
-                    queue.push_back(Event::ItemsRead { id, items });
-                }
+                return;
             }
         }
-    }
+    });
+    (tx, handle)
+}
+
+fn progress_line(p: &MapRunProgress, elapsed: Duration) -> String {
+    let t = p.tally();
+    let i = &t.items;
+    let done = i.succeeded + i.failed + i.timed_out + i.aborted;
+    let secs = elapsed.as_secs_f64().max(0.001);
+    let rate = done as f64 / secs;
+    let width = 30;
+    let frac = if i.total == 0 {
+        0.0
+    } else {
+        done as f64 / i.total as f64
+    };
+    let filled = (frac * width as f64) as usize;
+    let eta = if t.total_known && rate > 0.0 && done < i.total {
+        format!(" ETA {:.0}s", (i.total - done) as f64 / rate)
+    } else {
+        String::new()
+    };
+    let total = if t.total_known {
+        i.total.to_string()
+    } else {
+        format!("{}+", i.total)
+    };
+    format!(
+        "{} [{}{}] {done}/{total} items, {:.0}/s, {} failed, {} running{eta}",
+        p.state,
+        "#".repeat(filled),
+        " ".repeat(width - filled.min(width)),
+        rate,
+        i.failed,
+        i.running,
+    )
 }

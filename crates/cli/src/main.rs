@@ -37,9 +37,13 @@ enum Cmd {
         /// Print `{"status":..., "output"|"error","cause"}` instead of the bare output.
         #[arg(long)]
         json: bool,
-        /// Folder whose subfolders are buckets.
+        /// Folder whose subfolders are buckets (the embedded default).
         #[arg(long)]
         buckets: Option<PathBuf>,
+        /// An S3 endpoint for buckets instead (credentials and region from the
+        /// standard AWS environment variables). AWS_ENDPOINT_URL works too.
+        #[arg(long, value_name = "URL", conflicts_with = "buckets")]
+        s3_endpoint: Option<String>,
         /// Do not sleep in Wait states and retry backoff: jump the clock instead.
         #[arg(long)]
         fast_forward: bool,
@@ -106,6 +110,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             input,
             json,
             buckets,
+            s3_endpoint,
             fast_forward,
             name,
             substitute,
@@ -131,6 +136,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 .to_string();
             let opts = drive::Options {
                 buckets,
+                s3_endpoint,
                 fast_forward,
                 name,
             };

@@ -1,8 +1,21 @@
-//! The Distributed Map's ItemReader: listings, CSV, JSON and JSONL objects.
+//! The Distributed Map's ItemReader: listings and CSV, JSON and JSONL objects.
+//!
+//! Items stream: they are parsed on a blocking thread as the bytes arrive and handed
+//! over in chunks through a bounded channel, so a 10-million-line object never sits
+//! in memory whole.
 
-use crate::{Error, LocalBuckets};
-use serde_json::{Map, Value};
+use crate::{Body, Error, Store};
+use serde_json::{json, Map, Value};
+use shoal_engine::maprun::PAYLOAD_LIMIT;
 use shoal_expr::{errors, Failure};
+use std::io::{BufRead, BufReader, Read};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Items in reading order, or why reading stopped.
+pub type Chunk = Result<Vec<Value>, Failure>;
+
+const CHUNK: usize = 1024;
 
 fn reader_failed(cause: impl Into<String>) -> Failure {
     Failure::new(errors::ITEM_READER_FAILED, cause)
@@ -20,77 +33,233 @@ fn s3_failure(e: Error) -> Failure {
         Error::NoSuchKey { .. }
         | Error::NoSuchBucket(_)
         | Error::InvalidKey { .. }
-        | Error::InvalidBucket(_) => reader_failed(e.to_string()),
+        | Error::InvalidBucket(_)
+        | Error::NoBuckets
+        | Error::S3 { .. } => reader_failed(e.to_string()),
         other => Failure::runtime(other.to_string()),
     }
 }
 
-/// Reads every item. `config` is the ReaderConfig with MaxItems already resolved.
+/// Why the parser stopped early without an error of its own.
+enum Stop {
+    /// MaxItems reached, or nobody reads any more.
+    Done,
+    Failed(Failure),
+}
+
+impl From<Failure> for Stop {
+    fn from(f: Failure) -> Stop {
+        Stop::Failed(f)
+    }
+}
+
+/// Collects items into chunks and sends them; enforces MaxItems.
+struct Emitter {
+    tx: mpsc::Sender<Chunk>,
+    buf: Vec<Value>,
+    left: usize,
+}
+
+impl Emitter {
+    fn push(&mut self, v: Value) -> Result<(), Stop> {
+        if self.left == 0 {
+            return Err(Stop::Done);
+        }
+        self.left -= 1;
+        self.buf.push(v);
+        if self.buf.len() >= CHUNK || self.left == 0 {
+            self.flush()?;
+        }
+        if self.left == 0 {
+            return Err(Stop::Done);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), Stop> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| Stop::Done)
+    }
+}
+
+/// What each object holds: ReaderConfig's InputType and its options.
+#[derive(Debug, Clone)]
+enum Format {
+    Json {
+        pointer: Option<String>,
+    },
+    Jsonl,
+    Csv {
+        delim: char,
+        headers: Option<Vec<String>>,
+    },
+}
+
+fn format(config: &Value) -> Result<Format, Failure> {
+    Ok(match config.get("InputType").and_then(Value::as_str) {
+        Some("CSV") => Format::Csv {
+            delim: match config.get("CSVDelimiter").and_then(Value::as_str) {
+                Some("PIPE") => '|',
+                Some("SEMICOLON") => ';',
+                Some("SPACE") => ' ',
+                Some("TAB") => '\t',
+                _ => ',',
+            },
+            headers: match config.get("CSVHeaderLocation").and_then(Value::as_str) {
+                Some("GIVEN") => Some(
+                    config
+                        .get("CSVHeaders")
+                        .and_then(Value::as_array)
+                        .ok_or_else(|| reader_failed("CSVHeaderLocation GIVEN needs CSVHeaders"))?
+                        .iter()
+                        .map(|h| h.as_str().unwrap_or_default().to_string())
+                        .collect(),
+                ),
+                _ => None,
+            },
+        },
+        Some("JSONL") => Format::Jsonl,
+        Some("JSON") | None => Format::Json {
+            pointer: config
+                .get("ItemsPointer")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        },
+        Some(other) => {
+            return Err(reader_failed(format!(
+                "InputType {other} is not supported by shoal (CSV, JSON and JSONL are)"
+            )))
+        }
+    })
+}
+
+fn max_items(config: &Value) -> Result<usize, Failure> {
+    match config.get("MaxItems") {
+        None => Ok(usize::MAX),
+        Some(v) => match v.as_f64() {
+            Some(n) if n < 0.0 => Err(reader_failed("field MaxItems must be positive")),
+            Some(0.0) => Ok(usize::MAX),
+            Some(n) => Ok(n.min(100_000_000.0) as usize),
+            None => Err(reader_failed("field MaxItems must be a number")),
+        },
+    }
+}
+
+/// Starts reading the items of an ItemReader. `config` is the ReaderConfig with MaxItems
+/// resolved. Items arrive in order; an `Err` chunk ends the stream.
 pub fn read(
-    buckets: Option<&LocalBuckets>,
+    store: Arc<Store>,
+    resource: String,
+    params: Value,
+    config: Value,
+) -> mpsc::Receiver<Chunk> {
+    let (tx, rx) = mpsc::channel(4);
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let mut em = Emitter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CHUNK),
+            left: usize::MAX,
+        };
+        let r = read_all(&handle, &store, &resource, &params, &config, &mut em);
+        let r = match r {
+            Ok(()) | Err(Stop::Done) => em.flush(),
+            Err(f) => Err(f),
+        };
+        if let Err(Stop::Failed(f)) = r {
+            let _ = tx.blocking_send(Err(f));
+        }
+    });
+    rx
+}
+
+fn read_all(
+    rt: &tokio::runtime::Handle,
+    store: &Store,
     resource: &str,
     params: &Value,
     config: &Value,
-) -> Result<Vec<Value>, Failure> {
-    let buckets = buckets.ok_or_else(|| reader_failed(Error::NoBuckets.to_string()))?;
-    let max_items = match config.get("MaxItems") {
-        None => None,
-        Some(v) => match v.as_f64() {
-            Some(n) if n < 0.0 => return Err(reader_failed("field MaxItems must be positive")),
-            Some(0.0) => None,
-            Some(n) => Some(n.min(100_000_000.0) as usize),
-            None => return Err(reader_failed("field MaxItems must be a number")),
-        },
-    };
+    em: &mut Emitter,
+) -> Result<(), Stop> {
+    em.left = max_items(config)?;
     let bucket = field(params, "Bucket")?;
-    let mut items = match resource {
+    match resource {
         "arn:aws:states:::s3:listObjectsV2" => {
             let prefix = params.get("Prefix").and_then(Value::as_str).unwrap_or("");
-            buckets
-                .list(bucket, prefix)
-                .map_err(s3_failure)?
-                .into_iter()
-                .map(|m| serde_json::json!({"Etag": m.etag, "Key": m.key, "LastModified": m.last_modified, "Size": m.size, "StorageClass": "STANDARD"}))
-                .collect()
+            let list = rt
+                .block_on(store.list(bucket, prefix))
+                .map_err(s3_failure)?;
+            let load =
+                config.get("Transformation").and_then(Value::as_str) == Some("LOAD_AND_FLATTEN");
+            let fmt = if load { Some(format(config)?) } else { None };
+            for m in list {
+                match &fmt {
+                    None => em.push(json!({"Etag": m.etag, "Key": m.key, "LastModified": m.last_modified, "Size": m.size, "StorageClass": "STANDARD"}))?,
+                    Some(f) => read_object(rt, store, bucket, &m.key, f, em)?,
+                }
+            }
+            Ok(())
         }
         "arn:aws:states:::s3:getObject" => {
             let key = field(params, "Key")?;
-            let body = buckets.get(bucket, key).map_err(s3_failure)?;
-            let text = String::from_utf8(body)
-                .map_err(|_| reader_failed(format!("s3://{bucket}/{key} is not UTF-8 text")))?;
-            let place = format!("s3://{bucket}/{key}");
-            match config.get("InputType").and_then(Value::as_str) {
-                Some("CSV") => csv(&text, config, &place)?,
-                Some("JSONL") => jsonl(&text, &place)?,
-                Some("JSON") | None => json_items(&text, config, &place)?,
-                Some(other) => {
-                    return Err(reader_failed(format!(
-                        "InputType {other} is not supported yet"
-                    )))
-                }
-            }
+            let fmt = format(config)?;
+            read_object(rt, store, bucket, key, &fmt, em)
         }
-        other => {
-            return Err(reader_failed(format!(
-                "unsupported ItemReader resource {other}"
-            )))
-        }
-    };
-    if let Some(n) = max_items {
-        items.truncate(n);
+        other => Err(reader_failed(format!("unsupported ItemReader resource {other}")).into()),
     }
-    Ok(items)
 }
 
-fn json_items(text: &str, config: &Value, place: &str) -> Result<Vec<Value>, Failure> {
-    let doc: Value = serde_json::from_str(text).map_err(|e| {
+fn read_object(
+    rt: &tokio::runtime::Handle,
+    store: &Store,
+    bucket: &str,
+    key: &str,
+    fmt: &Format,
+    em: &mut Emitter,
+) -> Result<(), Stop> {
+    let body = rt.block_on(store.open(bucket, key)).map_err(s3_failure)?;
+    let r: Box<dyn Read> = match body {
+        Body::File(f) => Box::new(f),
+        Body::Stream(s) => s,
+    };
+    let r = BufReader::with_capacity(256 * 1024, r);
+    let place = format!("s3://{bucket}/{key}");
+    parse(r, fmt, &place, em)
+}
+
+fn parse(mut r: impl BufRead, fmt: &Format, place: &str, em: &mut Emitter) -> Result<(), Stop> {
+    match fmt {
+        Format::Jsonl => jsonl(r, place, em),
+        Format::Csv { delim, headers } => csv(r, *delim, headers.as_deref(), place, em),
+        Format::Json { pointer } => {
+            let mut text = Vec::new();
+            r.read_to_end(&mut text)
+                .map_err(|e| reader_failed(format!("reading {place}: {e}")))?;
+            for item in json_items(&text, pointer.as_deref(), place)? {
+                em.push(item)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn json_items(text: &[u8], pointer: Option<&str>, place: &str) -> Result<Vec<Value>, Failure> {
+    if text.iter().all(u8::is_ascii_whitespace) {
+        return Err(reader_failed(format!(
+            "{place} is empty: a JSON ItemReader needs an array"
+        )));
+    }
+    let doc: Value = serde_json::from_slice(text).map_err(|e| {
         reader_failed(format!(
             "{place} is not valid JSON at line {} column {}: {e}",
             e.line(),
             e.column()
         ))
     })?;
-    let doc = match config.get("ItemsPointer").and_then(Value::as_str) {
+    let doc = match pointer {
         Some(p) => doc
             .pointer(p)
             .cloned()
@@ -99,161 +268,255 @@ fn json_items(text: &str, config: &Value, place: &str) -> Result<Vec<Value>, Fai
     };
     match doc {
         Value::Array(a) => Ok(a),
-        Value::Object(o) if config.get("ItemsPointer").is_some() => Ok(o
+        Value::Object(o) if pointer.is_some() => Ok(o
             .into_iter()
-            .map(|(k, v)| serde_json::json!({"key": k, "value": v}))
+            .map(|(k, v)| json!({"key": k, "value": v}))
             .collect()),
         _ => Err(reader_failed("Attempting to map over non-iterable node.")),
     }
 }
 
-fn jsonl(text: &str, place: &str) -> Result<Vec<Value>, Failure> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.push(
-            serde_json::from_str(line)
-                .map_err(|e| reader_failed(format!("{place} line {}: invalid JSON: {e}", i + 1)))?,
-        );
+/// Reads one line into `buf`; false at the end of the object.
+fn next_line(
+    r: &mut impl BufRead,
+    buf: &mut String,
+    place: &str,
+    line: usize,
+) -> Result<bool, Failure> {
+    buf.clear();
+    match r.read_line(buf) {
+        Ok(0) => Ok(false),
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(reader_failed(format!(
+            "{place} line {line}: not UTF-8 text"
+        ))),
+        Err(e) => Err(reader_failed(format!(
+            "reading {place} at line {line}: {e}"
+        ))),
     }
-    Ok(out)
 }
 
-/// Splits CSV text into records: RFC 4180 quoting, any one-character delimiter.
-pub fn csv_records(text: &str, delim: char, place: &str) -> Result<Vec<Vec<String>>, Failure> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut cell = String::new();
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    let mut line = 1;
-    let mut row_start_line = 1;
-    while let Some(c) = chars.next() {
-        if quoted {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    cell.push('"');
-                }
-                '"' => quoted = false,
-                '\n' => {
-                    line += 1;
-                    cell.push(c)
-                }
-                c => cell.push(c),
-            }
-            continue;
-        }
-        match c {
-            '"' if cell.is_empty() => quoted = true,
-            '\r' if chars.peek() == Some(&'\n') => {}
-            '\n' => {
-                row.push(std::mem::take(&mut cell));
-                rows.push(std::mem::take(&mut row));
-                line += 1;
-                row_start_line = line;
-            }
-            c if c == delim => row.push(std::mem::take(&mut cell)),
-            c => cell.push(c),
-        }
-    }
-    if quoted {
-        return Err(reader_failed(format!(
-            "{place} row starting at line {row_start_line}: unterminated quoted field"
-        )));
-    }
-    if !cell.is_empty() || !row.is_empty() {
-        row.push(cell);
-        rows.push(row);
-    }
-    Ok(rows)
+fn too_big(place: &str, what: &str, line: usize, size: usize) -> Failure {
+    Failure::new(
+        errors::DATA_LIMIT_EXCEEDED,
+        format!(
+            "{place} {what} {line}: the item is {size} bytes, over the 262144-byte (256 KiB) limit"
+        ),
+    )
 }
 
-fn csv(text: &str, config: &Value, place: &str) -> Result<Vec<Value>, Failure> {
-    let delim = match config.get("CSVDelimiter").and_then(Value::as_str) {
-        Some("PIPE") => '|',
-        Some("SEMICOLON") => ';',
-        Some("SPACE") => ' ',
-        Some("TAB") => '\t',
-        _ => ',',
+fn jsonl(mut r: impl BufRead, place: &str, em: &mut Emitter) -> Result<(), Stop> {
+    let mut buf = String::new();
+    let mut line = 0;
+    while next_line(&mut r, &mut buf, place, line + 1)? {
+        line += 1;
+        let text = buf.trim();
+        if text.is_empty() {
+            continue;
+        }
+        if text.len() > PAYLOAD_LIMIT {
+            return Err(too_big(place, "line", line, text.len()).into());
+        }
+        let v = serde_json::from_str(text)
+            .map_err(|e| reader_failed(format!("{place} line {line}: invalid JSON: {e}")))?;
+        em.push(v)?;
+    }
+    Ok(())
+}
+
+/// Streams CSV records: RFC 4180 quoting (quoted fields may span lines), any
+/// one-character delimiter. Yields `(first line, cells)`.
+struct CsvRecords<R> {
+    r: R,
+    delim: char,
+    line: usize,
+    buf: String,
+}
+
+impl<R: BufRead> CsvRecords<R> {
+    fn next(&mut self, place: &str) -> Result<Option<(usize, Vec<String>, usize)>, Failure> {
+        if !next_line(&mut self.r, &mut self.buf, place, self.line + 1)? {
+            return Ok(None);
+        }
+        self.line += 1;
+        let start = self.line;
+        let mut row = Vec::new();
+        let mut cell = String::new();
+        let mut quoted = false;
+        let mut bytes = 0;
+        loop {
+            bytes += self.buf.len();
+            let mut chars = self.buf.chars().peekable();
+            while let Some(c) = chars.next() {
+                if quoted {
+                    match c {
+                        '"' if chars.peek() == Some(&'"') => {
+                            chars.next();
+                            cell.push('"');
+                        }
+                        '"' => quoted = false,
+                        c => cell.push(c),
+                    }
+                    continue;
+                }
+                match c {
+                    '"' if cell.is_empty() => quoted = true,
+                    '\r' if chars.peek() == Some(&'\n') => {}
+                    // `read_line` stops at '\n': this is the end of the record.
+                    '\n' => break,
+                    c if c == self.delim => row.push(std::mem::take(&mut cell)),
+                    c => cell.push(c),
+                }
+            }
+            if !quoted {
+                row.push(cell);
+                return Ok(Some((start, row, bytes)));
+            }
+            if bytes > PAYLOAD_LIMIT {
+                return Err(too_big(place, "row starting at line", start, bytes));
+            }
+            if !next_line(&mut self.r, &mut self.buf, place, self.line + 1)? {
+                return Err(reader_failed(format!(
+                    "{place} row starting at line {start}: unterminated quoted field"
+                )));
+            }
+            self.line += 1;
+        }
+    }
+}
+
+fn csv(
+    r: impl BufRead,
+    delim: char,
+    given: Option<&[String]>,
+    place: &str,
+    em: &mut Emitter,
+) -> Result<(), Stop> {
+    let mut rows = CsvRecords {
+        r,
+        delim,
+        line: 0,
+        buf: String::new(),
     };
-    let mut rows = csv_records(text, delim, place)?.into_iter();
-    let headers: Vec<String> = match config.get("CSVHeaderLocation").and_then(Value::as_str) {
-        Some("GIVEN") => config
-            .get("CSVHeaders")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .map(|h| h.as_str().unwrap_or_default().to_string())
-                    .collect()
-            })
-            .unwrap_or_default(),
-        _ => rows.next().unwrap_or_default(),
+    let headers: Vec<String> = match given {
+        Some(h) => h.to_vec(),
+        None => match rows.next(place)? {
+            Some((_, h, _)) => h,
+            None => {
+                return Err(reader_failed(format!(
+                    "{place} is empty: expected a CSV header row (CSVHeaderLocation FIRST_ROW)"
+                ))
+                .into())
+            }
+        },
     };
     if headers.iter().map(String::len).sum::<usize>() > 10_240 {
-        return Err(reader_failed("CSV headers exceed the 10 KB limit."));
+        return Err(reader_failed("CSV headers exceed the 10 KB limit.").into());
     }
     let mut seen = std::collections::HashSet::new();
     if !headers.iter().all(|h| seen.insert(h)) {
-        return Err(reader_failed("CSV headers cannot contain duplicates."));
+        return Err(reader_failed("CSV headers cannot contain duplicates.").into());
     }
-    Ok(rows
-        .map(|row| {
-            let mut m = Map::new();
-            for (i, h) in headers.iter().enumerate() {
-                m.insert(
-                    h.clone(),
-                    Value::String(row.get(i).cloned().unwrap_or_default()),
-                );
-            }
-            Value::Object(m)
-        })
-        .collect())
+    while let Some((line, row, bytes)) = rows.next(place)? {
+        if bytes > PAYLOAD_LIMIT {
+            return Err(too_big(place, "row starting at line", line, bytes).into());
+        }
+        let mut m = Map::new();
+        let mut cells = row.into_iter();
+        for h in &headers {
+            m.insert(h.clone(), Value::String(cells.next().unwrap_or_default()));
+        }
+        em.push(Value::Object(m))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    fn collect(text: &str, fmt: Format) -> Result<Vec<Value>, Failure> {
+        let (tx, mut rx) = mpsc::channel(1000);
+        let mut em = Emitter {
+            tx,
+            buf: Vec::new(),
+            left: usize::MAX,
+        };
+        let r = parse(text.as_bytes(), &fmt, "s3://b/k", &mut em).and_then(|_| em.flush());
+        if let Err(Stop::Failed(f)) = r {
+            return Err(f);
+        }
+        drop(em);
+        let mut out = Vec::new();
+        while let Ok(c) = rx.try_recv() {
+            out.extend(c?);
+        }
+        Ok(out)
+    }
+
+    fn csv_fmt(delim: char, headers: Option<Vec<&str>>) -> Format {
+        Format::Csv {
+            delim,
+            headers: headers.map(|h| h.into_iter().map(String::from).collect()),
+        }
+    }
 
     #[test]
     fn csv_rows() {
-        let rows = csv_records("a,\"b,c\",\"d\"\"e\"\n1,2\n", ',', "x").unwrap();
-        assert_eq!(rows, vec![vec!["a", "b,c", "d\"e"], vec!["1", "2"]]);
+        let items = collect(
+            "a,b,c\n\"x,1\",\"multi\nline\",\"q\"\"q\"\r\n2\n",
+            csv_fmt(',', None),
+        )
+        .unwrap();
         assert_eq!(
-            csv_records("\"open\n", ',', "s3://b/k")
-                .unwrap_err()
-                .cause
-                .unwrap(),
-            "s3://b/k row starting at line 1: unterminated quoted field"
+            items,
+            vec![
+                json!({"a": "x,1", "b": "multi\nline", "c": "q\"q"}),
+                json!({"a": "2", "b": "", "c": ""}),
+            ]
         );
-        let items = csv("h1|h2\nx|y|z\n", &json!({"CSVDelimiter": "PIPE"}), "x").unwrap();
+        let items = collect("x|y|z\n", csv_fmt('|', Some(vec!["h1", "h2"]))).unwrap();
         assert_eq!(items, vec![json!({"h1": "x", "h2": "y"})]);
+        let cause = |r: Result<Vec<Value>, Failure>| r.unwrap_err().cause.unwrap();
         assert_eq!(
-            csv("a,a\n", &json!({}), "x").unwrap_err().cause.unwrap(),
+            cause(collect("a\n\"open\n", csv_fmt(',', None))),
+            "s3://b/k row starting at line 2: unterminated quoted field"
+        );
+        assert_eq!(
+            cause(collect("a,a\n", csv_fmt(',', None))),
             "CSV headers cannot contain duplicates."
         );
+        assert!(cause(collect("", csv_fmt(',', None))).contains("is empty"));
     }
 
     #[test]
     fn json_and_jsonl() {
+        let json = |t: &str, p: Option<&str>| {
+            collect(
+                t,
+                Format::Json {
+                    pointer: p.map(String::from),
+                },
+            )
+        };
         assert_eq!(
-            json_items("{\"a\":[1,2]}", &json!({"ItemsPointer": "/a"}), "x").unwrap(),
+            json("{\"a\":[1,2]}", Some("/a")).unwrap(),
             vec![json!(1), json!(2)]
         );
         assert_eq!(
-            json_items("{}", &json!({}), "x")
-                .unwrap_err()
-                .cause
-                .unwrap(),
+            json("{}", None).unwrap_err().cause.unwrap(),
             "Attempting to map over non-iterable node."
         );
-        assert!(jsonl("{}\nnope\n", "s3://b/k")
+        assert!(json("", None)
             .unwrap_err()
             .cause
             .unwrap()
-            .starts_with("s3://b/k line 2"));
+            .contains("is empty"));
+        let err = collect("{}\n\nnope\n", Format::Jsonl).unwrap_err();
+        assert!(err.cause.unwrap().starts_with("s3://b/k line 3"));
+        let big = format!("\"{}\"\n", "x".repeat(PAYLOAD_LIMIT));
+        let err = collect(&format!("1\n{big}"), Format::Jsonl).unwrap_err();
+        assert_eq!(err.error, errors::DATA_LIMIT_EXCEEDED);
+        assert!(err.cause.unwrap().starts_with("s3://b/k line 2:"));
     }
 }

@@ -1,10 +1,14 @@
-//! The outside world of a state machine: buckets and the Distributed Map's item readers.
+//! The outside world of a state machine: buckets, the Distributed Map's item readers
+//! and its result writer.
 //!
-//! Local folders act as buckets: bucket `b` is the folder `<root>/b`. Keys never
-//! escape their bucket folder.
+//! A [`Store`] is either local folders (bucket `b` is the folder `<root>/b`; keys never
+//! escape it) or an S3 endpoint through the `object_store` crate.
 
 pub mod items;
 pub mod results;
+mod s3;
+
+pub use s3::S3Options;
 
 use std::path::{Component, Path, PathBuf};
 
@@ -25,6 +29,10 @@ pub enum Error {
         path: String,
         source: std::io::Error,
     },
+    #[error("S3 error on {place}: {message}")]
+    S3 { place: String, message: String },
+    #[error("a background task failed: {0}")]
+    Task(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -170,6 +178,154 @@ impl LocalBuckets {
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
+}
+
+/// Where buckets live.
+#[derive(Debug, Clone)]
+pub enum Store {
+    None,
+    Local(LocalBuckets),
+    S3(s3::S3Buckets),
+}
+
+/// An object's bytes, ready to be read on a blocking thread.
+pub enum Body {
+    File(std::fs::File),
+    Stream(Box<dyn std::io::Read + Send>),
+}
+
+impl Store {
+    pub fn local(root: impl Into<PathBuf>) -> Store {
+        Store::Local(LocalBuckets::new(root))
+    }
+
+    pub fn s3(options: S3Options) -> Store {
+        Store::S3(s3::S3Buckets::new(options))
+    }
+
+    /// Every object under `prefix`, in key order.
+    pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        match self {
+            Store::None => Err(Error::NoBuckets),
+            Store::Local(l) => {
+                let l = l.clone();
+                let (b, p) = (bucket.to_string(), prefix.to_string());
+                blocking(move || l.list(&b, &p)).await
+            }
+            Store::S3(s) => s.list(bucket, prefix).await,
+        }
+    }
+
+    /// Opens an object for streaming. Call from within a tokio runtime.
+    pub async fn open(&self, bucket: &str, key: &str) -> Result<Body> {
+        match self {
+            Store::None => Err(Error::NoBuckets),
+            Store::Local(l) => {
+                check_key(key)?;
+                let path = l.bucket_dir(bucket)?.join(key);
+                match std::fs::File::open(&path) {
+                    Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => Ok(Body::File(f)),
+                    Ok(_) => Err(Error::NoSuchKey {
+                        bucket: bucket.into(),
+                        key: key.into(),
+                    }),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NoSuchKey {
+                        bucket: bucket.into(),
+                        key: key.into(),
+                    }),
+                    Err(e) => Err(io(&path)(e)),
+                }
+            }
+            Store::S3(s) => s.open(bucket, key).await.map(Body::Stream),
+        }
+    }
+
+    pub async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>> {
+        match self {
+            Store::None => Err(Error::NoBuckets),
+            Store::Local(l) => {
+                let l = l.clone();
+                let (b, k) = (bucket.to_string(), key.to_string());
+                blocking(move || l.get(&b, &k)).await
+            }
+            Store::S3(s) => s.get(bucket, key).await,
+        }
+    }
+
+    pub async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<()> {
+        match self {
+            Store::None => Err(Error::NoBuckets),
+            Store::Local(l) => {
+                let l = l.clone();
+                let (b, k) = (bucket.to_string(), key.to_string());
+                blocking(move || l.put(&b, &k, &body)).await
+            }
+            Store::S3(s) => s.put(bucket, key, body).await,
+        }
+    }
+}
+
+/// An object being written. Nobody sees it until [`ObjectWriter::finish`].
+pub enum ObjectWriter {
+    Local {
+        file: tokio::fs::File,
+        tmp: PathBuf,
+        path: PathBuf,
+    },
+    S3(Box<object_store::buffered::BufWriter>),
+}
+
+impl ObjectWriter {
+    pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        match self {
+            ObjectWriter::Local { file, .. } => file.write_all(bytes).await,
+            ObjectWriter::S3(w) => w.write_all(bytes).await,
+        }
+    }
+
+    pub async fn finish(self) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        match self {
+            ObjectWriter::Local {
+                mut file,
+                tmp,
+                path,
+            } => {
+                file.flush().await?;
+                drop(file);
+                tokio::fs::rename(&tmp, &path).await
+            }
+            ObjectWriter::S3(mut w) => w.shutdown().await,
+        }
+    }
+}
+
+impl Store {
+    pub async fn writer(&self, bucket: &str, key: &str) -> Result<ObjectWriter> {
+        match self {
+            Store::None => Err(Error::NoBuckets),
+            Store::Local(l) => {
+                check_key(key)?;
+                let path = l.bucket_dir(bucket)?.join(key);
+                if let Some(parent) = path.parent() {
+                    tokio::fs::create_dir_all(parent)
+                        .await
+                        .map_err(io(parent))?;
+                }
+                let tmp = path.with_extension(format!("shoal-tmp-{}", std::process::id()));
+                let file = tokio::fs::File::create(&tmp).await.map_err(io(&tmp))?;
+                Ok(ObjectWriter::Local { file, tmp, path })
+            }
+            Store::S3(s) => Ok(ObjectWriter::S3(Box::new(s.writer(bucket, key)?))),
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(Error::Task(e.to_string())))
 }
 
 #[cfg(test)]

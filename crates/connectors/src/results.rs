@@ -1,141 +1,243 @@
-//! The Distributed Map ResultWriter: `manifest.json` plus `SUCCEEDED_n` / `FAILED_n` files.
+//! The Distributed Map ResultWriter: `manifest.json` plus `SUCCEEDED_n`, `FAILED_n` and
+//! `PENDING_n` files, streamed as children finish.
 
-use crate::LocalBuckets;
+use crate::{ObjectWriter, Store};
 use serde_json::{json, Value};
-use shoal_expr::{errors, Failure};
+use shoal_engine::maprun::Record;
+use shoal_expr::{compact, errors, Failure};
+use std::sync::Arc;
+
+/// AWS starts a new result file every 5 GB.
+const FILE_LIMIT: u64 = 5 * 1024 * 1024 * 1024;
+/// Bytes gathered in memory before they go to the object.
+const FLUSH_AT: usize = 4 * 1024 * 1024;
 
 fn writer_failed(cause: impl Into<String>) -> Failure {
     Failure::new(errors::RESULT_WRITER_FAILED, cause)
 }
 
-/// Writes `entries` (AWS's NONE-shaped child results) and returns `{Bucket, Key}` of the manifest.
-pub fn write(
-    buckets: Option<&LocalBuckets>,
-    params: &Value,
-    config: &Value,
-    map_run_arn: &str,
-    entries: Vec<Value>,
-) -> Result<Value, Failure> {
-    let buckets = buckets.ok_or_else(|| writer_failed(crate::Error::NoBuckets.to_string()))?;
-    let bucket = params
-        .get("Bucket")
-        .and_then(Value::as_str)
-        .ok_or_else(|| writer_failed("the ResultWriter Parameters need a string Bucket"))?;
-    let prefix = params
-        .get("Prefix")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .trim_end_matches('/');
-    let run_id = map_run_arn.rsplit(':').next().unwrap_or("run");
-    let dir = if prefix.is_empty() {
-        run_id.to_string()
-    } else {
-        format!("{prefix}/{run_id}")
-    };
-    let jsonl = config.get("OutputType").and_then(Value::as_str) == Some("JSONL");
-    let transformation = config
-        .get("Transformation")
-        .and_then(Value::as_str)
-        .unwrap_or("NONE");
-    let (succeeded, failed): (Vec<Value>, Vec<Value>) = entries
-        .into_iter()
-        .partition(|e| e["Status"] == "SUCCEEDED");
-    let succeeded: Vec<Value> = match transformation {
-        "COMPACT" | "FLATTEN" => {
-            let outputs = succeeded.iter().map(|e| {
-                e["Output"]
-                    .as_str()
-                    .and_then(|s| serde_json::from_str(s).ok())
-                    .unwrap_or(Value::Null)
-            });
-            if transformation == "FLATTEN" {
-                outputs
-                    .flat_map(|o| match o {
-                        Value::Array(a) => a,
-                        other => vec![other],
-                    })
-                    .collect()
-            } else {
-                outputs.collect()
+struct Part {
+    status: &'static str,
+    files: Vec<Value>,
+    open: Option<(String, ObjectWriter)>,
+    /// Entries and bytes in the open file.
+    entries: u64,
+    bytes: u64,
+    buf: Vec<u8>,
+}
+
+/// Streams a map run's records into result files.
+pub struct ResultWriter {
+    store: Arc<Store>,
+    bucket: String,
+    dir: String,
+    map_run_arn: String,
+    jsonl: bool,
+    flatten: bool,
+    parts: [Part; 3],
+    file_limit: u64,
+}
+
+impl ResultWriter {
+    /// `params` is the ResultWriter's evaluated `{Bucket, Prefix}`.
+    pub fn new(
+        store: Arc<Store>,
+        params: &Value,
+        config: &Value,
+        map_run_arn: &str,
+    ) -> Result<ResultWriter, Failure> {
+        if matches!(*store, Store::None) {
+            return Err(writer_failed(crate::Error::NoBuckets.to_string()));
+        }
+        let bucket = params
+            .get("Bucket")
+            .and_then(Value::as_str)
+            .ok_or_else(|| writer_failed("the ResultWriter Parameters need a string Bucket"))?;
+        let prefix = params
+            .get("Prefix")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .trim_end_matches('/');
+        let run_id = map_run_arn.rsplit(':').next().unwrap_or("run");
+        let dir = if prefix.is_empty() {
+            run_id.to_string()
+        } else {
+            format!("{prefix}/{run_id}")
+        };
+        let part = |status| Part {
+            status,
+            files: Vec::new(),
+            open: None,
+            entries: 0,
+            bytes: 0,
+            buf: Vec::new(),
+        };
+        Ok(ResultWriter {
+            store,
+            bucket: bucket.to_string(),
+            dir,
+            map_run_arn: map_run_arn.to_string(),
+            jsonl: config.get("OutputType").and_then(Value::as_str) == Some("JSONL"),
+            flatten: config.get("Transformation").and_then(Value::as_str) == Some("FLATTEN"),
+            parts: [part("SUCCEEDED"), part("FAILED"), part("PENDING")],
+            file_limit: FILE_LIMIT,
+        })
+    }
+
+    pub async fn write(&mut self, record: Record) -> Result<(), Failure> {
+        let (i, v) = match record {
+            Record::Succeeded(v) => (0, v),
+            Record::Failed(v) => (1, v),
+            Record::Pending(v) => (2, v),
+        };
+        match v {
+            Value::Array(a) if i == 0 && self.flatten => {
+                for e in a {
+                    self.entry(i, &e).await?;
+                }
+                Ok(())
+            }
+            v => self.entry(i, &v).await,
+        }
+    }
+
+    async fn entry(&mut self, i: usize, v: &Value) -> Result<(), Failure> {
+        let text = compact(v);
+        let p = &self.parts[i];
+        if p.open.is_some() && p.bytes + (p.buf.len() + text.len() + 2) as u64 > self.file_limit {
+            self.close(i).await?;
+        }
+        if self.parts[i].open.is_none() {
+            let key = format!(
+                "{}/{}_{}.{}",
+                self.dir,
+                self.parts[i].status,
+                self.parts[i].files.len(),
+                if self.jsonl { "jsonl" } else { "json" }
+            );
+            let w = self
+                .store
+                .writer(&self.bucket, &key)
+                .await
+                .map_err(|e| writer_failed(e.to_string()))?;
+            let p = &mut self.parts[i];
+            p.open = Some((key, w));
+            p.entries = 0;
+            p.bytes = 0;
+            if !self.jsonl {
+                p.buf.push(b'[');
             }
         }
-        _ => succeeded,
-    };
-    let ext = if jsonl { "jsonl" } else { "json" };
-    let mut files = json!({"FAILED": [], "PENDING": [], "SUCCEEDED": []});
-    for (status, items) in [("SUCCEEDED", succeeded), ("FAILED", failed)] {
-        if items.is_empty() {
-            continue;
+        let p = &mut self.parts[i];
+        if !self.jsonl && p.entries > 0 {
+            p.buf.push(b',');
         }
-        let body = if jsonl {
-            items
-                .iter()
-                .map(|v| shoal_expr::compact(v) + "\n")
-                .collect::<String>()
-        } else {
-            shoal_expr::compact(&Value::Array(items))
-        };
-        let key = format!("{dir}/{status}_0.{ext}");
-        buckets
-            .put(bucket, &key, body.as_bytes())
-            .map_err(|e| writer_failed(e.to_string()))?;
-        files[status] = json!([{"Key": key, "Size": body.len()}]);
+        p.buf.extend_from_slice(text.as_bytes());
+        if self.jsonl {
+            p.buf.push(b'\n');
+        }
+        p.entries += 1;
+        if p.buf.len() >= FLUSH_AT {
+            Self::flush(p).await?;
+        }
+        Ok(())
     }
-    let manifest_key = format!("{dir}/manifest.json");
-    let manifest =
-        json!({"DestinationBucket": bucket, "MapRunArn": map_run_arn, "ResultFiles": files});
-    buckets
-        .put(
-            bucket,
-            &manifest_key,
-            shoal_expr::compact(&manifest).as_bytes(),
-        )
-        .map_err(|e| writer_failed(e.to_string()))?;
-    Ok(json!({"Bucket": bucket, "Key": manifest_key}))
+
+    async fn flush(p: &mut Part) -> Result<(), Failure> {
+        if let Some((key, w)) = &mut p.open {
+            p.bytes += p.buf.len() as u64;
+            w.write(&p.buf)
+                .await
+                .map_err(|e| writer_failed(format!("writing {key}: {e}")))?;
+            p.buf.clear();
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self, i: usize) -> Result<(), Failure> {
+        let jsonl = self.jsonl;
+        let p = &mut self.parts[i];
+        if p.open.is_none() {
+            return Ok(());
+        }
+        if !jsonl {
+            p.buf.push(b']');
+        }
+        Self::flush(p).await?;
+        let (key, w) = p.open.take().expect("an open file");
+        w.finish()
+            .await
+            .map_err(|e| writer_failed(format!("writing {key}: {e}")))?;
+        p.files.push(json!({"Key": key, "Size": p.bytes}));
+        Ok(())
+    }
+
+    /// Closes the files and writes the manifest; returns its `{Bucket, Key}`.
+    pub async fn finish(mut self) -> Result<Value, Failure> {
+        for i in 0..3 {
+            self.close(i).await?;
+        }
+        let files = json!({
+            "FAILED": self.parts[1].files, "PENDING": self.parts[2].files, "SUCCEEDED": self.parts[0].files,
+        });
+        let key = format!("{}/manifest.json", self.dir);
+        let manifest = json!({"DestinationBucket": self.bucket, "MapRunArn": self.map_run_arn, "ResultFiles": files});
+        self.store
+            .put(&self.bucket, &key, compact(&manifest).into_bytes())
+            .await
+            .map_err(|e| writer_failed(e.to_string()))?;
+        Ok(json!({"Bucket": self.bucket, "Key": key}))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn writes_manifest_and_files() {
+    #[tokio::test]
+    async fn writes_manifest_and_files() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("out")).unwrap();
-        let b = LocalBuckets::new(dir.path());
-        let entries = vec![
-            json!({"Status": "SUCCEEDED", "Output": "[1]"}),
-            json!({"Status": "FAILED", "Error": "E", "Cause": "c"}),
-        ];
+        let store = Arc::new(Store::local(dir.path()));
         let arn = "arn:aws:states:us-east-1:1:mapRun:sm/M:abc";
-        let d = write(
-            Some(&b),
-            &json!({"Bucket": "out", "Prefix": "runs/"}),
-            &json!({}),
-            arn,
-            entries,
-        )
-        .unwrap();
+        let params = json!({"Bucket": "out", "Prefix": "runs/"});
+        let mut w = ResultWriter::new(store.clone(), &params, &json!({}), arn).unwrap();
+        w.file_limit = 40;
+        for i in 0..3 {
+            w.write(Record::Succeeded(json!({"Output": i.to_string()})))
+                .await
+                .unwrap();
+        }
+        w.write(Record::Failed(json!({"Error": "E", "Cause": "c"})))
+            .await
+            .unwrap();
+        let d = w.finish().await.unwrap();
         assert_eq!(d, json!({"Bucket": "out", "Key": "runs/abc/manifest.json"}));
-        let manifest: Value =
-            serde_json::from_slice(&b.get("out", "runs/abc/manifest.json").unwrap()).unwrap();
+        let get = |k: &str| {
+            serde_json::from_slice::<Value>(&std::fs::read(dir.path().join("out").join(k)).unwrap())
+                .unwrap()
+        };
+        let manifest = get("runs/abc/manifest.json");
         assert_eq!(manifest["MapRunArn"], arn);
+        let files = &manifest["ResultFiles"]["SUCCEEDED"];
         assert_eq!(
-            manifest["ResultFiles"]["SUCCEEDED"][0]["Key"],
-            "runs/abc/SUCCEEDED_0.json"
+            files.as_array().unwrap().len(),
+            2,
+            "split at the size limit: {files}"
         );
-        let failed: Value =
-            serde_json::from_slice(&b.get("out", "runs/abc/FAILED_0.json").unwrap()).unwrap();
-        assert_eq!(failed[0]["Error"], "E");
-        let flat = write(
-            Some(&b),
-            &json!({"Bucket": "out"}),
-            &json!({"Transformation": "FLATTEN", "OutputType": "JSONL"}),
-            "x:run2",
-            vec![json!({"Status": "SUCCEEDED", "Output": "[1,2]"})],
-        )
-        .unwrap();
-        assert_eq!(flat["Key"], "run2/manifest.json");
-        assert_eq!(b.get("out", "run2/SUCCEEDED_0.jsonl").unwrap(), b"1\n2\n");
+        assert_eq!(
+            get("runs/abc/SUCCEEDED_0.json"),
+            json!([{"Output": "0"}, {"Output": "1"}])
+        );
+        assert_eq!(get("runs/abc/SUCCEEDED_1.json"), json!([{"Output": "2"}]));
+        assert_eq!(files[1]["Size"], 16);
+        assert_eq!(get("runs/abc/FAILED_0.json")[0]["Error"], "E");
+
+        let config = json!({"Transformation": "FLATTEN", "OutputType": "JSONL"});
+        let mut w = ResultWriter::new(store, &json!({"Bucket": "out"}), &config, "x:run2").unwrap();
+        w.write(Record::Succeeded(json!([1, 2]))).await.unwrap();
+        assert_eq!(w.finish().await.unwrap()["Key"], "run2/manifest.json");
+        let body = std::fs::read(dir.path().join("out/run2/SUCCEEDED_0.jsonl")).unwrap();
+        assert_eq!(body, b"1\n2\n");
     }
 }

@@ -1,6 +1,7 @@
 //! One execution: a tree of frames (the root, Parallel branches, Map iterations),
 //! each walking its own graph of states.
 
+use crate::maprun::{Batcher, MapRunSpec, Selector, Shape, Shaper, Source, Tolerance, WriterSpec};
 use crate::{Effect, EffectId, Event, HistoryEvent, Outcome};
 use serde_json::{json, Map, Value};
 use shoal_asl::*;
@@ -49,9 +50,28 @@ impl ExecutionInfo {
             name: name.to_string(),
             state_machine_arn: sm_arn,
             state_machine_name: state_machine.to_string(),
-            role_arn: format!("arn:aws:iam::{ACCOUNT}:role/shoal-execution"),
+            role_arn: role_arn(),
             start_time_ms,
             redrive_count: 0,
+        }
+    }
+}
+
+pub(crate) fn role_arn() -> String {
+    format!("arn:aws:iam::{ACCOUNT}:role/shoal-execution")
+}
+
+/// How an execution runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Keep the history events. EXPRESS children of a map run do without, as on AWS.
+    pub record_history: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            record_history: true,
         }
     }
 }
@@ -88,8 +108,7 @@ enum Status {
 enum Wait {
     Task,
     Timer(AfterTimer),
-    Items,
-    Results { map_run_arn: String },
+    MapRun,
     Join(Box<Join>),
 }
 
@@ -105,15 +124,20 @@ struct Join {
     is_map: bool,
     raw_input: Value,
     results: Vec<Option<Value>>,
-    /// Each child's input and, for a tolerated failure, its error: what a ResultWriter reports.
-    inputs: Vec<Value>,
-    failures: Vec<Option<Failure>>,
     pending: VecDeque<(usize, Arc<StateMachine>, Value)>,
     children: Vec<FrameId>,
     running: usize,
-    failed: usize,
-    tolerated_count: Option<f64>,
-    tolerated_pct: Option<f64>,
+    failed: u64,
+    /// Maps only: Parallel fails on any branch failure.
+    tolerance: Option<Tolerance>,
+}
+
+/// What a state's fields are evaluated against.
+struct StateInput<'a> {
+    raw: &'a Value,
+    effective: &'a Value,
+    ctx: &'a Value,
+    lang: Lang,
 }
 
 /// The result of running one state until it completes or blocks.
@@ -130,7 +154,8 @@ enum Step {
 pub struct Execution {
     info: ExecutionInfo,
     input: Value,
-    entropy: Box<dyn Entropy>,
+    entropy: Box<dyn Entropy + Send>,
+    options: Options,
     frames: Vec<Frame>,
     ready: VecDeque<FrameId>,
     waiting: HashMap<EffectId, FrameId>,
@@ -194,7 +219,17 @@ impl Execution {
         machine: Arc<StateMachine>,
         info: ExecutionInfo,
         input: Value,
-        entropy: Box<dyn Entropy>,
+        entropy: Box<dyn Entropy + Send>,
+    ) -> Execution {
+        Execution::with_options(machine, info, input, entropy, Options::default())
+    }
+
+    pub fn with_options(
+        machine: Arc<StateMachine>,
+        info: ExecutionInfo,
+        input: Value,
+        entropy: Box<dyn Entropy + Send>,
+        options: Options,
     ) -> Execution {
         let root = Frame {
             current: machine.start_at.clone(),
@@ -212,6 +247,7 @@ impl Execution {
             info,
             input,
             entropy,
+            options,
             frames: vec![root],
             ready: VecDeque::new(),
             waiting: HashMap::new(),
@@ -230,6 +266,11 @@ impl Execution {
 
     pub fn history(&self) -> &[HistoryEvent] {
         &self.history
+    }
+
+    /// Hands back the execution input (a map run reports it with the child's result).
+    pub fn take_input(&mut self) -> Value {
+        std::mem::take(&mut self.input)
     }
 
     pub fn outcome(&self) -> Option<&Outcome> {
@@ -298,39 +339,23 @@ impl Execution {
                 let fid = self.take_waiting(id)?;
                 self.fail_state(fid, failure);
             }
-            Event::ResultsWritten { id, details } => {
-                let fid = self
-                    .waiting
-                    .remove(&id)
-                    .ok_or(crate::Error::UnknownEffect(id))?;
-                let Status::Waiting(Wait::Results { map_run_arn }) =
-                    std::mem::replace(&mut self.frames[fid].status, Status::Ready)
-                else {
-                    return Err(crate::Error::UnknownEffect(id));
-                };
-                let step = match details {
-                    Ok(d) => {
+            Event::MapRunFinished { id, result } => {
+                let fid = self.take_waiting(id)?;
+                let step = match result {
+                    Ok(v) => {
+                        self.record("MapRunSucceeded", json!({}));
+                        self.record("MapStateSucceeded", json!({}));
                         let g = self.frames[fid].graph.clone();
                         let st = &g.states[&self.frames[fid].current];
                         let raw = self.frames[fid].input.clone();
-                        self.finish_result(
-                            fid,
-                            st,
-                            &raw,
-                            json!({"MapRunArn": map_run_arn, "ResultWriterDetails": d}),
-                        )
+                        self.finish_result(fid, st, &raw, v)
                     }
-                    Err(f) => Step::Fail(f),
+                    Err(f) => {
+                        self.record("MapRunFailed", json!({"error": f.error, "cause": f.cause}));
+                        Step::Fail(f)
+                    }
                 };
                 self.after_step(fid, step);
-            }
-            Event::ItemsRead { id, items } => {
-                let fid = self.take_waiting(id)?;
-                let r = match items {
-                    Ok(items) => self.start_map(fid, Some(items)),
-                    Err(f) => Step::Fail(f),
-                };
-                self.after_step(fid, r);
             }
         }
         self.run();
@@ -353,6 +378,9 @@ impl Execution {
     }
 
     fn record(&mut self, kind: &'static str, details: Value) -> u64 {
+        if !self.options.record_history {
+            return 0;
+        }
         let id = self.history.len() as u64 + 1;
         self.history.push(HistoryEvent {
             id,
@@ -447,26 +475,16 @@ impl Execution {
             Ok(v) => join.results[slot] = Some(v),
             Err(f) => {
                 join.failed += 1;
-                let total = join.results.len().max(1) as f64;
-                let tolerated = join.tolerated_count.is_some() || join.tolerated_pct.is_some();
-                let over_count = join.failed as f64 > join.tolerated_count.unwrap_or(0.0);
-                let over_pct =
-                    join.failed as f64 * 100.0 / total > join.tolerated_pct.unwrap_or(0.0);
-                if !join.is_map || !tolerated {
-                    failure = Some(f);
-                } else if over_count && over_pct
-                    || (join.tolerated_count.is_some()
-                        && join.tolerated_pct.is_none()
-                        && over_count)
-                    || (join.tolerated_pct.is_some() && join.tolerated_count.is_none() && over_pct)
-                {
-                    failure = Some(Failure::new(
-                        errors::EXCEED_TOLERATED_FAILURE_THRESHOLD,
-                        "The specified tolerated failure threshold was exceeded",
-                    ));
-                } else {
-                    join.results[slot] = Some(json!({"Error": f.error, "Cause": f.cause}));
-                    join.failures[slot] = Some(f);
+                let total = join.results.len() as u64;
+                match join.tolerance {
+                    Some(t) if t.count.is_some() || t.percentage.is_some() => {
+                        if t.exceeded(join.failed, Some(total)) {
+                            failure = Some(Tolerance::threshold_failure());
+                        } else {
+                            join.results[slot] = Some(json!({"Error": f.error, "Cause": f.cause}));
+                        }
+                    }
+                    _ => failure = Some(f),
                 }
             }
         }
@@ -504,24 +522,6 @@ impl Execution {
                 "ParallelStateSucceeded"
             };
             self.record(ended, json!({}));
-            if let Kind::Map(m) = &st.kind {
-                if let Some(w) = &m.result_writer {
-                    let step = match self.write_results(
-                        parent,
-                        st,
-                        m,
-                        w,
-                        &join.raw_input,
-                        results,
-                        join.inputs,
-                        join.failures,
-                    ) {
-                        Ok(s) => s,
-                        Err(f) => Step::Fail(self.located(parent, f)),
-                    };
-                    return self.after_step(parent, step);
-                }
-            }
             let step = self.finish_result(parent, st, &join.raw_input, Value::Array(results));
             self.after_step(parent, step);
         }
@@ -882,45 +882,9 @@ impl Execution {
                     .enumerate()
                     .map(|(i, b)| (i, b.clone(), input.clone()))
                     .collect();
-                Ok(self.join(fid, false, raw, pending, branches.len(), 0, None, None))
+                Ok(self.join(fid, false, raw, pending, branches.len(), 0, None))
             }
-            Kind::Map(m) => {
-                if let Some(reader) = &m.item_reader {
-                    let parameters = if jsonata {
-                        self.jsonata_eval(fid, self.states_var(&raw, &ctx, None, None), |b| {
-                            reader.parameters.eval_jsonata(b, "Arguments")
-                        })?
-                    } else {
-                        self.scope_eval(fid, &effective, &ctx, |s| reader.parameters.eval(s))?
-                    };
-                    let mut reader_config = reader.reader_config.clone();
-                    if let Some(n) = &reader.max_items {
-                        let v = self.num_value(fid, n, &effective, &ctx, "MaxItems")?;
-                        if let Num::Path(p) = n {
-                            let ok = v.as_f64().is_some_and(|f| f.fract() == 0.0);
-                            if !ok {
-                                return Err(Failure::runtime(format!("The MaxItemsPath field refers to value \"{}\" which is not a valid integer: {}", plain(&v), p.text())));
-                            }
-                        }
-                        reader_config["MaxItems"] = v;
-                        if let Some(o) = reader_config.as_object_mut() {
-                            o.remove("MaxItemsPath");
-                        }
-                    }
-                    let id = self.effect_id();
-                    self.effects.push(Effect::ReadItems {
-                        id,
-                        state: st.name.clone(),
-                        resource: reader.resource.clone(),
-                        parameters,
-                        reader_config,
-                    });
-                    self.waiting.insert(id, fid);
-                    self.frames[fid].status = Status::Waiting(Wait::Items);
-                    return Ok(Step::Block);
-                }
-                Ok(self.start_map(fid, None))
-            }
+            Kind::Map(_) => Ok(self.start_map(fid)),
         }
     }
 
@@ -1106,8 +1070,7 @@ impl Execution {
         mut pending: VecDeque<(usize, Arc<StateMachine>, Value)>,
         n: usize,
         max: usize,
-        tolerated_count: Option<f64>,
-        tolerated_pct: Option<f64>,
+        tolerance: Option<Tolerance>,
     ) -> Step {
         if n == 0 {
             return self.finish_result(
@@ -1118,11 +1081,6 @@ impl Execution {
             );
         }
         let max = if max == 0 { n } else { max };
-        let pending_inputs: Vec<Value> = if is_map {
-            pending.iter().map(|p| p.2.clone()).collect()
-        } else {
-            Vec::new()
-        };
         let mut first = Vec::new();
         while first.len() < max {
             match pending.pop_front() {
@@ -1135,14 +1093,11 @@ impl Execution {
             is_map,
             raw_input,
             results: vec![None; n],
-            inputs: if is_map { pending_inputs } else { Vec::new() },
-            failures: vec![None; n],
             pending,
             children: Vec::new(),
             running,
             failed: 0,
-            tolerated_count,
-            tolerated_pct,
+            tolerance,
         })));
         let mut children = Vec::new();
         for (slot, graph, input) in first {
@@ -1154,21 +1109,130 @@ impl Execution {
         Step::Block
     }
 
-    fn start_map(&mut self, fid: FrameId, read: Option<Vec<Value>>) -> Step {
+    fn start_map(&mut self, fid: FrameId) -> Step {
         let g = self.frames[fid].graph.clone();
         let st = &g.states[&self.frames[fid].current];
-        match self.map_setup(fid, st, read) {
+        match self.map_setup(fid, st) {
             Ok(step) => step,
             Err(f) => Step::Fail(self.located(fid, f)),
         }
     }
 
-    fn map_setup(
-        &mut self,
+    /// Evaluates `t` as JSONata against the state's raw input, or as a JSONPath template
+    /// against its effective input.
+    fn eval_template(
+        &self,
+        fid: FrameId,
+        t: &Template,
+        at: &StateInput,
+        field: &str,
+    ) -> Result<Value, Failure> {
+        if at.lang == Lang::Jsonata {
+            self.jsonata_eval(fid, self.states_var(at.raw, at.ctx, None, None), |b| {
+                t.eval_jsonata(b, field)
+            })
+        } else {
+            self.scope_eval(fid, at.effective, at.ctx, |s| t.eval(s))
+        }
+    }
+
+    /// The items a Map iterates when it has no ItemReader (ItemsPath or Items).
+    fn map_items(
+        &self,
+        fid: FrameId,
+        m: &MapState,
+        raw: &Value,
+        effective: &Value,
+        ctx: &Value,
+        jsonata: bool,
+    ) -> Result<Vec<Value>, Failure> {
+        let v = if jsonata {
+            match &m.items {
+                Some(t) => {
+                    let text = match t {
+                        Template::Jsonata(e) => e.text().to_string(),
+                        _ => String::new(),
+                    };
+                    let at = StateInput {
+                        raw,
+                        effective,
+                        ctx,
+                        lang: Lang::Jsonata,
+                    };
+                    let v = self.eval_template(fid, t, &at, "Items")?;
+                    if !v.is_array() {
+                        return Err(Failure::query(format!(
+                            "The JSONata expression '{text}' specified for the field 'Items' returned an unexpected result type. Expected 'array', but was '{}' for value: {}",
+                            type_name(&v),
+                            compact(&v)
+                        )));
+                    }
+                    v
+                }
+                None => raw.clone(),
+            }
+        } else {
+            match &m.items_path {
+                Some(p) => self
+                    .scope_eval(fid, effective, ctx, |s| s.resolve(p))
+                    .ok_or_else(|| {
+                        Failure::runtime(format!(
+                            "Invalid path '{}' : No results for path: {}",
+                            p.text(),
+                            bracket_path(p)
+                        ))
+                    })?,
+                None => effective.clone(),
+            }
+        };
+        match v {
+            Value::Array(a) => Ok(a),
+            other => Err(Failure::query(format!(
+                "Map state input must be an array but was: {}",
+                compact(&other)
+            ))),
+        }
+    }
+
+    /// ItemReader Parameters, with MaxItems resolved into the ReaderConfig.
+    fn reader_source(
+        &self,
         fid: FrameId,
         st: &State,
-        read: Option<Vec<Value>>,
-    ) -> Result<Step, Failure> {
+        reader: &ItemReader,
+        raw: &Value,
+        effective: &Value,
+        ctx: &Value,
+    ) -> Result<Source, Failure> {
+        let at = StateInput {
+            raw,
+            effective,
+            ctx,
+            lang: st.lang,
+        };
+        let parameters = self.eval_template(fid, &reader.parameters, &at, "Arguments")?;
+        let mut reader_config = reader.reader_config.clone();
+        if let Some(n) = &reader.max_items {
+            let v = self.num_value(fid, n, effective, ctx, "MaxItems")?;
+            if let Num::Path(p) = n {
+                let ok = v.as_f64().is_some_and(|f| f.fract() == 0.0);
+                if !ok {
+                    return Err(Failure::runtime(format!("The MaxItemsPath field refers to value \"{}\" which is not a valid integer: {}", plain(&v), p.text())));
+                }
+            }
+            reader_config["MaxItems"] = v;
+            if let Some(o) = reader_config.as_object_mut() {
+                o.remove("MaxItemsPath");
+            }
+        }
+        Ok(Source::Reader {
+            resource: reader.resource.clone(),
+            parameters,
+            reader_config,
+        })
+    }
+
+    fn map_setup(&mut self, fid: FrameId, st: &State) -> Result<Step, Failure> {
         let Kind::Map(m) = &st.kind else {
             return Err(Failure::runtime("not a Map state"));
         };
@@ -1180,55 +1244,16 @@ impl Execution {
         } else {
             self.data_path(fid, &st.input_path, &raw, &ctx)?
         };
-        let items: Vec<Value> = match read {
-            // With an ItemReader, AWS iterates what the reader produced and ignores ItemsPath.
-            Some(items) => items,
-            None => {
-                let v = if jsonata {
-                    match &m.items {
-                        Some(t) => {
-                            let states = self.states_var(&raw, &ctx, None, None);
-                            let text = match t {
-                                Template::Jsonata(e) => e.text().to_string(),
-                                _ => String::new(),
-                            };
-                            let v =
-                                self.jsonata_eval(fid, states, |b| t.eval_jsonata(b, "Items"))?;
-                            if !v.is_array() {
-                                return Err(Failure::query(format!(
-                                    "The JSONata expression '{text}' specified for the field 'Items' returned an unexpected result type. Expected 'array', but was '{}' for value: {}",
-                                    type_name(&v),
-                                    compact(&v)
-                                )));
-                            }
-                            v
-                        }
-                        None => raw.clone(),
-                    }
-                } else {
-                    match &m.items_path {
-                        Some(p) => self
-                            .scope_eval(fid, &effective, &ctx, |s| s.resolve(p))
-                            .ok_or_else(|| {
-                                Failure::runtime(format!(
-                                    "Invalid path '{}' : No results for path: {}",
-                                    p.text(),
-                                    bracket_path(p)
-                                ))
-                            })?,
-                        None => effective.clone(),
-                    }
-                };
-                match v {
-                    Value::Array(a) => a,
-                    other => {
-                        return Err(Failure::query(format!(
-                            "Map state input must be an array but was: {}",
-                            compact(&other)
-                        )))
-                    }
-                }
-            }
+        let at = StateInput {
+            raw: &raw,
+            effective: &effective,
+            ctx: &ctx,
+            lang: st.lang,
+        };
+        // With an ItemReader, AWS iterates what the reader produces and ignores ItemsPath.
+        let source = match &m.item_reader {
+            Some(r) => self.reader_source(fid, st, r, &raw, &effective, &ctx)?,
+            None => Source::Items(self.map_items(fid, m, &raw, &effective, &ctx, jsonata)?),
         };
         let max_concurrency = self
             .map_int(
@@ -1239,19 +1264,19 @@ impl Execution {
                 "MaxConcurrency",
             )?
             .unwrap_or(0.0);
-        let tolerated_count = self.map_int(
+        let count = self.map_int(
             fid,
             m.tolerated_failure_count.as_ref(),
             &effective,
             &ctx,
             "ToleratedFailureCount",
         )?;
-        if tolerated_count.is_some_and(|c| c < 0.0) {
+        if count.is_some_and(|c| c < 0.0) {
             return Err(Failure::runtime(
                 "ToleratedFailureCount cannot be negative.",
             ));
         }
-        let tolerated_pct = match &m.tolerated_failure_percentage {
+        let percentage = match &m.tolerated_failure_percentage {
             None => None,
             Some(n) => {
                 let v = self.num_value(fid, n, &effective, &ctx, "ToleratedFailurePercentage")?;
@@ -1271,54 +1296,101 @@ impl Execution {
                 Some(x)
             }
         };
-        let mut inputs = Vec::with_capacity(items.len());
-        for (i, item) in items.into_iter().enumerate() {
-            let input = match &m.item_selector {
-                None => item,
-                Some(sel) => {
-                    let mut c = ctx.clone();
-                    c["Map"] = json!({"Item": {"Index": i, "Value": item}});
-                    if jsonata {
-                        let states = self.states_var(&raw, &c, None, None);
-                        self.jsonata_eval(fid, states, |b| sel.eval_jsonata(b, "ItemSelector"))?
-                    } else {
-                        self.scope_eval(fid, &effective, &c, |s| sel.eval(s))?
-                    }
-                }
-            };
-            inputs.push(input);
-        }
-        if let Some(b) = &m.item_batcher {
-            let per = self
-                .map_int(
-                    fid,
-                    b.max_items_per_batch.as_ref(),
-                    &effective,
-                    &ctx,
-                    "MaxItemsPerBatch",
-                )?
-                .unwrap_or(f64::MAX)
-                .max(1.0) as usize;
-            let max_bytes = self
-                .map_int(
-                    fid,
-                    b.max_input_bytes_per_batch.as_ref(),
-                    &effective,
-                    &ctx,
-                    "MaxInputBytesPerBatch",
-                )?
-                .unwrap_or(262_144.0) as usize;
-            let batch_input = match &b.batch_input {
+        let tolerance = Tolerance { count, percentage };
+        let selector = m.item_selector.as_ref().map(|t| Selector {
+            template: t.clone(),
+            lang: st.lang,
+            input: effective.clone(),
+            context: ctx.clone(),
+            vars: self.vars(fid).all_vars().into_iter().collect(),
+            seed: self.entropy.next_u64(),
+        });
+        let batcher = match &m.item_batcher {
+            None => None,
+            Some(b) => Some(Batcher {
+                max_items: self
+                    .map_int(
+                        fid,
+                        b.max_items_per_batch.as_ref(),
+                        &effective,
+                        &ctx,
+                        "MaxItemsPerBatch",
+                    )?
+                    .unwrap_or(f64::MAX)
+                    .max(1.0) as usize,
+                max_bytes: self
+                    .map_int(
+                        fid,
+                        b.max_input_bytes_per_batch.as_ref(),
+                        &effective,
+                        &ctx,
+                        "MaxInputBytesPerBatch",
+                    )?
+                    .unwrap_or(crate::maprun::PAYLOAD_LIMIT as f64)
+                    as usize,
+                batch_input: match &b.batch_input {
+                    None => None,
+                    Some(t) => Some(self.eval_template(fid, t, &at, "BatchInput")?),
+                },
+            }),
+        };
+        let shape = Shape { selector, batcher };
+        if let MapMode::Distributed { express } = m.mode {
+            let writer = match &m.result_writer {
                 None => None,
-                Some(t) if jsonata => Some(self.jsonata_eval(
-                    fid,
-                    self.states_var(&raw, &ctx, None, None),
-                    |bd| t.eval_jsonata(bd, "BatchInput"),
-                )?),
-                Some(t) => Some(self.scope_eval(fid, &effective, &ctx, |s| t.eval(s))?),
+                Some(w) => Some(WriterSpec {
+                    parameters: match &w.parameters {
+                        None => json!({}),
+                        Some(t) => self.eval_template(fid, t, &at, "Arguments")?,
+                    },
+                    writer_config: w.writer_config.clone(),
+                }),
             };
-            inputs = batch(inputs, per, max_bytes, batch_input);
+            let length = match &source {
+                Source::Items(v) => v.len(),
+                Source::Reader { .. } => 0,
+            };
+            self.record("MapStateStarted", json!({"length": length}));
+            let label = m.label.clone().unwrap_or_else(|| st.name.clone());
+            let map_run_arn = format!(
+                "{}/{label}:{}",
+                self.info
+                    .state_machine_arn
+                    .replacen(":stateMachine:", ":mapRun:", 1),
+                shoal_expr::uuid_v4(self.entropy.as_ref())
+            );
+            self.record("MapRunStarted", json!({"mapRunArn": map_run_arn}));
+            let spec = MapRunSpec {
+                map_run_arn,
+                label,
+                state_machine_arn: self.info.state_machine_arn.clone(),
+                processor: m.processor.clone(),
+                express,
+                source,
+                shape,
+                max_concurrency: max_concurrency as usize,
+                tolerance,
+                writer,
+            };
+            let id = self.effect_id();
+            self.effects.push(Effect::StartMapRun {
+                id,
+                state: st.name.clone(),
+                spec: Arc::new(spec),
+            });
+            self.waiting.insert(id, fid);
+            self.frames[fid].status = Status::Waiting(Wait::MapRun);
+            return Ok(Step::Block);
         }
+        let Source::Items(items) = source else {
+            return Err(Failure::runtime("an ItemReader needs a DISTRIBUTED Map"));
+        };
+        let mut shaper = Shaper::new(shape);
+        let mut inputs = Vec::with_capacity(items.len());
+        for item in items {
+            inputs.extend(shaper.push(item)?.map(|c| c.input));
+        }
+        inputs.extend(shaper.finish().map(|c| c.input));
         self.record("MapStateStarted", json!({"length": inputs.len()}));
         let n = inputs.len();
         let pending = inputs
@@ -1333,90 +1405,8 @@ impl Execution {
             pending,
             n,
             max_concurrency as usize,
-            tolerated_count,
-            tolerated_pct,
+            Some(tolerance),
         ))
-    }
-
-    /// Hands the children's results to a ResultWriter, as AWS's NONE-shaped entries.
-    #[allow(clippy::too_many_arguments)]
-    fn write_results(
-        &mut self,
-        fid: FrameId,
-        st: &State,
-        m: &MapState,
-        w: &shoal_asl::ResultWriter,
-        raw: &Value,
-        results: Vec<Value>,
-        inputs: Vec<Value>,
-        failures: Vec<Option<Failure>>,
-    ) -> Result<Step, Failure> {
-        let ctx = self.context(fid, st);
-        let parameters = match &w.parameters {
-            None => json!({}),
-            Some(t) if st.lang == Lang::Jsonata => {
-                self.jsonata_eval(fid, self.states_var(raw, &ctx, None, None), |b| {
-                    t.eval_jsonata(b, "Arguments")
-                })?
-            }
-            Some(t) => {
-                let effective = self.data_path(fid, &st.input_path, raw, &ctx)?;
-                self.scope_eval(fid, &effective, &ctx, |s| t.eval(s))?
-            }
-        };
-        let label = m.label.clone().unwrap_or_else(|| st.name.clone());
-        let run_id = shoal_expr::uuid_v4(self.entropy.as_ref());
-        let map_run_arn = format!(
-            "{}/{label}:{run_id}",
-            self.info
-                .state_machine_arn
-                .replacen(":stateMachine:", ":mapRun:", 1)
-        );
-        let child_sm = format!("{}/{label}", self.info.state_machine_arn);
-        let express = matches!(m.mode, MapMode::Distributed { express: true });
-        let now = iso_time(self.now_ms);
-        let entries = results
-            .into_iter()
-            .zip(inputs)
-            .zip(failures)
-            .map(|((out, input), failure)| {
-                let name = shoal_expr::uuid_v4(self.entropy.as_ref());
-                let kind = if express { "express" } else { "execution" };
-                let arn = format!("{}/{label}:{name}", self.info.state_machine_arn.replacen(":stateMachine:", &format!(":{kind}:"), 1));
-                let mut e = json!({
-                    "ExecutionArn": arn, "Input": compact(&input), "InputDetails": {"Included": true}, "Name": name,
-                    "RedriveCount": 0, "StartDate": now, "StateMachineArn": child_sm, "StopDate": now,
-                });
-                match failure {
-                    None => {
-                        e["Output"] = json!(compact(&out));
-                        e["OutputDetails"] = json!({"Included": true});
-                        e["Status"] = json!("SUCCEEDED");
-                        e["RedriveStatus"] = json!("NOT_REDRIVABLE");
-                        e["RedriveStatusReason"] = json!("Execution is SUCCEEDED and cannot be redriven");
-                    }
-                    Some(f) => {
-                        e["Error"] = json!(f.error);
-                        e["Cause"] = json!(f.cause);
-                        e["Status"] = json!("FAILED");
-                        e["RedriveStatus"] = json!("REDRIVABLE");
-                    }
-                }
-                e
-            })
-            .collect();
-        let id = self.effect_id();
-        self.effects.push(Effect::WriteResults {
-            id,
-            state: st.name.clone(),
-            parameters,
-            writer_config: w.writer_config.clone(),
-            map_run_arn: map_run_arn.clone(),
-            entries,
-        });
-        self.waiting.insert(id, fid);
-        self.frames[fid].status = Status::Waiting(Wait::Results { map_run_arn });
-        Ok(Step::Block)
     }
 
     fn map_int(
@@ -1639,37 +1629,4 @@ fn plain(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => compact(other),
     }
-}
-
-/// Groups item inputs into `{"Items": [...], "BatchInput": ...}` within both limits.
-fn batch(
-    items: Vec<Value>,
-    per: usize,
-    max_bytes: usize,
-    batch_input: Option<Value>,
-) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut cur: Vec<Value> = Vec::new();
-    let mut bytes = 0;
-    let make = |items: Vec<Value>| {
-        let mut m = Map::new();
-        if let Some(b) = &batch_input {
-            m.insert("BatchInput".into(), b.clone());
-        }
-        m.insert("Items".into(), Value::Array(items));
-        Value::Object(m)
-    };
-    for item in items {
-        let size = compact(&item).len() + 1;
-        if !cur.is_empty() && (cur.len() >= per || bytes + size > max_bytes) {
-            out.push(make(std::mem::take(&mut cur)));
-            bytes = 0;
-        }
-        bytes += size;
-        cur.push(item);
-    }
-    if !cur.is_empty() {
-        out.push(make(cur));
-    }
-    out
 }

@@ -5,8 +5,10 @@
 //! from the injected [`Entropy`]. The runtime performs the effects.
 
 mod exec;
+pub mod maprun;
 
-pub use exec::{Execution, ExecutionInfo};
+pub use exec::{iso_time, Execution, ExecutionInfo, Options};
+pub use maprun::MapRunSpec;
 pub use shoal_expr::{Entropy, Failure, SplitMix};
 
 use serde_json::Value;
@@ -15,7 +17,7 @@ use serde_json::Value;
 pub type EffectId = u64;
 
 /// Something the engine needs the outside world to do.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Effect {
     /// Run a Task's resource with this input.
     Invoke {
@@ -28,22 +30,11 @@ pub enum Effect {
     },
     /// Call back with [`Event::TimerFired`] at (or after) this time.
     Timer { id: EffectId, fire_at_ms: i64 },
-    /// Read the items of a Distributed Map's ItemReader.
-    ReadItems {
+    /// Carry out a Distributed Map run; answer with [`Event::MapRunFinished`].
+    StartMapRun {
         id: EffectId,
         state: String,
-        resource: String,
-        parameters: Value,
-        reader_config: Value,
-    },
-    /// Write a Distributed Map's child results (AWS's NONE-shaped entries) with its ResultWriter.
-    WriteResults {
-        id: EffectId,
-        state: String,
-        parameters: Value,
-        writer_config: Value,
-        map_run_arn: String,
-        entries: Vec<Value>,
+        spec: std::sync::Arc<MapRunSpec>,
     },
     /// The execution is over.
     Complete(Outcome),
@@ -64,14 +55,10 @@ pub enum Event {
     TimerFired {
         id: EffectId,
     },
-    ItemsRead {
+    /// The map run ended: the Map state's result (before ResultSelector), or its failure.
+    MapRunFinished {
         id: EffectId,
-        items: Result<Vec<Value>, Failure>,
-    },
-    /// The ResultWriter finished: `{Bucket, Key}` of its manifest.
-    ResultsWritten {
-        id: EffectId,
-        details: Result<Value, Failure>,
+        result: Result<Value, Failure>,
     },
 }
 

@@ -1,7 +1,9 @@
 //! A test host: runs an execution to completion on a virtual clock.
 //! `test:echo` returns its input; `test:fail:<Error>` always fails with that error.
+//! Distributed Map children run one at a time on the same clock.
 
 use serde_json::Value;
+use shoal_engine::maprun::{ChildEnd, MapRun, Source};
 use shoal_engine::{Effect, Event, Execution, ExecutionInfo, Failure, Outcome, SplitMix};
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -24,30 +26,32 @@ pub fn run(definition: &str, input: Value) -> Run {
     let entropy = SplitMix::new(42);
     let info = ExecutionInfo::local("test", "exec", 0, false, &entropy);
     let mut exec = Execution::new(machine, info, input, Box::new(entropy));
-    let mut clock = 0i64;
+    let mut run = Run {
+        outcome: Outcome::Succeeded(Value::Null),
+        timers: Vec::new(),
+        invocations: 0,
+    };
+    let mut clock = 0;
+    run.outcome = drive(&mut exec, &mut clock, &mut run);
+    run
+}
+
+fn drive(exec: &mut Execution, clock: &mut i64, run: &mut Run) -> Outcome {
     let mut timers: BTreeSet<(i64, u64)> = BTreeSet::new();
-    let mut fired = Vec::new();
-    let mut invocations = 0;
     let mut queue = VecDeque::from([Event::Start]);
     loop {
         let event = match queue.pop_front() {
             Some(e) => e,
             None => {
                 let (at, id) = timers.pop_first().expect("stuck: no pending timer");
-                clock = clock.max(at);
-                fired.push((at, id));
+                *clock = (*clock).max(at);
+                run.timers.push((at, id));
                 Event::TimerFired { id }
             }
         };
-        for effect in exec.handle(event, clock).expect("engine error") {
+        for effect in exec.handle(event, *clock).expect("engine error") {
             match effect {
-                Effect::Complete(outcome) => {
-                    return Run {
-                        outcome,
-                        timers: fired,
-                        invocations,
-                    }
-                }
+                Effect::Complete(outcome) => return outcome,
                 Effect::Timer { id, fire_at_ms } => {
                     timers.insert((fire_at_ms, id));
                 }
@@ -57,7 +61,7 @@ pub fn run(definition: &str, input: Value) -> Run {
                     input,
                     ..
                 } => {
-                    invocations += 1;
+                    run.invocations += 1;
                     queue.push_back(match resource.strip_prefix("test:fail:") {
                         Some(err) => Event::TaskFailed {
                             id,
@@ -72,21 +76,51 @@ pub fn run(definition: &str, input: Value) -> Run {
                         },
                     });
                 }
-                Effect::WriteResults { id, .. } => queue.push_back(Event::ResultsWritten {
-                    id,
-                    details: Err(Failure::new(
-                        "States.ResultWriterFailed",
-                        "no buckets in tests",
-                    )),
-                }),
-                Effect::ReadItems { id, .. } => queue.push_back(Event::ItemsRead {
-                    id,
-                    items: Err(Failure::new(
-                        "States.ItemReaderFailed",
-                        "no buckets in tests",
-                    )),
-                }),
+                Effect::StartMapRun { id, state, spec } => {
+                    let result = map_run(spec, &state, clock, run);
+                    queue.push_back(Event::MapRunFinished { id, result });
+                }
             }
         }
     }
+}
+
+fn map_run(
+    spec: Arc<shoal_engine::MapRunSpec>,
+    state: &str,
+    clock: &mut i64,
+    run: &mut Run,
+) -> Result<Value, Failure> {
+    let Source::Items(items) = &spec.source else {
+        return Err(Failure::new(
+            "States.ItemReaderFailed",
+            "no buckets in tests",
+        ));
+    };
+    if spec.writer.is_some() {
+        return Err(Failure::new(
+            "States.ResultWriterFailed",
+            "no buckets in tests",
+        ));
+    }
+    let mut mr = MapRun::new(spec.clone(), state, 7);
+    for item in items.clone() {
+        mr.push_item(item);
+    }
+    mr.items_end();
+    while !mr.is_over() {
+        let child = mr.next_child(*clock).expect("a child to run");
+        let mut exec = Execution::new(
+            spec.processor.clone(),
+            child.info.clone(),
+            child.input.clone(),
+            Box::new(SplitMix::new(child.index)),
+        );
+        let end = match drive(&mut exec, clock, run) {
+            Outcome::Succeeded(v) => ChildEnd::Succeeded(v),
+            Outcome::Failed(f) => ChildEnd::Failed(f),
+        };
+        mr.child_ended(&child, end, *clock);
+    }
+    mr.finish(None)
 }

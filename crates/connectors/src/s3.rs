@@ -1,0 +1,148 @@
+//! Buckets on an S3 endpoint (AWS, SeaweedFS, MinIO, ...) through `object_store`.
+
+use crate::{check_key, Error, ObjectMeta, Result};
+use futures::TryStreamExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// How to reach the endpoint. Unset fields come from the standard AWS environment
+/// variables (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_REGION`, ...).
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Buckets {
+    options: S3Options,
+    clients: Arc<Mutex<HashMap<String, Arc<AmazonS3>>>>,
+}
+
+fn s3_error(place: String) -> impl Fn(object_store::Error) -> Error {
+    move |e| match e {
+        object_store::Error::NotFound { .. } => {
+            let (bucket, key) = place
+                .trim_start_matches("s3://")
+                .split_once('/')
+                .unwrap_or((&place, ""));
+            Error::NoSuchKey {
+                bucket: bucket.into(),
+                key: key.into(),
+            }
+        }
+        other => Error::S3 {
+            place: place.clone(),
+            message: other.to_string(),
+        },
+    }
+}
+
+impl S3Buckets {
+    pub fn new(options: S3Options) -> S3Buckets {
+        S3Buckets {
+            options,
+            clients: Default::default(),
+        }
+    }
+
+    fn client(&self, bucket: &str) -> Result<Arc<AmazonS3>> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(bucket) {
+            return Ok(c.clone());
+        }
+        let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        if let Some(e) = &self.options.endpoint {
+            b = b
+                .with_endpoint(e)
+                .with_allow_http(e.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
+        }
+        if let Some(r) = &self.options.region {
+            b = b.with_region(r);
+        } else if std::env::var_os("AWS_REGION").is_none()
+            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+        {
+            b = b.with_region("us-east-1");
+        }
+        let c = Arc::new(b.build().map_err(s3_error(format!("s3://{bucket}")))?);
+        clients.insert(bucket.to_string(), c.clone());
+        Ok(c)
+    }
+
+    pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let client = self.client(bucket)?;
+        // object_store lists by whole path segments; S3 prefixes are plain string prefixes.
+        let dir = prefix.rfind('/').map(|i| Path::from(&prefix[..i]));
+        let place = format!("s3://{bucket}/{prefix}");
+        let mut out: Vec<ObjectMeta> = client
+            .list(dir.as_ref())
+            .map_err(s3_error(place.clone()))
+            .try_filter_map(|m| {
+                let key = m.location.to_string();
+                let keep = key.starts_with(prefix);
+                async move {
+                    Ok(keep.then(|| ObjectMeta {
+                        key,
+                        size: m.size,
+                        etag: m.e_tag.unwrap_or_default(),
+                        last_modified: m.last_modified.timestamp(),
+                    }))
+                }
+            })
+            .try_collect()
+            .await
+            .map_err(|e| match e {
+                Error::NoSuchKey { .. } => Error::NoSuchBucket(bucket.to_string()),
+                other => other,
+            })?;
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn get_result(&self, bucket: &str, key: &str) -> Result<object_store::GetResult> {
+        check_key(key)?;
+        let client = self.client(bucket)?;
+        client
+            .get(&Path::from(key))
+            .await
+            .map_err(s3_error(format!("s3://{bucket}/{key}")))
+    }
+
+    /// A blocking reader over the object's body, streamed as it arrives.
+    pub async fn open(&self, bucket: &str, key: &str) -> Result<Box<dyn std::io::Read + Send>> {
+        let r = self.get_result(bucket, key).await?;
+        let stream = r.into_stream().map_err(std::io::Error::other);
+        let reader = tokio_util::io::StreamReader::new(stream);
+        Ok(Box::new(tokio_util::io::SyncIoBridge::new(reader)))
+    }
+
+    pub async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>> {
+        let place = format!("s3://{bucket}/{key}");
+        let r = self.get_result(bucket, key).await?;
+        Ok(r.bytes().await.map_err(s3_error(place))?.to_vec())
+    }
+
+    pub async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<()> {
+        check_key(key)?;
+        let client = self.client(bucket)?;
+        client
+            .put(&Path::from(key), body.into())
+            .await
+            .map_err(s3_error(format!("s3://{bucket}/{key}")))?;
+        Ok(())
+    }
+
+    /// A streaming upload (multipart for large objects).
+    pub fn writer(&self, bucket: &str, key: &str) -> Result<object_store::buffered::BufWriter> {
+        check_key(key)?;
+        let client: Arc<dyn ObjectStore> = self.client(bucket)?;
+        Ok(object_store::buffered::BufWriter::new(
+            client,
+            Path::from(key),
+        ))
+    }
+}
