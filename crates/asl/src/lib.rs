@@ -46,6 +46,24 @@ pub struct StateMachine {
     pub query_language: Lang,
 }
 
+impl StateMachine {
+    /// Whether any state here, or in a branch or inline processor, reads the context
+    /// object (`$$`, or `$states.context` in JSONata). Distributed processors are
+    /// executions of their own and do not count.
+    pub fn reads_context(&self) -> bool {
+        self.states.values().any(|st| {
+            st.uses_context
+                || match &st.kind {
+                    Kind::Parallel { branches, .. } => branches.iter().any(|b| b.reads_context()),
+                    Kind::Map(m) => {
+                        matches!(m.mode, MapMode::Inline) && m.processor.reads_context()
+                    }
+                    _ => false,
+                }
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct State {
     pub name: String,

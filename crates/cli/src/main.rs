@@ -2,6 +2,10 @@
 
 mod drive;
 
+// Map runs allocate many small JSON values across threads; glibc malloc is the bottleneck there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};

@@ -9,6 +9,7 @@ use shoal_expr::choice::parse_timestamp;
 use shoal_expr::jsonata::Bindings;
 use shoal_expr::template::{Lang, Template};
 use shoal_expr::{compact, errors, type_name, Entropy, Failure, Path, Scope, Vars};
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -64,14 +65,18 @@ pub(crate) fn role_arn() -> String {
 /// How an execution runs.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
-    /// Keep the history events. EXPRESS children of a map run do without, as on AWS.
+    /// Keep the history events. Map run children do without: nothing reads them yet.
     pub record_history: bool,
+    /// Keep the execution input for [`Execution::take_input`] even when nothing else
+    /// needs it (a ResultWriter's NONE entries do).
+    pub keep_input: bool,
 }
 
 impl Default for Options {
     fn default() -> Options {
         Options {
             record_history: true,
+            keep_input: true,
         }
     }
 }
@@ -235,13 +240,22 @@ impl Execution {
             current: machine.start_at.clone(),
             graph: machine.clone(),
             parent: None,
-            input: input.clone(),
+            input: Value::Null,
             vars: Map::new(),
             status: Status::Ready,
             retries: Vec::new(),
             entered_ms: 0,
             entered_event: 0,
         };
+        // `$$.Execution.Input` and the history need their own copy; most map children need neither.
+        let keep = options.record_history || options.keep_input || machine.reads_context();
+        let (root_input, input) = if keep {
+            (input.clone(), input)
+        } else {
+            (input, Value::Null)
+        };
+        let mut root = root;
+        root.input = root_input;
         Execution {
             timeout_seconds: machine.timeout_seconds,
             info,
@@ -287,7 +301,7 @@ impl Execution {
             Event::Start => {
                 self.record(
                     "ExecutionStarted",
-                    json!({"input": compact(&self.input), "roleArn": self.info.role_arn}),
+                    |this| json!({"input": compact(&this.input), "roleArn": this.info.role_arn}),
                 );
                 if let Some(t) = self.timeout_seconds {
                     let id = self.effect_id();
@@ -343,15 +357,15 @@ impl Execution {
                 let fid = self.take_waiting(id)?;
                 let step = match result {
                     Ok(v) => {
-                        self.record("MapRunSucceeded", json!({}));
-                        self.record("MapStateSucceeded", json!({}));
+                        self.record("MapRunSucceeded", |_| json!({}));
+                        self.record("MapStateSucceeded", |_| json!({}));
                         let g = self.frames[fid].graph.clone();
                         let st = &g.states[&self.frames[fid].current];
                         let raw = self.frames[fid].input.clone();
                         self.finish_result(fid, st, &raw, v)
                     }
                     Err(f) => {
-                        self.record("MapRunFailed", json!({"error": f.error, "cause": f.cause}));
+                        self.record("MapRunFailed", |_| json!({"error": f.error, "cause": f.cause}));
                         Step::Fail(f)
                     }
                 };
@@ -377,10 +391,12 @@ impl Execution {
         id
     }
 
-    fn record(&mut self, kind: &'static str, details: Value) -> u64 {
+    /// `details` is only built when history is kept: children of a map run skip the cost.
+    fn record(&mut self, kind: &'static str, details: impl FnOnce(&Self) -> Value) -> u64 {
         if !self.options.record_history {
             return 0;
         }
+        let details = details(self);
         let id = self.history.len() as u64 + 1;
         self.history.push(HistoryEvent {
             id,
@@ -394,11 +410,11 @@ impl Execution {
     fn finish(&mut self, outcome: Outcome) {
         match &outcome {
             Outcome::Succeeded(v) => {
-                self.record("ExecutionSucceeded", json!({"output": compact(v)}))
+                self.record("ExecutionSucceeded", |_| json!({"output": compact(v)}))
             }
             Outcome::Failed(f) => self.record(
                 "ExecutionFailed",
-                json!({"error": f.error, "cause": f.cause}),
+                |_| json!({"error": f.error, "cause": f.cause}),
             ),
         };
         self.effects.push(Effect::Complete(outcome.clone()));
@@ -433,7 +449,7 @@ impl Execution {
                     self.frames[fid].vars.extend(a);
                 }
                 let exit = entered_kind(&st.kind).1;
-                self.record(exit, json!({"name": st.name, "output": compact(&output)}));
+                self.record(exit, |_| json!({"name": st.name, "output": compact(&output)}));
                 let next = next.or_else(|| match &st.transition {
                     Transition::Next(n) => Some(n.clone()),
                     _ => None,
@@ -521,7 +537,7 @@ impl Execution {
             } else {
                 "ParallelStateSucceeded"
             };
-            self.record(ended, json!({}));
+            self.record(ended, |_| json!({}));
             let step = self.finish_result(parent, st, &join.raw_input, Value::Array(results));
             self.after_step(parent, step);
         }
@@ -656,18 +672,19 @@ impl Execution {
         Value::Object(m)
     }
 
-    fn data_path(
+    fn data_path<'v>(
         &self,
         fid: FrameId,
         dp: &DataPath,
-        v: &Value,
+        v: &'v Value,
         ctx: &Value,
-    ) -> Result<Value, Failure> {
+    ) -> Result<Cow<'v, Value>, Failure> {
         match dp {
-            DataPath::Whole => Ok(v.clone()),
-            DataPath::Null => Ok(json!({})),
+            DataPath::Whole => Ok(Cow::Borrowed(v)),
+            DataPath::Null => Ok(Cow::Owned(json!({}))),
             DataPath::Path(p) => self
                 .scope_eval(fid, v, ctx, |s| s.resolve(p))
+                .map(Cow::Owned)
                 .ok_or_else(|| {
                     Failure::runtime(format!(
                         "Invalid path '{}' : No results for path: {}",
@@ -717,23 +734,33 @@ impl Execution {
         self.frames[fid].entered_ms = self.now_ms;
         let ev = self.record(
             entered_kind(&st.kind).0,
-            json!({"name": st.name, "input": compact(&self.frames[fid].input)}),
+            |this| json!({"name": st.name, "input": compact(&this.frames[fid].input)}),
         );
         self.frames[fid].entered_event = ev;
-        match self.state_body(fid, st) {
+        // Lent out rather than copied; a retry reads it again, so it goes back.
+        let mut raw = std::mem::take(&mut self.frames[fid].input);
+        let r = self.state_body(fid, st, &mut raw);
+        self.frames[fid].input = raw;
+        match r {
             Ok(step) => step,
             Err(f) => Step::Fail(self.located(fid, f)),
         }
     }
 
-    fn state_body(&mut self, fid: FrameId, st: &State) -> Result<Step, Failure> {
-        let raw = self.frames[fid].input.clone();
+    /// `raw` is the state's input. A Pass that forwards it whole takes it instead of
+    /// copying it: Pass neither retries nor catches, so nothing reads it again.
+    fn state_body(
+        &mut self,
+        fid: FrameId,
+        st: &State,
+        raw: &mut Value,
+    ) -> Result<Step, Failure> {
         let ctx = self.context(fid, st);
         let jsonata = st.lang == Lang::Jsonata;
         let effective = if jsonata {
-            raw.clone()
+            Cow::Borrowed(raw)
         } else {
-            self.data_path(fid, &st.input_path, &raw, &ctx)?
+            self.data_path(fid, &st.input_path, raw, &ctx)?
         };
         match &st.kind {
             Kind::Pass {
@@ -742,15 +769,20 @@ impl Execution {
                 if jsonata {
                     return self.finish_plain(fid, st, &raw, &ctx, None);
                 }
+                let forwards = matches!(st.input_path, DataPath::Whole)
+                    && matches!(&st.kind, Kind::Pass { result_path: ResultPath::Replace, .. });
                 let r = match (result, parameters) {
                     (Some(r), _) => r.clone(),
                     (None, Some(p)) => self.scope_eval(fid, &effective, &ctx, |s| p.eval(s))?,
-                    (None, None) => effective,
+                    (None, None) if forwards => std::mem::take(raw),
+                    (None, None) => effective.into_owned(),
                 };
                 Ok(self.finish_result(fid, st, &raw, r))
             }
             Kind::Succeed | Kind::Wait { .. } | Kind::Choice { .. } if !jsonata => {
-                let output = self.data_path(fid, &st.output_path, &effective, &ctx)?;
+                let output = self
+                    .data_path(fid, &st.output_path, &effective, &ctx)?
+                    .into_owned();
                 let (next, branch) = self.choose(fid, st, &effective, &ctx)?.unzip();
                 let assign_t = branch
                     .flatten()
@@ -834,7 +866,7 @@ impl Execution {
                         self.jsonata_eval(fid, states, |b| p.eval_jsonata(b, "Arguments"))?
                     }
                     Some(p) => self.scope_eval(fid, &effective, &ctx, |s| p.eval(s))?,
-                    None => effective.clone(),
+                    None => effective.clone().into_owned(),
                 };
                 let timeout_seconds =
                     self.num(fid, timeout.as_ref(), &effective, &ctx, "TimeoutSeconds")?;
@@ -848,7 +880,7 @@ impl Execution {
                 let id = self.effect_id();
                 self.record(
                     "TaskScheduled",
-                    json!({"resource": resource, "parameters": compact(&input)}),
+                    |_| json!({"resource": resource, "parameters": compact(&input)}),
                 );
                 self.effects.push(Effect::Invoke {
                     id,
@@ -874,17 +906,17 @@ impl Execution {
                         })?
                     }
                     Some(p) => self.scope_eval(fid, &effective, &ctx, |s| p.eval(s))?,
-                    None => effective,
+                    None => effective.into_owned(),
                 };
-                self.record("ParallelStateStarted", json!({}));
+                self.record("ParallelStateStarted", |_| json!({}));
                 let pending = branches
                     .iter()
                     .enumerate()
                     .map(|(i, b)| (i, b.clone(), input.clone()))
                     .collect();
-                Ok(self.join(fid, false, raw, pending, branches.len(), 0, None))
+                Ok(self.join(fid, false, raw.clone(), pending, branches.len(), 0, None))
             }
-            Kind::Map(_) => Ok(self.start_map(fid)),
+            Kind::Map(_) => Ok(self.start_map(fid, st, raw)),
         }
     }
 
@@ -1109,10 +1141,8 @@ impl Execution {
         Step::Block
     }
 
-    fn start_map(&mut self, fid: FrameId) -> Step {
-        let g = self.frames[fid].graph.clone();
-        let st = &g.states[&self.frames[fid].current];
-        match self.map_setup(fid, st) {
+    fn start_map(&mut self, fid: FrameId, st: &State, raw: &Value) -> Step {
+        match self.map_setup(fid, st, raw) {
             Ok(step) => step,
             Err(f) => Step::Fail(self.located(fid, f)),
         }
@@ -1232,17 +1262,17 @@ impl Execution {
         })
     }
 
-    fn map_setup(&mut self, fid: FrameId, st: &State) -> Result<Step, Failure> {
+    fn map_setup(&mut self, fid: FrameId, st: &State, raw: &Value) -> Result<Step, Failure> {
         let Kind::Map(m) = &st.kind else {
             return Err(Failure::runtime("not a Map state"));
         };
-        let raw = self.frames[fid].input.clone();
+        let raw = raw.clone();
         let ctx = self.context(fid, st);
         let jsonata = st.lang == Lang::Jsonata;
         let effective = if jsonata {
             raw.clone()
         } else {
-            self.data_path(fid, &st.input_path, &raw, &ctx)?
+            self.data_path(fid, &st.input_path, &raw, &ctx)?.into_owned()
         };
         let at = StateInput {
             raw: &raw,
@@ -1350,7 +1380,7 @@ impl Execution {
                 Source::Items(v) => v.len(),
                 Source::Reader { .. } => 0,
             };
-            self.record("MapStateStarted", json!({"length": length}));
+            self.record("MapStateStarted", |_| json!({"length": length}));
             let label = m.label.clone().unwrap_or_else(|| st.name.clone());
             let map_run_arn = format!(
                 "{}/{label}:{}",
@@ -1359,7 +1389,7 @@ impl Execution {
                     .replacen(":stateMachine:", ":mapRun:", 1),
                 shoal_expr::uuid_v4(self.entropy.as_ref())
             );
-            self.record("MapRunStarted", json!({"mapRunArn": map_run_arn}));
+            self.record("MapRunStarted", |_| json!({"mapRunArn": map_run_arn}));
             let spec = MapRunSpec {
                 map_run_arn,
                 label,
@@ -1391,7 +1421,7 @@ impl Execution {
             inputs.extend(shaper.push(item)?.map(|c| c.input));
         }
         inputs.extend(shaper.finish().map(|c| c.input));
-        self.record("MapStateStarted", json!({"length": inputs.len()}));
+        self.record("MapStateStarted", |_| json!({"length": inputs.len()}));
         let n = inputs.len();
         let pending = inputs
             .into_iter()
@@ -1435,7 +1465,7 @@ impl Execution {
     fn task_result(&mut self, fid: FrameId, output: Value) -> Step {
         let g = self.frames[fid].graph.clone();
         let st = &g.states[&self.frames[fid].current];
-        self.record("TaskSucceeded", json!({"output": compact(&output)}));
+        self.record("TaskSucceeded", |_| json!({"output": compact(&output)}));
         let raw = self.frames[fid].input.clone();
         self.finish_result(fid, st, &raw, output)
     }
@@ -1475,7 +1505,10 @@ impl Execution {
         };
         let assigned = self.assign_jsonpath(fid, st.assign.as_ref(), &result, &ctx)?;
         let combined = apply_result_path(result_path, raw, result)?;
-        let output = self.data_path(fid, &st.output_path, &combined, &ctx)?;
+        let output = match &st.output_path {
+            DataPath::Whole => combined,
+            dp => self.data_path(fid, dp, &combined, &ctx)?.into_owned(),
+        };
         Ok(Step::Advance {
             output,
             next: None,
@@ -1578,7 +1611,7 @@ impl Execution {
         }
         self.record(
             "StateFailed",
-            json!({"name": st.name, "error": failure.error, "cause": failure.cause}),
+            |_| json!({"name": st.name, "error": failure.error, "cause": failure.cause}),
         );
         self.frame_done(fid, Err(failure))
     }

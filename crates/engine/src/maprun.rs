@@ -121,6 +121,23 @@ impl Vars for SnapshotVars<'_> {
     }
 }
 
+/// The length of `v` as compact JSON, without building the text.
+pub fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
 /// One child's input and the items it covers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChildInput {
@@ -188,7 +205,7 @@ impl Shaper {
         let Some(b) = &self.shape.batcher else {
             return Ok(Some(self.child(input, 1)));
         };
-        let size = compact(&input).len() + 1;
+        let size = json_len(&input) + 1;
         let full = !self.batch.is_empty()
             && (self.batch.len() >= b.max_items || self.batch_bytes + size > b.max_bytes);
         let out = if full { self.flush() } else { None };
@@ -360,7 +377,7 @@ impl Collector {
         if self.over {
             return;
         }
-        self.bytes += compact(&output).len() + 1;
+        self.bytes += json_len(&output) + 1;
         if self.bytes > PAYLOAD_LIMIT {
             // AWS fails such a map; keeping the outputs would only cost memory.
             self.over = true;
@@ -414,6 +431,12 @@ impl MapRunSpec {
             start_time_ms: start_ms,
             redrive_count: 0,
         }
+    }
+
+    /// Whether the children's inputs are needed after they end: ResultWriter entries of
+    /// failed children always show them.
+    pub fn needs_inputs(&self) -> bool {
+        self.writer.is_some()
     }
 
     /// A ResultWriter entry in AWS's NONE shape.
@@ -474,6 +497,9 @@ pub enum Record {
 
 /// How many child inputs to prepare ahead of the running children.
 const LOOKAHEAD: usize = 256;
+
+/// AWS runs at most 10,000 children of a Distributed Map at once; MaxConcurrency 0 means that.
+pub const MAX_CHILDREN: usize = 10_000;
 
 /// One map run's bookkeeping, sans I/O. The runtime feeds it items, starts the
 /// children it hands out, reports how they ended and writes the records it returns.
@@ -563,8 +589,11 @@ impl MapRun {
         if self.failure.is_some() {
             return None;
         }
-        let max = self.spec.max_concurrency;
-        if max != 0 && self.tally.executions.running >= max as u64 {
+        let max = match self.spec.max_concurrency {
+            0 => MAX_CHILDREN,
+            n => n.min(MAX_CHILDREN),
+        };
+        if self.tally.executions.running >= max as u64 {
             return None;
         }
         let c = self.queue.pop_front()?;

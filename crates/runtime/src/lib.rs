@@ -235,15 +235,22 @@ impl Runtime {
                 break;
             }
             let want = mr.wants_items() && items.is_some();
+            // Finished children first: their results are memory to give back.
             tokio::select! {
+                biased;
                 Some(done) = running.join_next(), if !running.is_empty() => {
-                    let Ok((child, end)) = done else { continue };
-                    if let Some(rec) = mr.child_ended(&child, end, self.now_ms()) {
-                        if let Some(w) = &mut writer {
-                            if let Err(f) = w.write(rec).await {
-                                mr.fail(f);
+                    let mut next = Some(done);
+                    while let Some(done) = next.take() {
+                        if let Ok((child, end)) = done {
+                            if let Some(rec) = mr.child_ended(&child, end, self.now_ms()) {
+                                if let Some(w) = &mut writer {
+                                    if let Err(f) = w.write(rec).await {
+                                        mr.fail(f);
+                                    }
+                                }
                             }
                         }
+                        next = running.try_join_next();
                     }
                 }
                 chunk = async { items.as_mut()?.recv().await }, if want => match chunk {
@@ -317,6 +324,7 @@ impl Runtime {
             Box::new(self.entropy()),
             shoal_engine::Options {
                 record_history: false,
+                keep_input: spec.needs_inputs(),
             },
         );
         let end = match self.drive(&mut exec).await {
