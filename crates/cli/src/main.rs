@@ -137,6 +137,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 .file_stem()
                 .and_then(|s| s.to_str())
                 .unwrap_or("state-machine")
+                .trim_end_matches(".asl")
                 .to_string();
             let opts = drive::Options {
                 buckets,

@@ -155,3 +155,60 @@ fn distributed_map_reads_items_from_a_local_bucket() {
         stdout(&o)
     );
 }
+
+/// Runs a Distributed Map reading `bucket/key` as `input_type`; returns the `--json` result.
+fn read_items(
+    buckets: &Path,
+    bucket: &str,
+    key: &str,
+    input_type: &str,
+) -> serde_json::Value {
+    let def = write(
+        buckets,
+        "read.json",
+        &format!(
+            r#"{{"StartAt":"M","States":{{"M":{{"Type":"Map","End":true,
+            "ItemReader":{{"Resource":"arn:aws:states:::s3:getObject","Parameters":{{"Bucket":"{bucket}","Key":"{key}"}},
+              "ReaderConfig":{{"InputType":"{input_type}"}}}},
+            "ItemProcessor":{{"ProcessorConfig":{{"Mode":"DISTRIBUTED","ExecutionType":"EXPRESS"}},"StartAt":"P","States":{{"P":{{"Type":"Pass","End":true}}}}}}}}}}}}"#
+        ),
+    );
+    let o = shoal(&["run", &def, "--buckets", buckets.to_str().unwrap(), "--json"]);
+    assert!(o.status.code() == Some(0) || o.status.code() == Some(1), "{o:?}");
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn bad_item_sources_fail_clearly_and_name_the_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path().join("b");
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::write(b.join("bad.csv"), "h1,h2\nok,1\n\"open,2\nmore\n").unwrap();
+    std::fs::write(b.join("obj.json"), r#"{"not": "an array"}"#).unwrap();
+    std::fs::write(b.join("lines.jsonl"), "{\"a\":1}\n{\"a\":\n").unwrap();
+    std::fs::write(b.join("empty.json"), "").unwrap();
+    std::fs::write(b.join("empty.csv"), "").unwrap();
+    std::fs::write(b.join("empty.jsonl"), "").unwrap();
+    let big = format!("{{\"a\":1}}\n{{\"pad\":\"{}\"}}\n", "x".repeat(300_000));
+    std::fs::write(b.join("big.jsonl"), big).unwrap();
+
+    let cases = [
+        ("b", "bad.csv", "CSV", "States.ItemReaderFailed", "s3://b/bad.csv row starting at line 3: unterminated quoted field"),
+        ("b", "obj.json", "JSON", "States.ItemReaderFailed", "Attempting to map over non-iterable node."),
+        ("b", "lines.jsonl", "JSONL", "States.ItemReaderFailed", "s3://b/lines.jsonl line 2: invalid JSON"),
+        ("b", "missing.json", "JSON", "States.ItemReaderFailed", "the object s3://b/missing.json does not exist"),
+        ("nobucket", "x.json", "JSON", "States.ItemReaderFailed", "the bucket \"nobucket\" does not exist"),
+        ("b", "empty.json", "JSON", "States.ItemReaderFailed", "s3://b/empty.json is empty"),
+        ("b", "empty.csv", "CSV", "States.ItemReaderFailed", "s3://b/empty.csv is empty: expected a CSV header row"),
+        ("b", "big.jsonl", "JSONL", "States.DataLimitExceeded", "s3://b/big.jsonl line 2: the item is 300010 bytes"),
+    ];
+    for (bucket, key, kind, error, cause) in cases {
+        let r = read_items(dir.path(), bucket, key, kind);
+        assert_eq!(r["status"], "FAILED", "{key}: {r}");
+        assert_eq!(r["error"], error, "{key}: {r}");
+        assert!(r["cause"].as_str().unwrap().contains(cause), "{key}: {r}");
+    }
+    // An empty JSONL object is a valid, empty list of items.
+    let r = read_items(dir.path(), "b", "empty.jsonl", "JSONL");
+    assert_eq!(r["output"], serde_json::json!([]), "{r}");
+}
