@@ -157,12 +157,7 @@ fn distributed_map_reads_items_from_a_local_bucket() {
 }
 
 /// Runs a Distributed Map reading `bucket/key` as `input_type`; returns the `--json` result.
-fn read_items(
-    buckets: &Path,
-    bucket: &str,
-    key: &str,
-    input_type: &str,
-) -> serde_json::Value {
+fn read_items(buckets: &Path, bucket: &str, key: &str, input_type: &str) -> serde_json::Value {
     let def = write(
         buckets,
         "read.json",
@@ -173,8 +168,17 @@ fn read_items(
             "ItemProcessor":{{"ProcessorConfig":{{"Mode":"DISTRIBUTED","ExecutionType":"EXPRESS"}},"StartAt":"P","States":{{"P":{{"Type":"Pass","End":true}}}}}}}}}}}}"#
         ),
     );
-    let o = shoal(&["run", &def, "--buckets", buckets.to_str().unwrap(), "--json"]);
-    assert!(o.status.code() == Some(0) || o.status.code() == Some(1), "{o:?}");
+    let o = shoal(&[
+        "run",
+        &def,
+        "--buckets",
+        buckets.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        o.status.code() == Some(0) || o.status.code() == Some(1),
+        "{o:?}"
+    );
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
@@ -193,14 +197,62 @@ fn bad_item_sources_fail_clearly_and_name_the_place() {
     std::fs::write(b.join("big.jsonl"), big).unwrap();
 
     let cases = [
-        ("b", "bad.csv", "CSV", "States.ItemReaderFailed", "s3://b/bad.csv row starting at line 3: unterminated quoted field"),
-        ("b", "obj.json", "JSON", "States.ItemReaderFailed", "Attempting to map over non-iterable node."),
-        ("b", "lines.jsonl", "JSONL", "States.ItemReaderFailed", "s3://b/lines.jsonl line 2: invalid JSON"),
-        ("b", "missing.json", "JSON", "States.ItemReaderFailed", "the object s3://b/missing.json does not exist"),
-        ("nobucket", "x.json", "JSON", "States.ItemReaderFailed", "the bucket \"nobucket\" does not exist"),
-        ("b", "empty.json", "JSON", "States.ItemReaderFailed", "s3://b/empty.json is empty"),
-        ("b", "empty.csv", "CSV", "States.ItemReaderFailed", "s3://b/empty.csv is empty: expected a CSV header row"),
-        ("b", "big.jsonl", "JSONL", "States.DataLimitExceeded", "s3://b/big.jsonl line 2: the item is 300010 bytes"),
+        (
+            "b",
+            "bad.csv",
+            "CSV",
+            "States.ItemReaderFailed",
+            "s3://b/bad.csv row starting at line 3: unterminated quoted field",
+        ),
+        (
+            "b",
+            "obj.json",
+            "JSON",
+            "States.ItemReaderFailed",
+            "Attempting to map over non-iterable node.",
+        ),
+        (
+            "b",
+            "lines.jsonl",
+            "JSONL",
+            "States.ItemReaderFailed",
+            "s3://b/lines.jsonl line 2: invalid JSON",
+        ),
+        (
+            "b",
+            "missing.json",
+            "JSON",
+            "States.ItemReaderFailed",
+            "the object s3://b/missing.json does not exist",
+        ),
+        (
+            "nobucket",
+            "x.json",
+            "JSON",
+            "States.ItemReaderFailed",
+            "the bucket \"nobucket\" does not exist",
+        ),
+        (
+            "b",
+            "empty.json",
+            "JSON",
+            "States.ItemReaderFailed",
+            "s3://b/empty.json is empty",
+        ),
+        (
+            "b",
+            "empty.csv",
+            "CSV",
+            "States.ItemReaderFailed",
+            "s3://b/empty.csv is empty: expected a CSV header row",
+        ),
+        (
+            "b",
+            "big.jsonl",
+            "JSONL",
+            "States.DataLimitExceeded",
+            "s3://b/big.jsonl line 2: the item is 300010 bytes",
+        ),
     ];
     for (bucket, key, kind, error, cause) in cases {
         let r = read_items(dir.path(), bucket, key, kind);

