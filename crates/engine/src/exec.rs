@@ -768,7 +768,7 @@ impl Execution {
                 result, parameters, ..
             } => {
                 if jsonata {
-                    return self.finish_plain(fid, st, &raw, &ctx, None);
+                    return self.finish_plain(fid, st, raw, &ctx, None);
                 }
                 let forwards = matches!(st.input_path, DataPath::Whole)
                     && matches!(
@@ -784,7 +784,7 @@ impl Execution {
                     (None, None) if forwards => std::mem::take(raw),
                     (None, None) => effective.into_owned(),
                 };
-                Ok(self.finish_result(fid, st, &raw, r))
+                Ok(self.finish_result(fid, st, raw, r))
             }
             Kind::Succeed | Kind::Wait { .. } | Kind::Choice { .. } if !jsonata => {
                 let output = self
@@ -806,8 +806,8 @@ impl Execution {
                 })
             }
             Kind::Succeed | Kind::Wait { .. } | Kind::Choice { .. } => {
-                let states = self.states_var(&raw, &ctx, None, None);
-                let (next, branch) = self.choose(fid, st, &raw, &ctx)?.unzip();
+                let states = self.states_var(raw, &ctx, None, None);
+                let (next, branch) = self.choose(fid, st, raw, &ctx)?.unzip();
                 let branch = branch.flatten();
                 let assign_t = branch
                     .and_then(|b| b.assign.as_ref())
@@ -823,7 +823,7 @@ impl Execution {
                 };
                 let assigned = self.assign_jsonata(fid, assign_t, &states)?;
                 if let Kind::Wait { wait } = &st.kind {
-                    return self.wait(fid, wait, &raw, &ctx, output, assigned);
+                    return self.wait(fid, wait, raw, &ctx, output, assigned);
                 }
                 Ok(Step::Advance {
                     output,
@@ -841,7 +841,7 @@ impl Execution {
                         Some(Text::Lit(s)) => Some(s.clone()),
                         Some(Text::Dynamic(tpl)) => {
                             let v = if jsonata {
-                                let states = this.states_var(&raw, &ctx, None, None);
+                                let states = this.states_var(raw, &ctx, None, None);
                                 this.jsonata_eval(fid, states, |b| tpl.eval_jsonata(b, field))?
                             } else {
                                 this.scope_eval(fid, &effective, &ctx, |s| tpl.eval(s))?
@@ -867,7 +867,7 @@ impl Execution {
                 heartbeat,
                 ..
             } => {
-                let states = self.states_var(&raw, &ctx, None, None);
+                let states = self.states_var(raw, &ctx, None, None);
                 let input = match parameters {
                     Some(p) if jsonata => {
                         self.jsonata_eval(fid, states, |b| p.eval_jsonata(b, "Arguments"))?
@@ -908,7 +908,7 @@ impl Execution {
             } => {
                 let input = match parameters {
                     Some(p) if jsonata => {
-                        self.jsonata_eval(fid, self.states_var(&raw, &ctx, None, None), |b| {
+                        self.jsonata_eval(fid, self.states_var(raw, &ctx, None, None), |b| {
                             p.eval_jsonata(b, "Arguments")
                         })?
                     }
