@@ -26,6 +26,43 @@ struct Part {
     buf: Vec<u8>,
 }
 
+/// Turns records into the bytes of their file entries.
+#[derive(Debug, Clone, Copy)]
+pub struct Encoder {
+    flatten: bool,
+}
+
+/// One record's entries, serialized: `bytes[ends[i-1]..ends[i]]` is entry `i`.
+#[derive(Debug, Default)]
+pub struct Encoded {
+    part: usize,
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Encoder {
+    pub fn encode(&self, record: Record) -> Encoded {
+        let (part, v) = match record {
+            Record::Succeeded(v) => (0, v),
+            Record::Failed(v) => (1, v),
+            Record::Pending(v) => (2, v),
+        };
+        let mut e = Encoded {
+            part,
+            ..Encoded::default()
+        };
+        let mut push = |v: &Value| {
+            let _ = serde_json::to_writer(&mut e.bytes, v);
+            e.ends.push(e.bytes.len());
+        };
+        match &v {
+            Value::Array(a) if part == 0 && self.flatten => a.iter().for_each(&mut push),
+            v => push(v),
+        }
+        e
+    }
+}
+
 /// Streams a map run's records into result files.
 pub struct ResultWriter {
     store: Arc<Store>,
@@ -84,61 +121,66 @@ impl ResultWriter {
         })
     }
 
-    pub async fn write(&mut self, record: Record) -> Result<(), Failure> {
-        let (i, v) = match record {
-            Record::Succeeded(v) => (0, v),
-            Record::Failed(v) => (1, v),
-            Record::Pending(v) => (2, v),
-        };
-        match v {
-            Value::Array(a) if i == 0 && self.flatten => {
-                for e in a {
-                    self.entry(i, &e).await?;
-                }
-                Ok(())
-            }
-            v => self.entry(i, &v).await,
+    /// How this writer's records become bytes; cheap to copy to where children run.
+    pub fn encoder(&self) -> Encoder {
+        Encoder {
+            flatten: self.flatten,
         }
     }
 
-    async fn entry(&mut self, i: usize, v: &Value) -> Result<(), Failure> {
-        let text = compact(v);
+    /// Appends one child's encoded record to its file.
+    pub async fn write(&mut self, rec: Encoded) -> Result<(), Failure> {
+        let mut start = 0;
+        for &end in &rec.ends {
+            self.entry(rec.part, &rec.bytes[start..end]).await?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    async fn entry(&mut self, i: usize, text: &[u8]) -> Result<(), Failure> {
         let p = &self.parts[i];
         if p.open.is_some() && p.bytes + (p.buf.len() + text.len() + 2) as u64 > self.file_limit {
             self.close(i).await?;
         }
         if self.parts[i].open.is_none() {
-            let key = format!(
-                "{}/{}_{}.{}",
-                self.dir,
-                self.parts[i].status,
-                self.parts[i].files.len(),
-                if self.jsonl { "jsonl" } else { "json" }
-            );
-            let w = self
-                .store
-                .writer(&self.bucket, &key)
-                .await
-                .map_err(|e| writer_failed(e.to_string()))?;
-            let p = &mut self.parts[i];
-            p.open = Some((key, w));
-            p.entries = 0;
-            p.bytes = 0;
-            if !self.jsonl {
-                p.buf.push(b'[');
-            }
+            self.open(i).await?;
         }
+        let jsonl = self.jsonl;
         let p = &mut self.parts[i];
-        if !self.jsonl && p.entries > 0 {
+        if !jsonl && p.entries > 0 {
             p.buf.push(b',');
         }
-        p.buf.extend_from_slice(text.as_bytes());
-        if self.jsonl {
+        p.buf.extend_from_slice(text);
+        if jsonl {
             p.buf.push(b'\n');
         }
         p.entries += 1;
         if p.buf.len() >= FLUSH_AT {
             Self::flush(p).await?;
+        }
+        Ok(())
+    }
+
+    async fn open(&mut self, i: usize) -> Result<(), Failure> {
+        let key = format!(
+            "{}/{}_{}.{}",
+            self.dir,
+            self.parts[i].status,
+            self.parts[i].files.len(),
+            if self.jsonl { "jsonl" } else { "json" }
+        );
+        let w = self
+            .store
+            .writer(&self.bucket, &key)
+            .await
+            .map_err(|e| writer_failed(e.to_string()))?;
+        let p = &mut self.parts[i];
+        p.open = Some((key, w));
+        p.entries = 0;
+        p.bytes = 0;
+        if !self.jsonl {
+            p.buf.push(b'[');
         }
         Ok(())
     }
@@ -204,13 +246,19 @@ mod tests {
         let mut w = ResultWriter::new(store.clone(), &params, &json!({}), arn).unwrap();
         w.file_limit = 40;
         for i in 0..3 {
-            w.write(Record::Succeeded(json!({"Output": i.to_string()})))
-                .await
-                .unwrap();
-        }
-        w.write(Record::Failed(json!({"Error": "E", "Cause": "c"})))
+            w.write(
+                w.encoder()
+                    .encode(Record::Succeeded(json!({"Output": i.to_string()}))),
+            )
             .await
             .unwrap();
+        }
+        w.write(
+            w.encoder()
+                .encode(Record::Failed(json!({"Error": "E", "Cause": "c"}))),
+        )
+        .await
+        .unwrap();
         let d = w.finish().await.unwrap();
         assert_eq!(d, json!({"Bucket": "out", "Key": "runs/abc/manifest.json"}));
         let get = |k: &str| {
@@ -235,7 +283,9 @@ mod tests {
 
         let config = json!({"Transformation": "FLATTEN", "OutputType": "JSONL"});
         let mut w = ResultWriter::new(store, &json!({"Bucket": "out"}), &config, "x:run2").unwrap();
-        w.write(Record::Succeeded(json!([1, 2]))).await.unwrap();
+        w.write(w.encoder().encode(Record::Succeeded(json!([1, 2]))))
+            .await
+            .unwrap();
         assert_eq!(w.finish().await.unwrap()["Key"], "run2/manifest.json");
         let body = std::fs::read(dir.path().join("out/run2/SUCCEEDED_0.jsonl")).unwrap();
         assert_eq!(body, b"1\n2\n");

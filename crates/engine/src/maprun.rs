@@ -439,6 +439,30 @@ impl MapRunSpec {
         self.writer.is_some()
     }
 
+    /// What the ResultWriter records for a child, in the shape its WriterConfig asks
+    /// for; None without a ResultWriter. Pure, so it runs where the child ran.
+    pub fn record(&self, child: &Child, end: ChildEnd, now_ms: i64) -> Option<Record> {
+        let w = self.writer.as_ref()?;
+        let transform = w
+            .writer_config
+            .get("Transformation")
+            .and_then(Value::as_str);
+        Some(match end {
+            ChildEnd::Succeeded(v) if matches!(transform, Some("COMPACT" | "FLATTEN")) => {
+                Record::Succeeded(v)
+            }
+            ChildEnd::Succeeded(_) => {
+                Record::Succeeded(self.entry(&child.info, &child.input, &end, now_ms))
+            }
+            ChildEnd::Failed(_) => {
+                Record::Failed(self.entry(&child.info, &child.input, &end, now_ms))
+            }
+            ChildEnd::Pending => {
+                Record::Pending(self.entry(&child.info, &child.input, &end, now_ms))
+            }
+        })
+    }
+
     /// A ResultWriter entry in AWS's NONE shape.
     pub fn entry(
         &self,
@@ -607,50 +631,33 @@ impl MapRun {
         })
     }
 
-    /// A child ended; returns what the ResultWriter should record for it.
-    pub fn child_ended(&mut self, child: &Child, end: ChildEnd, now_ms: i64) -> Option<Record> {
+    /// A child ended. With a ResultWriter, its output has already gone to
+    /// [`MapRunSpec::record`]; only whether it succeeded matters here.
+    pub fn child_ended(&mut self, child: &Child, end: ChildEnd) {
         let ok = matches!(end, ChildEnd::Succeeded(_));
         if self.tally.finished(child.items, ok) && self.failure.is_none() {
             self.failure = Some(Tolerance::threshold_failure());
         }
-        let Some(w) = &self.spec.writer else {
-            let out = match end {
-                ChildEnd::Succeeded(v) => v,
-                ChildEnd::Failed(f) => json!({"Error": f.error, "Cause": f.cause}),
-                ChildEnd::Pending => return None,
-            };
-            if self.collector.over {
-                self.outputs = Vec::new();
-                return None;
-            }
-            let i = child.index as usize - self.drained;
-            if self.outputs.len() <= i {
-                self.outputs.resize(i + 1, None);
-            }
-            self.outputs[i] = Some(out);
-            self.drain_outputs();
-            return None;
+        if self.spec.writer.is_some() {
+            self.tally.items.results_written += child.items;
+            self.tally.executions.results_written += 1;
+            return;
+        }
+        let out = match end {
+            ChildEnd::Succeeded(v) => v,
+            ChildEnd::Failed(f) => json!({"Error": f.error, "Cause": f.cause}),
+            ChildEnd::Pending => return,
         };
-        let transform = w
-            .writer_config
-            .get("Transformation")
-            .and_then(Value::as_str);
-        self.tally.items.results_written += child.items;
-        self.tally.executions.results_written += 1;
-        Some(match end {
-            ChildEnd::Succeeded(v) if matches!(transform, Some("COMPACT" | "FLATTEN")) => {
-                Record::Succeeded(v)
-            }
-            ChildEnd::Succeeded(_) => {
-                Record::Succeeded(self.spec.entry(&child.info, &child.input, &end, now_ms))
-            }
-            ChildEnd::Failed(_) => {
-                Record::Failed(self.spec.entry(&child.info, &child.input, &end, now_ms))
-            }
-            ChildEnd::Pending => {
-                Record::Pending(self.spec.entry(&child.info, &child.input, &end, now_ms))
-            }
-        })
+        if self.collector.over {
+            self.outputs = Vec::new();
+            return;
+        }
+        let i = child.index as usize - self.drained;
+        if self.outputs.len() <= i {
+            self.outputs.resize(i + 1, None);
+        }
+        self.outputs[i] = Some(out);
+        self.drain_outputs();
     }
 
     /// Moves the finished prefix of outputs into the collector, so memory stays bounded.

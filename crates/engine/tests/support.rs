@@ -120,7 +120,7 @@ fn map_run(
             Outcome::Succeeded(v) => ChildEnd::Succeeded(v),
             Outcome::Failed(f) => ChildEnd::Failed(f),
         };
-        mr.child_ended(&child, end, *clock);
+        mr.child_ended(&child, end);
     }
     mr.finish(None)
 }

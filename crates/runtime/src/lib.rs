@@ -7,7 +7,7 @@
 use serde_json::Value;
 use shoal_asl::StateMachine;
 use shoal_connectors::items::Chunk;
-use shoal_connectors::results::ResultWriter;
+use shoal_connectors::results::{Encoded, Encoder, ResultWriter};
 use shoal_connectors::Store;
 use shoal_engine::maprun::{Child, ChildEnd, MapRun, Source, Tally};
 use shoal_engine::{
@@ -58,6 +58,9 @@ pub struct Runtime {
     seeds: AtomicU64,
     map_runs: Mutex<Vec<Arc<MapRunProgress>>>,
 }
+
+/// A child's end, and its ResultWriter record already serialized.
+type Ended = (Child, ChildEnd, Option<Encoded>);
 
 /// Decrements a counter when a child ends, however it ends.
 struct Live<'a>(&'a AtomicU64);
@@ -225,10 +228,14 @@ impl Runtime {
                 }
             },
         };
-        let mut running: JoinSet<(Child, ChildEnd)> = JoinSet::new();
+        let encoder = writer.as_ref().map(ResultWriter::encoder);
+        let mut running: JoinSet<Ended> = JoinSet::new();
         loop {
             while let Some(child) = mr.next_child(self.now_ms()) {
-                running.spawn(self.clone().child(spec.clone(), child, progress.clone()));
+                running.spawn(
+                    self.clone()
+                        .child(spec.clone(), child, progress.clone(), encoder),
+                );
             }
             *progress.tally.lock().unwrap_or_else(|p| p.into_inner()) = mr.tally.clone();
             if mr.is_over() {
@@ -241,12 +248,11 @@ impl Runtime {
                 Some(done) = running.join_next(), if !running.is_empty() => {
                     let mut next = Some(done);
                     while let Some(done) = next.take() {
-                        if let Ok((child, end)) = done {
-                            if let Some(rec) = mr.child_ended(&child, end, self.now_ms()) {
-                                if let Some(w) = &mut writer {
-                                    if let Err(f) = w.write(rec).await {
-                                        mr.fail(f);
-                                    }
+                        if let Ok((child, end, rec)) = done {
+                            mr.child_ended(&child, end);
+                            if let (Some(w), Some(rec)) = (&mut writer, rec) {
+                                if let Err(f) = w.write(rec).await {
+                                    mr.fail(f);
                                 }
                             }
                         }
@@ -274,8 +280,9 @@ impl Runtime {
             None => None,
             Some(mut w) => {
                 let mut r = Ok(());
+                let enc = w.encoder();
                 for rec in mr.take_pending(self.now_ms()) {
-                    r = r.and(w.write(rec).await);
+                    r = r.and(w.write(enc.encode(rec)).await);
                 }
                 match r {
                     Ok(()) => match w.finish().await {
@@ -303,8 +310,9 @@ impl Runtime {
         spec: Arc<MapRunSpec>,
         child: Child,
         progress: Arc<MapRunProgress>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = (Child, ChildEnd)> + Send>> {
-        Box::pin(self.run_child(spec, child, progress))
+        encoder: Option<Encoder>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Ended> + Send>> {
+        Box::pin(self.run_child(spec, child, progress, encoder))
     }
 
     async fn run_child(
@@ -312,7 +320,8 @@ impl Runtime {
         spec: Arc<MapRunSpec>,
         mut child: Child,
         progress: Arc<MapRunProgress>,
-    ) -> (Child, ChildEnd) {
+        encoder: Option<Encoder>,
+    ) -> Ended {
         let n = progress.live.fetch_add(1, Ordering::SeqCst) + 1;
         progress.peak.fetch_max(n, Ordering::SeqCst);
         let _live = Live(&progress.live);
@@ -332,6 +341,18 @@ impl Runtime {
             Outcome::Failed(f) => ChildEnd::Failed(f),
         };
         child.input = exec.take_input();
-        (child, end)
+        // The record is built and serialized here, in parallel, not by the map run's loop.
+        let Some(enc) = encoder else {
+            return (child, end, None);
+        };
+        let ok = match &end {
+            ChildEnd::Failed(f) => ChildEnd::Failed(f.clone()),
+            _ => ChildEnd::Succeeded(Value::Null),
+        };
+        let rec = spec
+            .record(&child, end, self.now_ms())
+            .map(|r| enc.encode(r));
+        child.input = Value::Null;
+        (child, ok, rec)
     }
 }
