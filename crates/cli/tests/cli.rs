@@ -264,3 +264,48 @@ fn bad_item_sources_fail_clearly_and_name_the_place() {
     let r = read_items(dir.path(), "b", "empty.jsonl", "JSONL");
     assert_eq!(r["output"], serde_json::json!([]), "{r}");
 }
+
+#[test]
+fn s3_inventory_and_athena_manifests_list_their_files_rows() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv/src/cfg/data");
+    std::fs::create_dir_all(&inv).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(b"\"src\",\"a/1.jpg\",\"10\"\n\"src\",\"a/2.jpg\",\"20\"\n")
+        .unwrap();
+    std::fs::write(inv.join("part-0.csv.gz"), gz.finish().unwrap()).unwrap();
+    std::fs::write(
+        dir.path().join("inv/src/cfg/manifest.json"),
+        r#"{"sourceBucket":"src","destinationBucket":"arn:aws:s3:::inv","fileFormat":"CSV",
+            "fileSchema":"Bucket, Key, Size","files":[{"key":"src/cfg/data/part-0.csv.gz","size":1}]}"#,
+    )
+    .unwrap();
+    let r = read_items(dir.path(), "inv", "src/cfg/manifest.json", "MANIFEST");
+    assert_eq!(
+        r["output"],
+        serde_json::json!([
+            {"Bucket": "src", "Key": "a/1.jpg", "Size": "10"},
+            {"Bucket": "src", "Key": "a/2.jpg", "Size": "20"},
+        ]),
+        "{r}"
+    );
+
+    std::fs::write(dir.path().join("inv/one.jsonl"), "{\"n\":1}\n").unwrap();
+    std::fs::write(dir.path().join("inv/two.jsonl"), "{\"n\":2}\n").unwrap();
+    std::fs::write(
+        dir.path().join("inv/athena.csv"),
+        "s3://inv/one.jsonl\ns3://inv/two.jsonl\n",
+    )
+    .unwrap();
+    let def = write(
+        dir.path(),
+        "athena.json",
+        r#"{"StartAt":"M","States":{"M":{"Type":"Map","End":true,
+            "ItemReader":{"Resource":"arn:aws:states:::s3:getObject","Parameters":{"Bucket":"inv","Key":"athena.csv"},
+              "ReaderConfig":{"ManifestType":"ATHENA_DATA","InputType":"JSONL"}},
+            "ItemProcessor":{"ProcessorConfig":{"Mode":"DISTRIBUTED","ExecutionType":"EXPRESS"},"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}}}}}"#,
+    );
+    let o = shoal(&["run", &def, "--buckets", dir.path().to_str().unwrap()]);
+    assert_eq!(stdout(&o).trim(), r#"[{"n":1},{"n":2}]"#, "{o:?}");
+}

@@ -130,7 +130,7 @@ fn format(config: &Value) -> Result<Format, Failure> {
         },
         Some(other) => {
             return Err(reader_failed(format!(
-                "InputType {other} is not supported by shoal (CSV, JSON and JSONL are)"
+                "InputType {other} is not supported by shoal (CSV, JSON, JSONL and MANIFEST are)"
             )))
         }
     })
@@ -205,8 +205,25 @@ fn read_all(
         }
         "arn:aws:states:::s3:getObject" => {
             let key = field(params, "Key")?;
-            let fmt = format(config)?;
-            read_object(rt, store, bucket, key, &fmt, em)
+            let manifest = config.get("ManifestType").and_then(Value::as_str);
+            let input_type = config.get("InputType").and_then(Value::as_str);
+            match (manifest, input_type) {
+                (Some("S3_INVENTORY"), _) | (None, Some("MANIFEST")) => {
+                    inventory(rt, store, bucket, key, em)
+                }
+                (Some("ATHENA_DATA"), _) => {
+                    let fmt = format(config)?;
+                    athena(rt, store, bucket, key, &fmt, em)
+                }
+                (Some(other), _) => Err(reader_failed(format!(
+                    "ManifestType {other} is not one of S3_INVENTORY, ATHENA_DATA"
+                ))
+                .into()),
+                (None, _) => {
+                    let fmt = format(config)?;
+                    read_object(rt, store, bucket, key, &fmt, em)
+                }
+            }
         }
         other => Err(reader_failed(format!("unsupported ItemReader resource {other}")).into()),
     }
@@ -225,9 +242,112 @@ fn read_object(
         Body::File(f) => Box::new(f),
         Body::Stream(s) => s,
     };
+    // S3 Inventory and exports write gzip files; their keys say so.
+    let r: Box<dyn Read> = if key.ends_with(".gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(r)))
+    } else {
+        r
+    };
     let r = BufReader::with_capacity(256 * 1024, r);
     let place = format!("s3://{bucket}/{key}");
     parse(r, fmt, &place, em)
+}
+
+fn whole_json(
+    rt: &tokio::runtime::Handle,
+    store: &Store,
+    bucket: &str,
+    key: &str,
+) -> Result<Value, Failure> {
+    let body = rt.block_on(store.get(bucket, key)).map_err(s3_failure)?;
+    serde_json::from_slice(&body)
+        .map_err(|e| reader_failed(format!("s3://{bucket}/{key} is not valid JSON: {e}")))
+}
+
+/// An S3 Inventory `manifest.json`: every row of every CSV data file it lists, as an
+/// object keyed by its `fileSchema`.
+fn inventory(
+    rt: &tokio::runtime::Handle,
+    store: &Store,
+    bucket: &str,
+    key: &str,
+    em: &mut Emitter,
+) -> Result<(), Stop> {
+    let m = whole_json(rt, store, bucket, key)?;
+    let place = format!("s3://{bucket}/{key}");
+    let bad =
+        |what: &str| reader_failed(format!("{place} is not an S3 Inventory manifest: {what}"));
+    match m.get("fileFormat").and_then(Value::as_str) {
+        Some("CSV") => {}
+        Some(other) => {
+            return Err(reader_failed(format!(
+                "{place}: S3 Inventory fileFormat {other} is not supported by shoal (CSV is)"
+            ))
+            .into())
+        }
+        None => return Err(bad("no fileFormat").into()),
+    }
+    let headers: Vec<String> = m
+        .get("fileSchema")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("no fileSchema"))?
+        .split(',')
+        .map(|h| h.trim().to_string())
+        .collect();
+    let dest = m
+        .get("destinationBucket")
+        .and_then(Value::as_str)
+        .map(|b| b.trim_start_matches("arn:aws:s3:::").to_string())
+        .unwrap_or_else(|| bucket.to_string());
+    let files = m
+        .get("files")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("no files"))?;
+    let fmt = Format::Csv {
+        delim: ',',
+        headers: Some(headers),
+    };
+    for f in files {
+        let k = f
+            .get("key")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("a file without a key"))?;
+        read_object(rt, store, &dest, k, &fmt, em)?;
+    }
+    Ok(())
+}
+
+/// An Athena manifest: one `s3://bucket/key` per line, each read with the InputType.
+fn athena(
+    rt: &tokio::runtime::Handle,
+    store: &Store,
+    bucket: &str,
+    key: &str,
+    fmt: &Format,
+    em: &mut Emitter,
+) -> Result<(), Stop> {
+    let body = rt.block_on(store.get(bucket, key)).map_err(s3_failure)?;
+    let text = String::from_utf8_lossy(&body);
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let uri = line.trim();
+        let Some((b, k)) = uri
+            .strip_prefix("s3://")
+            .or_else(|| uri.strip_prefix("S3://"))
+            .and_then(|r| r.split_once('/'))
+        else {
+            return Err(reader_failed(format!(
+                "s3://{bucket}/{key} line {}: {uri:?} is not an s3://bucket/key URI",
+                i + 1
+            ))
+            .into());
+        };
+        read_object(rt, store, b, k, fmt, em)?;
+    }
+    Ok(())
 }
 
 fn parse(mut r: impl BufRead, fmt: &Format, place: &str, em: &mut Emitter) -> Result<(), Stop> {
