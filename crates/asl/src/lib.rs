@@ -279,8 +279,11 @@ impl Kind {
 /// `States.TaskFailed` is a wildcard too, for everything but `States.Timeout`.
 pub fn error_matches(error_equals: &[String], error: &str) -> bool {
     use shoal_expr::errors::{ALL, DATA_LIMIT_EXCEEDED, RUNTIME, TASK_FAILED, TIMEOUT};
-    let terminal = error == RUNTIME || error == DATA_LIMIT_EXCEEDED;
+    // AWS's documentation calls DataLimitExceeded terminal too, but its recorded runs
+    // show `States.ALL` catching it (lambda-cases/error_handling/*data_limit_exceeded*).
+    let all = error != RUNTIME;
+    let task_failed = all && error != TIMEOUT && error != DATA_LIMIT_EXCEEDED;
     error_equals
         .iter()
-        .any(|e| e == error || (!terminal && (e == ALL || (e == TASK_FAILED && error != TIMEOUT))))
+        .any(|e| e == error || (e == ALL && all) || (e == TASK_FAILED && task_failed))
 }

@@ -3,6 +3,7 @@
 use anyhow::Result;
 use serde_json::Value;
 use shoal_asl::StateMachine;
+use shoal_connectors::functions::Functions;
 use shoal_connectors::{S3Options, Store};
 use shoal_engine::{ExecutionInfo, Outcome};
 use shoal_runtime::{MapRunProgress, Runtime};
@@ -13,12 +14,13 @@ use std::time::{Duration, Instant};
 
 pub struct Options {
     pub buckets: Option<PathBuf>,
+    pub functions: Functions,
     pub s3_endpoint: Option<String>,
     pub fast_forward: bool,
     pub name: Option<String>,
 }
 
-pub fn run(machine: StateMachine, sm_name: &str, input: Value, opts: &Options) -> Result<Outcome> {
+pub fn run(machine: StateMachine, sm_name: &str, input: Value, opts: Options) -> Result<Outcome> {
     // A paused clock needs the current-thread runtime; real runs use every core.
     let rt = if opts.fast_forward {
         tokio::runtime::Builder::new_current_thread()
@@ -48,7 +50,11 @@ pub fn run(machine: StateMachine, sm_name: &str, input: Value, opts: &Options) -
         .unwrap_or(0)
         ^ u64::from(std::process::id());
     rt.block_on(async {
-        let runtime = Runtime::new(shoal_runtime::Options { store, seed });
+        let runtime = Runtime::new(shoal_runtime::Options {
+            store,
+            functions: opts.functions,
+            seed,
+        });
         let entropy = runtime.entropy();
         let name = opts
             .name

@@ -48,6 +48,9 @@ enum Cmd {
         /// standard AWS environment variables). AWS_ENDPOINT_URL works too.
         #[arg(long, value_name = "URL", conflicts_with = "buckets")]
         s3_endpoint: Option<String>,
+        /// The function registry (default: ./shoal.toml when it exists).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
         /// Do not sleep in Wait states and retry backoff: jump the clock instead.
         #[arg(long)]
         fast_forward: bool,
@@ -115,6 +118,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             json,
             buckets,
             s3_endpoint,
+            config,
             fast_forward,
             name,
             substitute,
@@ -139,13 +143,22 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 .unwrap_or("state-machine")
                 .trim_end_matches(".asl")
                 .to_string();
+            let config = config.or_else(|| {
+                let p = PathBuf::from("shoal.toml");
+                p.exists().then_some(p)
+            });
+            let functions = match &config {
+                Some(p) => shoal_connectors::functions::Functions::load(p)?,
+                None => Default::default(),
+            };
             let opts = drive::Options {
                 buckets,
                 s3_endpoint,
+                functions,
                 fast_forward,
                 name,
             };
-            let outcome = drive::run(machine, &sm_name, input, &opts)?;
+            let outcome = drive::run(machine, &sm_name, input, opts)?;
             Ok(print_outcome(outcome, json))
         }
     }

@@ -4,9 +4,14 @@
 //! A [`Store`] is either local folders (bucket `b` is the folder `<root>/b`; keys never
 //! escape it) or an S3 endpoint through the `object_store` crate.
 
+pub mod functions;
 pub mod items;
+pub mod lambda;
 pub mod results;
 mod s3;
+
+/// The largest payload AWS passes between states: 256 KiB.
+pub const PAYLOAD_LIMIT: usize = 262_144;
 
 pub use s3::S3Options;
 

@@ -104,6 +104,8 @@ fn s3_error(place: String) -> impl Fn(object_store::Error) -> Error {
 
 impl S3Buckets {
     pub fn new(options: S3Options) -> S3Buckets {
+        // reqwest's TLS needs a process-wide provider; another may be installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         S3Buckets {
             options,
             clients: Default::default(),

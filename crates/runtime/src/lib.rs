@@ -8,6 +8,7 @@ use serde_json::Value;
 use shoal_asl::StateMachine;
 use shoal_connectors::items::Chunk;
 use shoal_connectors::results::{Encoded, Encoder, ResultWriter};
+use shoal_connectors::functions::Functions;
 use shoal_connectors::Store;
 use shoal_engine::maprun::{Child, ChildEnd, MapRun, Source, Tally};
 use shoal_engine::{
@@ -23,6 +24,8 @@ use tokio::time::Instant;
 
 pub struct Options {
     pub store: Store,
+    /// The functions Task states can call (`shoal.toml`).
+    pub functions: Functions,
     /// Seeds the randomness of executions (names, `States.UUID`, jitter).
     pub seed: u64,
 }
@@ -53,6 +56,7 @@ impl MapRunProgress {
 
 pub struct Runtime {
     store: Arc<Store>,
+    functions: Arc<Functions>,
     start_wall_ms: i64,
     t0: Instant,
     seeds: AtomicU64,
@@ -76,6 +80,7 @@ impl Runtime {
     pub fn new(options: Options) -> Arc<Runtime> {
         Arc::new(Runtime {
             store: Arc::new(options.store),
+            functions: Arc::new(options.functions),
             start_wall_ms: chrono::Utc::now().timestamp_millis(),
             t0: Instant::now(),
             seeds: AtomicU64::new(options.seed),
@@ -157,6 +162,30 @@ impl Runtime {
                 match effect {
                     Effect::Complete(o) => return o,
                     Effect::Timer { id, fire_at_ms } => timers.push(Reverse((fire_at_ms, id))),
+                    Effect::Invoke {
+                        id,
+                        resource,
+                        input,
+                        timeout_seconds,
+                        ..
+                    } if Functions::handles(&resource) => {
+                        let tx = channel.get_or_insert_with(mpsc::unbounded_channel).0.clone();
+                        outstanding += 1;
+                        let functions = self.functions.clone();
+                        let request_id = shoal_expr::uuid_v4(&self.entropy());
+                        let timeout = timeout_seconds
+                            .filter(|t| *t > 0.0)
+                            .map(std::time::Duration::from_secs_f64);
+                        tokio::spawn(async move {
+                            let r = functions
+                                .invoke_task(&resource, input, timeout, request_id)
+                                .await;
+                            let _ = tx.send(match r {
+                                Ok(output) => Event::TaskSucceeded { id, output },
+                                Err(failure) => Event::TaskFailed { id, failure },
+                            });
+                        });
+                    }
                     Effect::Invoke { id, resource, .. } => queue.push_back(Event::TaskFailed {
                         id,
                         failure: Failure::runtime(format!("The resource '{resource}' is not supported by this shoal build: no function or integration is registered for it")),

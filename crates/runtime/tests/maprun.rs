@@ -12,6 +12,7 @@ async fn run(definition: Value, input: Value) -> (Arc<Runtime>, Outcome) {
     assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
     let rt = Runtime::new(Options {
         store: Store::None,
+        functions: Default::default(),
         seed: 1,
     });
     let info = ExecutionInfo::local("sm", "exec", rt.now_ms(), false, &SplitMix::new(1));

@@ -1,0 +1,364 @@
+//! The function registry (`shoal.toml`) and the Task resources that call functions:
+//! `arn:aws:states:::lambda:invoke` and plain function ARNs.
+
+use crate::lambda::{Pool, Reply};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use shoal_expr::{errors, Failure};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One `[functions.<name>]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionConfig {
+    /// The process to start: it speaks the Lambda Runtime API.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Or an in-process function shipped with shoal.
+    pub builtin: Option<String>,
+    /// Relative to the config file.
+    #[serde(default)]
+    pub cwd: PathBuf,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Lambda's default is 3 seconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: f64,
+    #[serde(default = "default_memory")]
+    pub memory_mb: u64,
+    /// The most processes at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_timeout() -> f64 {
+    3.0
+}
+fn default_memory() -> u64 {
+    128
+}
+fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    functions: BTreeMap<String, FunctionConfig>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// A function shipped inside shoal: input payload to output payload.
+type Builtin = fn(&[u8]) -> Result<Bytes, (String, String)>;
+
+fn builtin(name: &str) -> Option<Builtin> {
+    match name {
+        // Returns its payload: for tests, and as the cheapest possible function.
+        "identity" => Some(|p| Ok(Bytes::copy_from_slice(p))),
+        "noop" => Some(|_| Ok(Bytes::from_static(b"null"))),
+        _ => None,
+    }
+}
+
+enum Function {
+    Builtin(Builtin),
+    Process(Arc<Pool>),
+}
+
+/// Every registered function, by name.
+#[derive(Default)]
+pub struct Functions {
+    by_name: HashMap<String, Function>,
+}
+
+const REGION: &str = "us-east-1";
+const ACCOUNT: &str = "123456789012";
+
+impl Functions {
+    /// Reads a `shoal.toml`. Call within a tokio runtime.
+    pub fn load(path: &Path) -> Result<Functions, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.display().to_string(),
+            message,
+        };
+        let file: ConfigFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut by_name = HashMap::new();
+        for (name, mut cfg) in file.functions {
+            let ok_name = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok_name {
+                return Err(invalid(format!(
+                    "functions.{name}: a function name is 1 to 64 letters, digits, '-' or '_'"
+                )));
+            }
+            let f = match (&cfg.builtin, cfg.command.is_empty()) {
+                (Some(b), true) => Function::Builtin(builtin(b).ok_or_else(|| {
+                    invalid(format!(
+                        "functions.{name}: unknown builtin {b:?} (there are: identity, noop)"
+                    ))
+                })?),
+                (None, false) => {
+                    cfg.cwd = base.join(&cfg.cwd);
+                    Function::Process(Pool::new(&name, cfg))
+                }
+                _ => {
+                    return Err(invalid(format!(
+                        "functions.{name}: give exactly one of command or builtin"
+                    )))
+                }
+            };
+            by_name.insert(name, f);
+        }
+        Ok(Functions { by_name })
+    }
+
+    /// How many processes a function has started, and the most alive at once.
+    pub fn processes(&self, name: &str) -> Option<(usize, usize)> {
+        match self.by_name.get(name)? {
+            Function::Process(p) => Some(p.processes()),
+            Function::Builtin(_) => Some((0, 0)),
+        }
+    }
+
+    /// Whether this Task resource is one of ours.
+    pub fn handles(resource: &str) -> bool {
+        resource.starts_with("arn:aws:states:::lambda:invoke")
+            || resource.starts_with("arn:aws:lambda:")
+    }
+
+    /// Runs a Task whose resource calls a function; `input` is the Task's effective
+    /// Parameters/Arguments.
+    pub async fn invoke_task(
+        &self,
+        resource: &str,
+        input: Value,
+        task_timeout: Option<Duration>,
+        request_id: String,
+    ) -> Result<Value, Failure> {
+        if resource == "arn:aws:states:::lambda:invoke" {
+            let name = input
+                .get("FunctionName")
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    Failure::new(
+                        errors::RUNTIME,
+                        "lambda:invoke needs a string FunctionName in its Parameters",
+                    )
+                })?;
+            let payload = match input.get("Payload") {
+                None | Some(Value::Null) => Bytes::from_static(b"{}"),
+                // A string payload is the request body itself.
+                Some(Value::String(s)) => Bytes::from(s.clone()),
+                Some(v) => Bytes::from(shoal_expr::compact(v)),
+            };
+            if input.get("InvocationType").and_then(Value::as_str) == Some("DryRun") {
+                self.find(name, &request_id)?;
+                return Ok(json!({"Payload": "", "StatusCode": 204}));
+            }
+            let body = self
+                .call(name, payload, task_timeout, &request_id, true)
+                .await?;
+            if body.len() > crate::PAYLOAD_LIMIT {
+                return Err(too_large("lambda"));
+            }
+            return Ok(invoke_result(&body, &request_id));
+        }
+        if resource.starts_with("arn:aws:states:::lambda:invoke.") {
+            return Err(Failure::runtime(format!(
+                "The resource '{resource}' is not supported by shoal yet (callback patterns such as .waitForTaskToken are out of scope)"
+            )));
+        }
+        let payload = Bytes::from(shoal_expr::compact(&input));
+        let body = self
+            .call(resource, payload, task_timeout, &request_id, false)
+            .await?;
+        if body.len() > crate::PAYLOAD_LIMIT {
+            return Err(too_large(resource));
+        }
+        Ok(parse_payload(&body))
+    }
+
+    fn find(&self, name: &str, request_id: &str) -> Result<(&str, &Function), Failure> {
+        let short = function_name(name);
+        self.by_name
+            .get_key_value(short)
+            .map(|(k, v)| (k.as_str(), v))
+            .ok_or_else(|| {
+                Failure::new(
+                    "Lambda.ResourceNotFoundException",
+                    format!("Function not found: arn:aws:lambda:{REGION}:{ACCOUNT}:function:{short} (Service: AWSLambda; Status Code: 404; Error Code: ResourceNotFoundException; Request ID: {request_id}; Proxy: null)"),
+                )
+            })
+    }
+
+    async fn call(
+        &self,
+        name: &str,
+        payload: Bytes,
+        task_timeout: Option<Duration>,
+        request_id: &str,
+        compact_cause: bool,
+    ) -> Result<Bytes, Failure> {
+        let (_, f) = self.find(name, request_id)?;
+        let reply = match f {
+            Function::Builtin(b) => match b(&payload) {
+                Ok(body) => Reply::Ok(body),
+                Err((error_type, message)) => Reply::HandlerError {
+                    body: Bytes::from(
+                        json!({"errorMessage": message, "errorType": error_type}).to_string(),
+                    ),
+                    error_type,
+                },
+            },
+            Function::Process(p) => p.invoke(request_id.to_string(), payload, task_timeout).await,
+        };
+        match reply {
+            Reply::Ok(body) => Ok(body),
+            // AWS records an empty cause here, not none.
+            Reply::TaskTimeout => Err(Failure::new(errors::TIMEOUT, "")),
+            Reply::Unknown(message) => Err(Failure::new(
+                "Lambda.Unknown",
+                format!("The cause could not be determined because Lambda did not return an error type. Returned payload: {}", json!({"errorMessage": message})),
+            )),
+            Reply::HandlerError { error_type, body } => {
+                // lambda:invoke re-serializes the error body; the plain ARN passes it as sent.
+                let cause = match serde_json::from_slice::<Value>(&body) {
+                    Ok(v) if compact_cause => v.to_string(),
+                    _ => String::from_utf8_lossy(&body).into_owned(),
+                };
+                Err(Failure::new(error_type, cause))
+            }
+        }
+    }
+}
+
+fn too_large(what: &str) -> Failure {
+    Failure::new(
+        errors::DATA_LIMIT_EXCEEDED,
+        format!("The state/task '{what}' returned a result with a size exceeding the maximum number of bytes service limit."),
+    )
+}
+
+/// `name`, `name:qualifier`, `123456789012:function:name`, or a full function ARN.
+pub fn function_name(s: &str) -> &str {
+    let rest = match s.find("function:") {
+        Some(i) => &s[i + "function:".len()..],
+        None => s,
+    };
+    rest.split(':').next().unwrap_or(rest)
+}
+
+fn parse_payload(body: &[u8]) -> Value {
+    serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+}
+
+/// lambda:invoke's result: the payload with the Invoke API's response metadata.
+fn invoke_result(body: &[u8], request_id: &str) -> Value {
+    let date = chrono::Utc::now()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    let trace = format!(
+        "Root=1-{:08x}-{};Sampled=0",
+        chrono::Utc::now().timestamp(),
+        &request_id.replace('-', "")[..24.min(request_id.replace('-', "").len())]
+    );
+    let len = body.len().to_string();
+    let headers = json!({
+        "Connection": "keep-alive",
+        "Content-Length": len,
+        "Content-Type": "application/json",
+        "Date": date,
+        "X-Amz-Executed-Version": "$LATEST",
+        "x-amzn-Remapped-Content-Length": "0",
+        "x-amzn-RequestId": request_id,
+        "X-Amzn-Trace-Id": trace,
+    });
+    let all: serde_json::Map<String, Value> = headers
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), json!([v])))
+        .collect();
+    json!({
+        "ExecutedVersion": "$LATEST",
+        "Payload": parse_payload(body),
+        "SdkHttpMetadata": {"AllHttpHeaders": all, "HttpHeaders": headers, "HttpStatusCode": 200},
+        "SdkResponseMetadata": {"RequestId": request_id},
+        "StatusCode": 200,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve_like_aws() {
+        for s in [
+            "resize",
+            "resize:live",
+            "123456789012:function:resize",
+            "arn:aws:lambda:us-east-1:123456789012:function:resize",
+            "arn:aws:lambda:us-east-1:123456789012:function:resize:$LATEST",
+        ] {
+            assert_eq!(function_name(s), "resize", "{s}");
+        }
+    }
+
+    #[tokio::test]
+    async fn builtins_and_result_shapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("shoal.toml");
+        std::fs::write(&cfg, "[functions.echo]\nbuiltin = \"identity\"\n").unwrap();
+        let f = Functions::load(&cfg).unwrap();
+        let r = f
+            .invoke_task(
+                "arn:aws:states:::lambda:invoke",
+                json!({"FunctionName": "arn:aws:lambda:us-east-1:1:function:echo", "Payload": {"a": 1}}),
+                None,
+                "11111111-2222-4333-8444-555555555555".into(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r["Payload"], json!({"a": 1}));
+        assert_eq!(r["StatusCode"], 200);
+        assert_eq!(r["SdkHttpMetadata"]["HttpHeaders"]["Content-Length"], "7");
+        assert_eq!(r["SdkHttpMetadata"]["AllHttpHeaders"]["Content-Length"], json!(["7"]));
+        let plain = f
+            .invoke_task("arn:aws:lambda:us-east-1:1:function:echo", json!([1]), None, "r".into())
+            .await
+            .unwrap();
+        assert_eq!(plain, json!([1]));
+        let missing = f
+            .invoke_task("arn:aws:lambda:us-east-1:1:function:nope", json!({}), None, "r".into())
+            .await
+            .unwrap_err();
+        assert_eq!(missing.error, "Lambda.ResourceNotFoundException");
+        assert!(missing.cause.unwrap().contains("function:nope"));
+        std::fs::write(&cfg, "[functions.x]\nbuiltin = \"identity\"\ncommand = [\"a\"]\n").unwrap();
+        assert!(Functions::load(&cfg).is_err());
+    }
+}

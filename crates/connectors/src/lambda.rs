@@ -1,0 +1,448 @@
+//! The Lambda Runtime API, served to a pool of a function's own processes.
+//!
+//! Each process gets its own listener (so shoal knows which process holds which
+//! invocation) and pulls invocations from its function's shared queue with
+//! `GET /2018-06-01/runtime/invocation/next`. Processes start on demand up to the
+//! function's concurrency and stay warm.
+
+use crate::functions::FunctionConfig;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+/// How an invocation ended, before Step Functions' shaping.
+#[derive(Debug)]
+pub enum Reply {
+    /// The function's response body.
+    Ok(Bytes),
+    /// `/error`: the error body as the runtime sent it, and its errorType.
+    HandlerError { error_type: String, body: Bytes },
+    /// The process timed out, crashed or could not start (`Lambda.Unknown`).
+    Unknown(String),
+    /// The Task's own TimeoutSeconds passed first (`States.Timeout`).
+    TaskTimeout,
+}
+
+struct Invocation {
+    id: String,
+    payload: Bytes,
+    deadline_ms: i64,
+    reply: oneshot::Sender<Reply>,
+}
+
+#[derive(Default)]
+struct Counters {
+    /// Processes alive, idle in `/next`, and invocations not yet taken.
+    procs: usize,
+    idle: usize,
+    queued: usize,
+}
+
+pub struct Pool {
+    name: String,
+    config: FunctionConfig,
+    region: String,
+    account: String,
+    tx: mpsc::UnboundedSender<Invocation>,
+    rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Invocation>>,
+    counters: Mutex<Counters>,
+    started: AtomicUsize,
+    peak: AtomicUsize,
+    /// Which process holds each running invocation, so a timeout can kill it.
+    holders: Mutex<HashMap<String, Arc<Proc>>>,
+}
+
+/// What a process's Runtime API server knows about it.
+struct Proc {
+    pool: Arc<Pool>,
+    /// The invocation it is working on, by request id.
+    current: Mutex<HashMap<String, Invocation>>,
+    /// The request id, for its log lines.
+    log_id: Mutex<String>,
+    kill: tokio::sync::Notify,
+    /// Invocations it took; one that dies without taking any fails the next in line.
+    taken: AtomicUsize,
+}
+
+fn respond(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r
+}
+
+impl Pool {
+    pub fn new(name: &str, config: FunctionConfig) -> Arc<Pool> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Arc::new(Pool {
+            name: name.to_string(),
+            config,
+            region: "us-east-1".into(),
+            account: "123456789012".into(),
+            tx,
+            rx: tokio::sync::Mutex::new(rx),
+            counters: Mutex::default(),
+            started: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            holders: Mutex::default(),
+        })
+    }
+
+    /// Processes started so far, and the most alive at once.
+    pub fn processes(&self) -> (usize, usize) {
+        (
+            self.started.load(Ordering::SeqCst),
+            self.peak.load(Ordering::SeqCst),
+        )
+    }
+
+    pub fn arn(&self) -> String {
+        format!(
+            "arn:aws:lambda:{}:{}:function:{}",
+            self.region, self.account, self.name
+        )
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counters> {
+        self.counters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs one invocation to its reply. A timeout (the function's own, or the Task's
+    /// if shorter) kills the process that holds the invocation.
+    pub async fn invoke(
+        self: &Arc<Self>,
+        id: String,
+        payload: Bytes,
+        task_timeout: Option<Duration>,
+    ) -> Reply {
+        let own = Duration::from_secs_f64(self.config.timeout_seconds.max(0.001));
+        let (timeout, task_first) = match task_timeout {
+            Some(t) if t < own => (t, true),
+            _ => (own, false),
+        };
+        let deadline_ms = chrono::Utc::now().timestamp_millis() + timeout.as_millis() as i64;
+        let (reply, rx) = oneshot::channel();
+        let inv = Invocation {
+            id: id.clone(),
+            payload,
+            deadline_ms,
+            reply,
+        };
+        let spawn = {
+            let mut c = self.lock();
+            c.queued += 1;
+            let spawn = c.queued > c.idle && c.procs < self.config.concurrency.max(1);
+            if spawn {
+                c.procs += 1;
+                self.peak.fetch_max(c.procs, Ordering::SeqCst);
+            }
+            spawn
+        };
+        if self.tx.send(inv).is_err() {
+            return Reply::Unknown("the function's queue is closed".into());
+        }
+        if spawn {
+            let pool = self.clone();
+            tokio::spawn(async move { pool.run_process().await });
+        }
+        let r = match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Reply::Unknown(format!(
+                "RequestId: {id} Error: Runtime exited without providing a reason"
+            )),
+            Err(_) if task_first => Reply::TaskTimeout,
+            Err(_) => {
+                let secs = self.config.timeout_seconds;
+                Reply::Unknown(format!(
+                    "RequestId: {id} Error: Task timed out after {secs:.2} seconds"
+                ))
+            }
+        };
+        let holder = self
+            .holders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        if let (Some(p), Reply::TaskTimeout | Reply::Unknown(_)) = (holder, &r) {
+            p.current
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            p.kill.notify_one();
+        }
+        r
+    }
+
+    /// Starts a process with its own Runtime API listener and watches it until it
+    /// exits; starts the next one while queued work still needs a process.
+    async fn run_process(self: Arc<Self>) {
+        loop {
+            self.started.fetch_add(1, Ordering::SeqCst);
+            let proc = Arc::new(Proc {
+                pool: self.clone(),
+                current: Mutex::default(),
+                log_id: Mutex::default(),
+                kill: tokio::sync::Notify::new(),
+                taken: AtomicUsize::new(0),
+            });
+            let result = self.clone().serve_and_wait(proc.clone()).await;
+            let why = match result {
+                Ok(status) => format!("Runtime exited with error: {status}"),
+                Err(e) => format!("the function could not start: {e}"),
+            };
+            let held: Vec<Invocation> = proc
+                .current
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .drain()
+                .map(|(_, v)| v)
+                .collect();
+            let mut failed = held;
+            if proc.taken.load(Ordering::SeqCst) == 0 {
+                // It died before asking for work (a bad command, a crash at start):
+                // the invocation that needed it fails rather than waiting forever.
+                if let Some(inv) = self.rx.try_lock().ok().and_then(|mut rx| rx.try_recv().ok()) {
+                    self.lock().queued -= 1;
+                    failed.push(inv);
+                }
+            }
+            for inv in failed {
+                let _ = inv.reply.send(Reply::Unknown(format!(
+                    "RequestId: {} Error: {why}\nRuntime.ExitError",
+                    inv.id
+                )));
+            }
+            let mut c = self.lock();
+            if !(c.queued > c.idle && c.procs <= self.config.concurrency.max(1)) {
+                c.procs -= 1;
+                return;
+            }
+        }
+    }
+
+    async fn serve_and_wait(
+        self: Arc<Self>,
+        proc: Arc<Proc>,
+    ) -> std::io::Result<std::process::ExitStatus> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let server = tokio::spawn(serve(listener, proc.clone()));
+        let mut cmd = tokio::process::Command::new(
+            self.config
+                .command
+                .first()
+                .ok_or_else(|| std::io::Error::other("the function has no command"))?,
+        );
+        cmd.args(&self.config.command[1..])
+            .current_dir(&self.config.cwd)
+            .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", &self.name)
+            .env(
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+                self.config.memory_mb.to_string(),
+            )
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", self.name))
+            .env(
+                "AWS_LAMBDA_LOG_STREAM_NAME",
+                format!(
+                    "{}/[$LATEST]{}",
+                    chrono::Utc::now().format("%Y/%m/%d"),
+                    shoal_expr::uuid_v4(&shoal_expr::SplitMix::new(
+                        chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64
+                    ))
+                    .replace('-', "")
+                ),
+            )
+            .env("AWS_REGION", &self.region)
+            .env("AWS_DEFAULT_REGION", &self.region)
+            .env("_HANDLER", self.config.command.last().cloned().unwrap_or_default())
+            .env("LAMBDA_TASK_ROOT", &self.config.cwd)
+            .envs(&self.config.env)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                server.abort();
+                return Err(std::io::Error::other(format!(
+                    "{:?}: {e}",
+                    self.config.command
+                )));
+            }
+        };
+        for out in [
+            child.stdout.take().map(|o| Box::new(o) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child.stderr.take().map(|o| Box::new(o) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let proc = proc.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(out).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let id = proc.log_id.lock().map(|g| g.clone()).unwrap_or_default();
+                    eprintln!("[{} {id}] {line}", proc.pool.name);
+                }
+            });
+        }
+        let status = tokio::select! {
+            s = child.wait() => s,
+            _ = proc.kill.notified() => {
+                let _ = child.kill().await;
+                child.wait().await
+            }
+        };
+        server.abort();
+        status
+    }
+}
+
+/// Serves the Runtime API to one process until aborted.
+async fn serve(listener: TcpListener, proc: Arc<Proc>) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        let proc = proc.clone();
+        conns.spawn(async move {
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let svc = hyper::service::service_fn(move |req| {
+                let proc = proc.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(proc, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, svc)
+                .await;
+        });
+    }
+}
+
+async fn handle(proc: Arc<Proc>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let rest = path.strip_prefix("/2018-06-01/runtime/").unwrap_or("");
+    match (method, rest.split('/').collect::<Vec<_>>().as_slice()) {
+        (Method::GET, ["invocation", "next"]) => next(&proc).await,
+        (Method::POST, ["invocation", id, kind @ ("response" | "error")]) => {
+            let header = req
+                .headers()
+                .get("Lambda-Runtime-Function-Error-Type")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body = match req.into_body().collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return respond(StatusCode::BAD_REQUEST, e.to_string()),
+            };
+            let inv = proc
+                .current
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(*id);
+            proc.pool
+                .holders
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(*id);
+            let Some(inv) = inv else {
+                return respond(
+                    StatusCode::BAD_REQUEST,
+                    format!("{{\"errorMessage\":\"unknown request id {id}\",\"errorType\":\"InvalidRequestID\"}}"),
+                );
+            };
+            let reply = if *kind == "response" {
+                Reply::Ok(body)
+            } else {
+                let error_type = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("errorType").and_then(|t| t.as_str()).map(str::to_string))
+                    .or(header)
+                    .unwrap_or_else(|| "Lambda.Unknown".into());
+                Reply::HandlerError { error_type, body }
+            };
+            let _ = inv.reply.send(reply);
+            respond(StatusCode::ACCEPTED, "{\"status\":\"OK\"}")
+        }
+        (Method::POST, ["init", "error"]) => {
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            eprintln!(
+                "[{}] init error: {}",
+                proc.pool.name,
+                String::from_utf8_lossy(&body)
+            );
+            respond(StatusCode::ACCEPTED, "{\"status\":\"OK\"}")
+        }
+        _ => respond(StatusCode::NOT_FOUND, "{\"errorType\":\"NotFound\"}"),
+    }
+}
+
+/// `GET /next`: waits for the function's next invocation and hands it to this process.
+async fn next(proc: &Arc<Proc>) -> Response<Full<Bytes>> {
+    let pool = &proc.pool;
+    pool.lock().idle += 1;
+    let inv = {
+        let mut rx = pool.rx.lock().await;
+        rx.recv().await
+    };
+    {
+        let mut c = pool.lock();
+        c.idle -= 1;
+        if inv.is_some() {
+            c.queued -= 1;
+        }
+    }
+    let Some(inv) = inv else {
+        return respond(StatusCode::GONE, "");
+    };
+    proc.taken.fetch_add(1, Ordering::SeqCst);
+    if inv.reply.is_closed() {
+        // Its caller gave up (a Task timeout) before any process took it.
+        return Box::pin(next(proc)).await;
+    }
+    let mut r = respond(StatusCode::OK, inv.payload.clone());
+    let h = r.headers_mut();
+    let put = |h: &mut hyper::HeaderMap, k: &'static str, v: String| {
+        if let Ok(v) = v.parse() {
+            h.insert(k, v);
+        }
+    };
+    put(h, "Lambda-Runtime-Aws-Request-Id", inv.id.clone());
+    put(h, "Lambda-Runtime-Deadline-Ms", inv.deadline_ms.to_string());
+    put(h, "Lambda-Runtime-Invoked-Function-Arn", pool.arn());
+    put(
+        h,
+        "Lambda-Runtime-Trace-Id",
+        format!(
+            "Root=1-{:08x}-{};Sampled=0",
+            chrono::Utc::now().timestamp(),
+            &inv.id.replace('-', "")[..24]
+        ),
+    );
+    put(h, "Content-Type", "application/json".into());
+    *proc.log_id.lock().unwrap_or_else(|p| p.into_inner()) = inv.id.clone();
+    pool.holders
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(inv.id.clone(), proc.clone());
+    proc.current
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(inv.id.clone(), inv);
+    r
+}
