@@ -22,4 +22,12 @@ if ! command -v weed >/dev/null; then
 fi
 command -v weed >/dev/null || { echo "error: SeaweedFS (weed) is not on PATH" >&2; exit 1; }
 
+# Real Lambda runtimes for the function tests: the lambda_runtime test function and
+# awslambdaric from PyPI.
+cargo build --release -p shoal-testfn
+if ! target/lambda-venv/bin/python -c "import awslambdaric" 2>/dev/null; then
+  python3 -m venv target/lambda-venv
+  target/lambda-venv/bin/pip install --quiet --disable-pip-version-check awslambdaric
+fi
+
 cargo test --workspace --release

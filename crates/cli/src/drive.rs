@@ -68,6 +68,9 @@ pub fn run(machine: StateMachine, sm_name: &str, input: Value, opts: Options) ->
             let _ = stop.send(());
             let _ = handle.await;
         }
+        for (name, calls, started, peak) in runtime.functions().stats() {
+            eprintln!("shoal: function {name}: {calls} invocations, {started} processes started, at most {peak} at once");
+        }
         Ok(outcome)
     })
 }

@@ -135,12 +135,22 @@ impl Functions {
         Ok(Functions { by_name })
     }
 
-    /// How many processes a function has started, and the most alive at once.
-    pub fn processes(&self, name: &str) -> Option<(usize, usize)> {
-        match self.by_name.get(name)? {
-            Function::Process(p) => Some(p.processes()),
-            Function::Builtin(_) => Some((0, 0)),
-        }
+    /// For each process-backed function that ran: (name, invocations, processes
+    /// started, most processes alive at once).
+    pub fn stats(&self) -> Vec<(String, usize, usize, usize)> {
+        let mut out: Vec<_> = self
+            .by_name
+            .iter()
+            .filter_map(|(n, f)| match f {
+                Function::Process(p) => {
+                    let (i, s, m) = p.stats();
+                    (i > 0).then(|| (n.clone(), i, s, m))
+                }
+                Function::Builtin(_) => None,
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     /// Whether this Task resource is one of ours.
@@ -233,7 +243,10 @@ impl Functions {
                     error_type,
                 },
             },
-            Function::Process(p) => p.invoke(request_id.to_string(), payload, task_timeout).await,
+            Function::Process(p) => {
+                p.invoke(request_id.to_string(), payload, task_timeout)
+                    .await
+            }
         };
         match reply {
             Reply::Ok(body) => Ok(body),
@@ -272,7 +285,8 @@ pub fn function_name(s: &str) -> &str {
 }
 
 fn parse_payload(body: &[u8]) -> Value {
-    serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
 }
 
 /// lambda:invoke's result: the payload with the Invoke API's response metadata.
@@ -346,19 +360,36 @@ mod tests {
         assert_eq!(r["Payload"], json!({"a": 1}));
         assert_eq!(r["StatusCode"], 200);
         assert_eq!(r["SdkHttpMetadata"]["HttpHeaders"]["Content-Length"], "7");
-        assert_eq!(r["SdkHttpMetadata"]["AllHttpHeaders"]["Content-Length"], json!(["7"]));
+        assert_eq!(
+            r["SdkHttpMetadata"]["AllHttpHeaders"]["Content-Length"],
+            json!(["7"])
+        );
         let plain = f
-            .invoke_task("arn:aws:lambda:us-east-1:1:function:echo", json!([1]), None, "r".into())
+            .invoke_task(
+                "arn:aws:lambda:us-east-1:1:function:echo",
+                json!([1]),
+                None,
+                "r".into(),
+            )
             .await
             .unwrap();
         assert_eq!(plain, json!([1]));
         let missing = f
-            .invoke_task("arn:aws:lambda:us-east-1:1:function:nope", json!({}), None, "r".into())
+            .invoke_task(
+                "arn:aws:lambda:us-east-1:1:function:nope",
+                json!({}),
+                None,
+                "r".into(),
+            )
             .await
             .unwrap_err();
         assert_eq!(missing.error, "Lambda.ResourceNotFoundException");
         assert!(missing.cause.unwrap().contains("function:nope"));
-        std::fs::write(&cfg, "[functions.x]\nbuiltin = \"identity\"\ncommand = [\"a\"]\n").unwrap();
+        std::fs::write(
+            &cfg,
+            "[functions.x]\nbuiltin = \"identity\"\ncommand = [\"a\"]\n",
+        )
+        .unwrap();
         assert!(Functions::load(&cfg).is_err());
     }
 }

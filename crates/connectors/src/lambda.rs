@@ -56,6 +56,7 @@ pub struct Pool {
     counters: Mutex<Counters>,
     started: AtomicUsize,
     peak: AtomicUsize,
+    invocations: AtomicUsize,
     /// Which process holds each running invocation, so a timeout can kill it.
     holders: Mutex<HashMap<String, Arc<Proc>>>,
 }
@@ -91,13 +92,15 @@ impl Pool {
             counters: Mutex::default(),
             started: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
+            invocations: AtomicUsize::new(0),
             holders: Mutex::default(),
         })
     }
 
-    /// Processes started so far, and the most alive at once.
-    pub fn processes(&self) -> (usize, usize) {
+    /// Invocations so far, processes started, and the most processes alive at once.
+    pub fn stats(&self) -> (usize, usize, usize) {
         (
+            self.invocations.load(Ordering::SeqCst),
             self.started.load(Ordering::SeqCst),
             self.peak.load(Ordering::SeqCst),
         )
@@ -128,6 +131,7 @@ impl Pool {
             _ => (own, false),
         };
         let deadline_ms = chrono::Utc::now().timestamp_millis() + timeout.as_millis() as i64;
+        self.invocations.fetch_add(1, Ordering::SeqCst);
         let (reply, rx) = oneshot::channel();
         let inv = Invocation {
             id: id.clone(),
@@ -208,7 +212,12 @@ impl Pool {
             if proc.taken.load(Ordering::SeqCst) == 0 {
                 // It died before asking for work (a bad command, a crash at start):
                 // the invocation that needed it fails rather than waiting forever.
-                if let Some(inv) = self.rx.try_lock().ok().and_then(|mut rx| rx.try_recv().ok()) {
+                if let Some(inv) = self
+                    .rx
+                    .try_lock()
+                    .ok()
+                    .and_then(|mut rx| rx.try_recv().ok())
+                {
                     self.lock().queued -= 1;
                     failed.push(inv);
                 }
@@ -249,7 +258,10 @@ impl Pool {
                 self.config.memory_mb.to_string(),
             )
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", self.name))
+            .env(
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{}", self.name),
+            )
             .env(
                 "AWS_LAMBDA_LOG_STREAM_NAME",
                 format!(
@@ -263,7 +275,10 @@ impl Pool {
             )
             .env("AWS_REGION", &self.region)
             .env("AWS_DEFAULT_REGION", &self.region)
-            .env("_HANDLER", self.config.command.last().cloned().unwrap_or_default())
+            .env(
+                "_HANDLER",
+                self.config.command.last().cloned().unwrap_or_default(),
+            )
             .env("LAMBDA_TASK_ROOT", &self.config.cwd)
             .envs(&self.config.env)
             .stdin(std::process::Stdio::null())
@@ -281,8 +296,14 @@ impl Pool {
             }
         };
         for out in [
-            child.stdout.take().map(|o| Box::new(o) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-            child.stderr.take().map(|o| Box::new(o) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child
+                .stdout
+                .take()
+                .map(|o| Box::new(o) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child
+                .stderr
+                .take()
+                .map(|o| Box::new(o) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
         ]
         .into_iter()
         .flatten()
@@ -366,7 +387,11 @@ async fn handle(proc: Arc<Proc>, req: Request<Incoming>) -> Response<Full<Bytes>
             } else {
                 let error_type = serde_json::from_slice::<serde_json::Value>(&body)
                     .ok()
-                    .and_then(|v| v.get("errorType").and_then(|t| t.as_str()).map(str::to_string))
+                    .and_then(|v| {
+                        v.get("errorType")
+                            .and_then(|t| t.as_str())
+                            .map(str::to_string)
+                    })
                     .or(header)
                     .unwrap_or_else(|| "Lambda.Unknown".into());
                 Reply::HandlerError { error_type, body }

@@ -6,9 +6,9 @@
 
 use serde_json::Value;
 use shoal_asl::StateMachine;
+use shoal_connectors::functions::Functions;
 use shoal_connectors::items::Chunk;
 use shoal_connectors::results::{Encoded, Encoder, ResultWriter};
-use shoal_connectors::functions::Functions;
 use shoal_connectors::Store;
 use shoal_engine::maprun::{Child, ChildEnd, MapRun, Source, Tally};
 use shoal_engine::{
@@ -103,6 +103,10 @@ impl Runtime {
             .seeds
             .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
         SplitMix::new(n)
+    }
+
+    pub fn functions(&self) -> &Functions {
+        &self.functions
     }
 
     /// Every map run started so far, newest last.

@@ -1,0 +1,225 @@
+//! Unmodified Lambda handlers run through shoal's Lambda Runtime API: a Rust function on
+//! the `lambda_runtime` crate (`functions/testfn`, built by `scripts/test.sh`) and a
+//! Python one under `awslambdaric` (a venv made by `scripts/test.sh`).
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_shoal"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Each runtime under test: its name, its command, and the errorType its `fail` op
+/// reports (Python names it after the exception class).
+fn runtimes() -> Vec<(&'static str, Vec<String>, &'static str)> {
+    let rust = target_dir().join("shoal-testfn");
+    assert!(
+        rust.exists(),
+        "{} is missing: cargo build --release -p shoal-testfn (scripts/test.sh does)",
+        rust.display()
+    );
+    let python = std::env::var("SHOAL_TEST_PYTHON").unwrap_or_else(|_| {
+        target_dir()
+            .join("../lambda-venv/bin/python")
+            .to_string_lossy()
+            .into_owned()
+    });
+    let ok = Command::new(&python)
+        .args(["-c", "import awslambdaric"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{python} cannot import awslambdaric: scripts/test.sh makes target/lambda-venv"
+    );
+    vec![
+        (
+            "rust",
+            vec![rust.to_string_lossy().into_owned()],
+            "Custom.Failure",
+        ),
+        (
+            "python",
+            vec![
+                python,
+                "-m".into(),
+                "awslambdaric".into(),
+                "handler.handler".into(),
+            ],
+            "CustomFailure",
+        ),
+    ]
+}
+
+fn config(dir: &Path, command: &[String], timeout: f64, concurrency: usize) -> PathBuf {
+    let py_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../functions/testfn-py");
+    let quoted: Vec<String> = command.iter().map(|c| format!("{c:?}")).collect();
+    let text = format!(
+        "[functions.testfn]\ncommand = [{}]\ncwd = {:?}\ntimeout_seconds = {timeout}\nconcurrency = {concurrency}\n",
+        quoted.join(", "),
+        py_dir.canonicalize().unwrap().display().to_string(),
+    );
+    let p = dir.join("shoal.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn run(dir: &Path, cfg: &Path, definition: Value, input: Value) -> (Value, Output) {
+    let def = dir.join("def.json");
+    std::fs::write(&def, definition.to_string()).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["run", def.to_str().unwrap(), "--json", "--config"])
+        .arg(cfg)
+        .args(["--input", &input.to_string()])
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    (v, o)
+}
+
+fn task(extra: Value) -> Value {
+    let mut t = json!({
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": "arn:aws:lambda:us-east-1:123456789012:function:testfn", "Payload.$": "$"},
+        "OutputPath": "$.Payload",
+        "End": true,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        t[k] = v.clone();
+    }
+    json!({"StartAt": "T", "States": {"T": t}})
+}
+
+#[test]
+fn lambda_handlers_succeed_fail_time_out_and_crash() {
+    for (name, command, error) in runtimes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), &command, 30.0, 2);
+
+        // Success, through lambda:invoke and through the plain function ARN.
+        let (r, _) = run(
+            dir.path(),
+            &cfg,
+            task(json!({})),
+            json!({"op": "echo", "x": 1}),
+        );
+        assert_eq!(r["output"], json!({"op": "echo", "x": 1}), "{name}: {r}");
+        let plain = json!({"StartAt": "T", "States": {"T": {"Type": "Task", "End": true,
+            "Resource": "arn:aws:lambda:us-east-1:123456789012:function:testfn"}}});
+        let (r, _) = run(dir.path(), &cfg, plain, json!({"y": [1, 2]}));
+        assert_eq!(r["output"], json!({"y": [1, 2]}), "{name}: {r}");
+
+        // A handler error: Retry sees it by name (two calls), then Catch does.
+        let log = dir.path().join("calls.log");
+        let def = task(json!({
+            "Retry": [{"ErrorEquals": [error], "IntervalSeconds": 1, "MaxAttempts": 1}],
+            "Catch": [{"ErrorEquals": [error], "ResultPath": "$.caught", "Next": "Done"}],
+            "End": null, "Next": "Never",
+        }));
+        let mut def = def;
+        def["States"]["T"].as_object_mut().unwrap().remove("End");
+        def["States"]["Done"] = json!({"Type": "Pass", "End": true});
+        def["States"]["Never"] = json!({"Type": "Fail", "Error": "NotReached"});
+        let (r, _) = run(
+            dir.path(),
+            &cfg,
+            def,
+            json!({"op": "fail", "log": log.to_str().unwrap()}),
+        );
+        assert_eq!(r["status"], "SUCCEEDED", "{name}: {r}");
+        let caught = &r["output"]["caught"];
+        assert_eq!(caught["Error"], error, "{name}: {r}");
+        let cause: Value = serde_json::from_str(caught["Cause"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            cause["errorMessage"], "the handler failed on purpose",
+            "{name}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap().lines().count(),
+            2,
+            "{name}: one call and one retry"
+        );
+
+        // The Task's timeout: States.Timeout, and the process is killed.
+        let (r, _) = run(
+            dir.path(),
+            &cfg,
+            task(json!({"TimeoutSeconds": 1})),
+            json!({"op": "sleep", "ms": 10000}),
+        );
+        assert_eq!(
+            (r["status"].as_str(), r["error"].as_str()),
+            (Some("FAILED"), Some("States.Timeout")),
+            "{name}: {r}"
+        );
+        // The function's own timeout: Lambda.Unknown, as AWS reports it.
+        let short = config(dir.path(), &command, 1.0, 2);
+        let (r, _) = run(
+            dir.path(),
+            &short,
+            task(json!({})),
+            json!({"op": "sleep", "ms": 10000}),
+        );
+        assert_eq!(r["error"], "Lambda.Unknown", "{name}: {r}");
+        assert!(
+            r["cause"]
+                .as_str()
+                .unwrap()
+                .contains("Task timed out after 1.00 seconds"),
+            "{name}: {r}"
+        );
+
+        // A crash mid-invocation: Lambda.Unknown with the runtime-exit cause.
+        let (r, _) = run(dir.path(), &cfg, task(json!({})), json!({"op": "crash"}));
+        assert_eq!(r["error"], "Lambda.Unknown", "{name}: {r}");
+        assert!(
+            r["cause"]
+                .as_str()
+                .unwrap()
+                .contains("Runtime exited with error: exit status: 3"),
+            "{name}: {r}"
+        );
+    }
+}
+
+#[test]
+fn processes_are_reused_and_never_exceed_concurrency() {
+    let (_, command, _) = runtimes().remove(0);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &command, 30.0, 3);
+    let def = json!({"StartAt": "M", "States": {"M": {
+        "Type": "Map",
+        "ItemProcessor": {
+            "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"},
+            "StartAt": "T",
+            "States": {"T": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:testfn", "End": true}}
+        },
+        "ResultSelector": {"n.$": "States.ArrayLength($)"},
+        "End": true
+    }}});
+    let items: Vec<Value> = (0..10_000).map(|i| json!(i)).collect();
+    let (r, o) = run(dir.path(), &cfg, def, Value::Array(items));
+    assert_eq!(r["output"], json!({"n": 10_000}), "{r}");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("shoal: function testfn:"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let nums: Vec<usize> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    assert_eq!(nums[0], 10_000, "{line}");
+    assert!(nums[1] <= 3 && nums[2] <= 3, "{line}");
+}

@@ -1,0 +1,42 @@
+//! A Lambda function for shoal's tests, built on the real `lambda_runtime` crate, as any
+//! AWS user would write it. The event's `op` says what to do: `echo` (the default)
+//! returns the event, `fail` returns a `Custom.Failure` error, `sleep` waits `ms`
+//! milliseconds, `crash` exits the process mid-invocation. With `log`, each call
+//! appends a line to that file, so tests can count calls.
+
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use serde_json::Value;
+use std::io::Write;
+
+async fn handler(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
+    let (payload, ctx) = event.into_parts();
+    if let Some(path) = payload.get("log").and_then(Value::as_str) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Diagnostic {
+                error_type: "Log.Failure".into(),
+                error_message: e.to_string(),
+            })?;
+        let _ = writeln!(f, "{}", ctx.request_id);
+    }
+    match payload.get("op").and_then(Value::as_str).unwrap_or("echo") {
+        "fail" => Err(Diagnostic {
+            error_type: "Custom.Failure".into(),
+            error_message: "the handler failed on purpose".into(),
+        }),
+        "sleep" => {
+            let ms = payload.get("ms").and_then(Value::as_u64).unwrap_or(1000);
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            Ok(payload)
+        }
+        "crash" => std::process::exit(3),
+        _ => Ok(payload),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::run(service_fn(handler)).await
+}
