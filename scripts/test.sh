@@ -24,7 +24,7 @@ command -v weed >/dev/null || { echo "error: SeaweedFS (weed) is not on PATH" >&
 
 # Real Lambda runtimes for the function tests: the lambda_runtime test function and
 # awslambdaric from PyPI.
-cargo build --release -p shoal-testfn
+cargo build --release -p shoal-testfn -p shoal-resize
 if ! target/lambda-venv/bin/python -c "import awslambdaric" 2>/dev/null; then
   python3 -m venv target/lambda-venv
   target/lambda-venv/bin/pip install --quiet --disable-pip-version-check awslambdaric

@@ -49,7 +49,26 @@ pub fn run(machine: StateMachine, sm_name: &str, input: Value, opts: Options) ->
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
         ^ u64::from(std::process::id());
-    rt.block_on(async {
+    rt.block_on(async move {
+        // Function processes reach the buckets over S3: the local folders through shoal's
+        // own endpoint, or the same S3 endpoint shoal uses.
+        if opts.functions.has_processes() {
+            let endpoint = match &store {
+                Store::Local(l) => Some(format!(
+                    "http://{}",
+                    shoal_connectors::s3serve::serve(l.clone()).await?
+                )),
+                _ => opts.s3_endpoint.clone(),
+            };
+            if let Some(e) = endpoint {
+                opts.functions.add_env("AWS_ENDPOINT_URL", &e);
+                for (k, v) in [("AWS_ACCESS_KEY_ID", "shoal"), ("AWS_SECRET_ACCESS_KEY", "shoal")] {
+                    if std::env::var_os(k).is_none() {
+                        opts.functions.add_env(k, v);
+                    }
+                }
+            }
+        }
         let runtime = Runtime::new(shoal_runtime::Options {
             store,
             functions: opts.functions,

@@ -63,14 +63,21 @@ pub enum ConfigError {
     Invalid { path: String, message: String },
 }
 
-/// A function shipped inside shoal: input payload to output payload.
-type Builtin = fn(&[u8]) -> Result<Bytes, (String, String)>;
+/// Functions shipped inside shoal, run in-process.
+#[derive(Debug, Clone, Copy)]
+enum Builtin {
+    /// Returns its payload: for tests, and as the cheapest possible function.
+    Identity,
+    Noop,
+    /// The seed demo's function (`functions/resize`), reading and writing the buckets directly.
+    Resize,
+}
 
 fn builtin(name: &str) -> Option<Builtin> {
     match name {
-        // Returns its payload: for tests, and as the cheapest possible function.
-        "identity" => Some(|p| Ok(Bytes::copy_from_slice(p))),
-        "noop" => Some(|_| Ok(Bytes::from_static(b"null"))),
+        "identity" => Some(Builtin::Identity),
+        "noop" => Some(Builtin::Noop),
+        "resize" => Some(Builtin::Resize),
         _ => None,
     }
 }
@@ -84,6 +91,41 @@ enum Function {
 #[derive(Default)]
 pub struct Functions {
     by_name: HashMap<String, Function>,
+    /// The buckets builtins read and write.
+    store: std::sync::OnceLock<Arc<crate::Store>>,
+    cpu: std::sync::OnceLock<Arc<tokio::sync::Semaphore>>,
+}
+
+/// The resize builtin's view of the buckets.
+struct StoreObjects(Arc<crate::Store>);
+
+impl shoal_resize::Objects for StoreObjects {
+    fn get<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Vec<u8>, String>> {
+        Box::pin(async move {
+            // A small local file is faster to read in place than through a blocking task.
+            match &*self.0 {
+                crate::Store::Local(l) => l.get(bucket, key).map_err(|e| e.to_string()),
+                s => s.get(bucket, key).await.map_err(|e| e.to_string()),
+            }
+        })
+    }
+    fn put<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        body: Vec<u8>,
+    ) -> futures::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            match &*self.0 {
+                crate::Store::Local(l) => l.put(bucket, key, &body).map_err(|e| e.to_string()),
+                s => s.put(bucket, key, body).await.map_err(|e| e.to_string()),
+            }
+        })
+    }
 }
 
 const REGION: &str = "us-east-1";
@@ -117,11 +159,16 @@ impl Functions {
             let f = match (&cfg.builtin, cfg.command.is_empty()) {
                 (Some(b), true) => Function::Builtin(builtin(b).ok_or_else(|| {
                     invalid(format!(
-                        "functions.{name}: unknown builtin {b:?} (there are: identity, noop)"
+                        "functions.{name}: unknown builtin {b:?} (there are: identity, noop, resize)"
                     ))
                 })?),
                 (None, false) => {
-                    cfg.cwd = base.join(&cfg.cwd);
+                    let cwd = base.join(&cfg.cwd);
+                    cfg.cwd = std::path::absolute(&cwd).unwrap_or(cwd);
+                    // A relative program path ("./bootstrap") is relative to cwd, as in Lambda.
+                    if cfg.command[0].contains('/') && Path::new(&cfg.command[0]).is_relative() {
+                        cfg.command[0] = cfg.cwd.join(&cfg.command[0]).to_string_lossy().into_owned();
+                    }
                     Function::Process(Pool::new(&name, cfg))
                 }
                 _ => {
@@ -132,7 +179,31 @@ impl Functions {
             };
             by_name.insert(name, f);
         }
-        Ok(Functions { by_name })
+        Ok(Functions {
+            by_name,
+            ..Functions::default()
+        })
+    }
+
+    /// The buckets that builtins use.
+    pub fn attach_store(&self, store: Arc<crate::Store>) {
+        let _ = self.store.set(store);
+    }
+
+    /// Whether any function runs as a process (and so may need an S3 endpoint).
+    pub fn has_processes(&self) -> bool {
+        self.by_name
+            .values()
+            .any(|f| matches!(f, Function::Process(_)))
+    }
+
+    /// Sets an environment variable for every function process started from now on.
+    pub fn add_env(&self, key: &str, value: &str) {
+        for f in self.by_name.values() {
+            if let Function::Process(p) = f {
+                p.add_env(key, value);
+            }
+        }
     }
 
     /// For each process-backed function that ran: (name, invocations, processes
@@ -234,15 +305,9 @@ impl Functions {
     ) -> Result<Bytes, Failure> {
         let (_, f) = self.find(name, request_id)?;
         let reply = match f {
-            Function::Builtin(b) => match b(&payload) {
-                Ok(body) => Reply::Ok(body),
-                Err((error_type, message)) => Reply::HandlerError {
-                    body: Bytes::from(
-                        json!({"errorMessage": message, "errorType": error_type}).to_string(),
-                    ),
-                    error_type,
-                },
-            },
+            Function::Builtin(Builtin::Identity) => Reply::Ok(payload),
+            Function::Builtin(Builtin::Noop) => Reply::Ok(Bytes::from_static(b"null")),
+            Function::Builtin(Builtin::Resize) => self.resize(&payload).await,
             Function::Process(p) => {
                 p.invoke(request_id.to_string(), payload, task_timeout)
                     .await
@@ -263,6 +328,34 @@ impl Functions {
                     _ => String::from_utf8_lossy(&body).into_owned(),
                 };
                 Err(Failure::new(error_type, cause))
+            }
+        }
+    }
+}
+
+impl Functions {
+    async fn resize(&self, payload: &[u8]) -> Reply {
+        let Some(store) = self.store.get() else {
+            return Reply::Unknown("the resize builtin has no buckets".into());
+        };
+        let event: Value = match serde_json::from_slice(payload) {
+            Ok(v) => v,
+            Err(e) => return Reply::Unknown(format!("the payload is not JSON: {e}")),
+        };
+        let cpu = self
+            .cpu
+            .get_or_init(|| Arc::new(tokio::sync::Semaphore::new(default_concurrency())))
+            .clone();
+        let objects: Arc<dyn shoal_resize::Objects> = Arc::new(StoreObjects(store.clone()));
+        match shoal_resize::process_batch(event, objects, cpu, false).await {
+            Ok(v) => Reply::Ok(Bytes::from(v.to_string())),
+            Err(shoal_resize::BatchFailed(v)) => {
+                let error_type = "Resize.BatchFailed".to_string();
+                let body = json!({"errorMessage": format!("more than half the batch failed: {v}"), "errorType": error_type});
+                Reply::HandlerError {
+                    error_type,
+                    body: Bytes::from(body.to_string()),
+                }
             }
         }
     }

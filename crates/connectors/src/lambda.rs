@@ -57,6 +57,8 @@ pub struct Pool {
     started: AtomicUsize,
     peak: AtomicUsize,
     invocations: AtomicUsize,
+    /// Set by shoal for every function (the local S3 endpoint); the function's own env wins.
+    extra_env: Mutex<Vec<(String, String)>>,
     /// Which process holds each running invocation, so a timeout can kill it.
     holders: Mutex<HashMap<String, Arc<Proc>>>,
 }
@@ -93,6 +95,7 @@ impl Pool {
             started: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
             invocations: AtomicUsize::new(0),
+            extra_env: Mutex::default(),
             holders: Mutex::default(),
         })
     }
@@ -104,6 +107,13 @@ impl Pool {
             self.started.load(Ordering::SeqCst),
             self.peak.load(Ordering::SeqCst),
         )
+    }
+
+    pub fn add_env(&self, key: &str, value: &str) {
+        self.extra_env
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((key.to_string(), value.to_string()));
     }
 
     pub fn arn(&self) -> String {
@@ -280,6 +290,12 @@ impl Pool {
                 self.config.command.last().cloned().unwrap_or_default(),
             )
             .env("LAMBDA_TASK_ROOT", &self.config.cwd)
+            .envs(
+                self.extra_env
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
+            )
             .envs(&self.config.env)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())

@@ -9,6 +9,7 @@ pub mod items;
 pub mod lambda;
 pub mod results;
 mod s3;
+pub mod s3serve;
 
 /// The largest payload AWS passes between states: 256 KiB.
 pub const PAYLOAD_LIMIT: usize = 262_144;

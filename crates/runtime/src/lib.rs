@@ -78,8 +78,10 @@ impl Drop for Live<'_> {
 impl Runtime {
     /// Call within a tokio runtime.
     pub fn new(options: Options) -> Arc<Runtime> {
+        let store = Arc::new(options.store);
+        options.functions.attach_store(store.clone());
         Arc::new(Runtime {
-            store: Arc::new(options.store),
+            store,
             functions: Arc::new(options.functions),
             start_wall_ms: chrono::Utc::now().timestamp_millis(),
             t0: Instant::now(),

@@ -1,0 +1,198 @@
+//! The local buckets over HTTP, as the part of the S3 API that functions use:
+//! GetObject, HeadObject and PutObject, path-style (`/bucket/key`). Functions get its
+//! address as `AWS_ENDPOINT_URL`, so their S3 calls reach the `--buckets` folders
+//! without a separate S3 server. Requests are not authenticated: it listens on
+//! 127.0.0.1 only.
+
+use crate::{Error, LocalBuckets};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+
+fn xml_error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    );
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert("Content-Type", "application/xml".parse().expect("a header"));
+    r
+}
+
+fn failure(e: Error) -> Response<Full<Bytes>> {
+    match e {
+        Error::NoSuchKey { .. } => xml_error(StatusCode::NOT_FOUND, "NoSuchKey", &e.to_string()),
+        Error::NoSuchBucket(_) => xml_error(StatusCode::NOT_FOUND, "NoSuchBucket", &e.to_string()),
+        Error::InvalidKey { .. } | Error::InvalidBucket(_) => {
+            xml_error(StatusCode::BAD_REQUEST, "InvalidArgument", &e.to_string())
+        }
+        other => xml_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            &other.to_string(),
+        ),
+    }
+}
+
+/// A weak but stable ETag: the body's length and a 64-bit FNV hash.
+fn etag(body: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in body {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("\"{:x}-{h:016x}\"", body.len())
+}
+
+async fn handle(buckets: LocalBuckets, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().trim_start_matches('/').to_string();
+    let decoded = percent_decode(&path);
+    let Some((bucket, key)) = decoded.split_once('/') else {
+        return xml_error(
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            "shoal serves GetObject, HeadObject and PutObject only",
+        );
+    };
+    let (bucket, key) = (bucket.to_string(), key.to_string());
+    let method = req.method().clone();
+    match method {
+        Method::GET | Method::HEAD => {
+            let r = tokio::task::spawn_blocking(move || buckets.get(&bucket, &key)).await;
+            match r {
+                Ok(Ok(body)) => {
+                    let tag = etag(&body);
+                    let len = body.len();
+                    let mut resp = Response::new(Full::new(if method == Method::HEAD {
+                        Bytes::new()
+                    } else {
+                        Bytes::from(body)
+                    }));
+                    let h = resp.headers_mut();
+                    for (k, v) in [
+                        ("ETag", tag),
+                        ("Content-Length", len.to_string()),
+                        ("Content-Type", "application/octet-stream".into()),
+                        (
+                            "Last-Modified",
+                            chrono::Utc::now()
+                                .format("%a, %d %b %Y %H:%M:%S GMT")
+                                .to_string(),
+                        ),
+                    ] {
+                        if let Ok(v) = v.parse() {
+                            h.insert(k, v);
+                        }
+                    }
+                    resp
+                }
+                Ok(Err(e)) => failure(e),
+                Err(e) => failure(Error::Task(e.to_string())),
+            }
+        }
+        Method::PUT => {
+            let body = match req.into_body().collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => {
+                    return xml_error(StatusCode::BAD_REQUEST, "IncompleteBody", &e.to_string())
+                }
+            };
+            let tag = etag(&body);
+            let r = tokio::task::spawn_blocking(move || buckets.put(&bucket, &key, &body)).await;
+            match r {
+                Ok(Ok(())) => {
+                    let mut resp = Response::new(Full::new(Bytes::new()));
+                    if let Ok(v) = tag.parse() {
+                        resp.headers_mut().insert("ETag", v);
+                    }
+                    resp
+                }
+                Ok(Err(e)) => failure(e),
+                Err(e) => failure(Error::Task(e.to_string())),
+            }
+        }
+        _ => xml_error(
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            "shoal serves GetObject, HeadObject and PutObject only",
+        ),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Starts serving `buckets` on 127.0.0.1 and a free port; runs until the runtime stops.
+pub async fn serve(buckets: LocalBuckets) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let buckets = buckets.clone();
+            tokio::spawn(async move {
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let svc = hyper::service::service_fn(move |req| {
+                    let buckets = buckets.clone();
+                    async move { Ok::<_, std::convert::Infallible>(handle(buckets, req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, svc)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_percent_escapes() {
+        assert_eq!(percent_decode("b/a%20b%2Fc.jpg"), "b/a b/c.jpg");
+        assert_eq!(percent_decode("b/100%"), "b/100%");
+    }
+
+    #[tokio::test]
+    async fn object_store_reads_and_writes_through_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("b")).unwrap();
+        std::fs::write(dir.path().join("b/in.txt"), b"hello").unwrap();
+        let addr = serve(LocalBuckets::new(dir.path())).await.unwrap();
+        std::env::set_var("AWS_ACCESS_KEY_ID", "x");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "y");
+        let s3 = crate::Store::s3(crate::S3Options {
+            endpoint: Some(format!("http://{addr}")),
+            region: None,
+        });
+        assert_eq!(s3.get("b", "in.txt").await.unwrap(), b"hello");
+        s3.put("b", "out/x y.txt", b"thumb".to_vec()).await.unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("b/out/x y.txt")).unwrap(),
+            b"thumb"
+        );
+        assert!(matches!(
+            s3.get("b", "missing").await,
+            Err(Error::NoSuchKey { .. })
+        ));
+    }
+}
