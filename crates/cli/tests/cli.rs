@@ -309,3 +309,63 @@ fn s3_inventory_and_athena_manifests_list_their_files_rows() {
     let o = shoal(&["run", &def, "--buckets", dir.path().to_str().unwrap()]);
     assert_eq!(stdout(&o).trim(), r#"[{"n":1},{"n":2}]"#, "{o:?}");
 }
+
+#[test]
+fn http_task_calls_a_real_server_and_maps_status_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("data.json"), r#"{"ok":true}"#).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 runs http.server");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "http.server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let def = write(
+        dir.path(),
+        "h.json",
+        &format!(
+            r#"{{"StartAt":"Get","States":{{
+            "Get":{{"Type":"Task","Resource":"arn:aws:states:::http:invoke","Parameters":{{"ApiEndpoint":"http://127.0.0.1:{port}/data.json","Method":"GET","QueryParameters":{{"a":["1","2"]}}}},
+              "ResultSelector":{{"body.$":"$.ResponseBody","code.$":"$.StatusCode"}},"ResultPath":"$.got","Next":"Missing"}},
+            "Missing":{{"Type":"Task","Resource":"arn:aws:states:::http:invoke","Parameters":{{"ApiEndpoint":"http://127.0.0.1:{port}/nope","Method":"GET"}},
+              "Catch":[{{"ErrorEquals":["States.Http.StatusCode.404"],"ResultPath":"$.missing","Next":"Closed"}}],"End":true}},
+            "Closed":{{"Type":"Task","Resource":"arn:aws:states:::http:invoke","Parameters":{{"ApiEndpoint":"http://127.0.0.1:1/x","Method":"GET"}},
+              "Catch":[{{"ErrorEquals":["States.Http.Socket"],"ResultPath":"$.closed","Next":"Done"}}],"End":true}},
+            "Done":{{"Type":"Succeed"}}}}}}"#
+        ),
+    );
+    let o = shoal(&["run", &def, "--json"]);
+    let _ = server.kill();
+    let _ = server.wait();
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["status"], "SUCCEEDED", "{r}");
+    assert_eq!(
+        r["output"]["got"],
+        serde_json::json!({"body": {"ok": true}, "code": 200})
+    );
+    assert_eq!(
+        r["output"]["missing"]["Error"],
+        "States.Http.StatusCode.404"
+    );
+    assert_eq!(r["output"]["closed"]["Error"], "States.Http.Socket");
+}

@@ -228,6 +228,7 @@ impl Functions {
     pub fn handles(resource: &str) -> bool {
         resource.starts_with("arn:aws:states:::lambda:invoke")
             || resource.starts_with("arn:aws:lambda:")
+            || resource == "arn:aws:states:::http:invoke"
     }
 
     /// Runs a Task whose resource calls a function; `input` is the Task's effective
@@ -239,6 +240,9 @@ impl Functions {
         task_timeout: Option<Duration>,
         request_id: String,
     ) -> Result<Value, Failure> {
+        if resource == "arn:aws:states:::http:invoke" {
+            return crate::http::invoke(&input, task_timeout).await;
+        }
         if resource == "arn:aws:states:::lambda:invoke" {
             let name = input
                 .get("FunctionName")

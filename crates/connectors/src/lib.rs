@@ -5,6 +5,7 @@
 //! escape it) or an S3 endpoint through the `object_store` crate.
 
 pub mod functions;
+pub mod http;
 pub mod items;
 pub mod lambda;
 pub mod results;
