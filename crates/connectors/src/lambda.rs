@@ -252,7 +252,7 @@ impl Pool {
     ) -> std::io::Result<std::process::ExitStatus> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let server = tokio::spawn(serve(listener, proc.clone()));
+        let server = tokio::spawn(crate::serve_http(listener, proc.clone(), handle));
         let mut cmd = tokio::process::Command::new(
             self.config
                 .command
@@ -342,27 +342,6 @@ impl Pool {
         };
         server.abort();
         status
-    }
-}
-
-/// Serves the Runtime API to one process until aborted.
-async fn serve(listener: TcpListener, proc: Arc<Proc>) {
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            return;
-        };
-        let proc = proc.clone();
-        conns.spawn(async move {
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let svc = hyper::service::service_fn(move |req| {
-                let proc = proc.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(proc, req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, svc)
-                .await;
-        });
     }
 }
 

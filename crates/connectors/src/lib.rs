@@ -329,6 +329,32 @@ impl Store {
     }
 }
 
+/// Serves HTTP/1.1 on `listener`, calling `handler(state, request)`, until this future
+/// is dropped: its connections are tasks it owns, so dropping it stops them all.
+pub(crate) async fn serve_http<S, F, Fut>(listener: tokio::net::TcpListener, state: S, handler: F)
+where
+    S: Clone + Send + 'static,
+    F: Fn(S, hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = hyper::Response<http_body_util::Full<bytes::Bytes>>>
+        + Send
+        + 'static,
+{
+    let mut conns = tokio::task::JoinSet::new();
+    while let Ok((stream, _)) = listener.accept().await {
+        let (state, handler) = (state.clone(), handler.clone());
+        conns.spawn(async move {
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let svc = hyper::service::service_fn(move |req| {
+                let fut = handler(state.clone(), req);
+                async move { Ok::<_, std::convert::Infallible>(fut.await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, svc)
+                .await;
+        });
+    }
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await

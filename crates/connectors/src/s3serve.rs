@@ -144,21 +144,7 @@ fn percent_decode(s: &str) -> String {
 pub async fn serve(buckets: LocalBuckets) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let buckets = buckets.clone();
-            tokio::spawn(async move {
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let svc = hyper::service::service_fn(move |req| {
-                    let buckets = buckets.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handle(buckets, req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, svc)
-                    .await;
-            });
-        }
-    });
+    tokio::spawn(crate::serve_http(listener, buckets, handle));
     Ok(addr)
 }
 

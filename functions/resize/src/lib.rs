@@ -28,6 +28,27 @@ pub fn decode(src: &[u8]) -> Result<(Vec<u8>, u32, u32), String> {
     Ok((rgb.into_raw(), w, h))
 }
 
+/// Resizes RGB pixels with Lanczos3, reusing one resizer (buffers, coefficients) per thread.
+pub fn resize_rgb(pixels: Vec<u8>, w: u32, h: u32, tw: u32, th: u32) -> Result<Vec<u8>, String> {
+    let src_img = fr::images::Image::from_vec_u8(w, h, pixels, fr::PixelType::U8x3)
+        .map_err(|e| e.to_string())?;
+    let mut dst = fr::images::Image::new(tw, th, fr::PixelType::U8x3);
+    thread_local! {
+        static RESIZER: std::cell::RefCell<fr::Resizer> = std::cell::RefCell::new(fr::Resizer::new());
+    }
+    RESIZER
+        .with(|r| {
+            r.borrow_mut().resize(
+                &src_img,
+                &mut dst,
+                &fr::ResizeOptions::new()
+                    .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3)),
+            )
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(dst.into_vec())
+}
+
 /// One photo to a `SIZE`×`SIZE` (or aspect-kept, fitting) JPEG at quality 75.
 pub fn thumbnail(src: &[u8], keep_aspect: bool) -> Result<Vec<u8>, String> {
     let (pixels, w, h) = decode(src)?;
@@ -43,31 +64,10 @@ pub fn thumbnail(src: &[u8], keep_aspect: bool) -> Result<Vec<u8>, String> {
     } else {
         (SIZE, SIZE)
     };
-    let src_img = fr::images::Image::from_vec_u8(w, h, pixels, fr::PixelType::U8x3)
-        .map_err(|e| e.to_string())?;
-    let mut dst = fr::images::Image::new(tw, th, fr::PixelType::U8x3);
-    thread_local! {
-        // Reused: it keeps its buffers and filter coefficients between photos.
-        static RESIZER: std::cell::RefCell<fr::Resizer> = std::cell::RefCell::new(fr::Resizer::new());
-    }
-    RESIZER
-        .with(|r| {
-            r.borrow_mut().resize(
-                &src_img,
-                &mut dst,
-                &fr::ResizeOptions::new()
-                    .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3)),
-            )
-        })
-        .map_err(|e| e.to_string())?;
+    let small = resize_rgb(pixels, w, h, tw, th)?;
     let mut out = Vec::with_capacity(8 * 1024);
     jpeg_encoder::Encoder::new(&mut out, QUALITY)
-        .encode(
-            dst.buffer(),
-            tw as u16,
-            th as u16,
-            jpeg_encoder::ColorType::Rgb,
-        )
+        .encode(&small, tw as u16, th as u16, jpeg_encoder::ColorType::Rgb)
         .map_err(|e| e.to_string())?;
     Ok(out)
 }

@@ -2,8 +2,6 @@
 //! about 500×375, like the seed's dog photos) cut from the real photos in SOURCES
 //! (random crops, scales and mirror images, reproducible), named `photo_00000.jpg`...
 
-use fast_image_resize as fr;
-
 fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
     let [_, src, out, n] = args.as_slice() else {
@@ -33,7 +31,6 @@ fn main() -> Result<(), String> {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     };
-    let mut resizer = fr::Resizer::new();
     for i in 0..n {
         let s = &sources[i % sources.len()];
         let (w, h) = s.dimensions();
@@ -58,20 +55,10 @@ fn main() -> Result<(), String> {
             ((cw as f64 * scale) as u32).max(1),
             ((ch as f64 * scale) as u32).max(1),
         );
-        let src_img = fr::images::Image::from_vec_u8(cw, ch, crop, fr::PixelType::U8x3)
-            .map_err(|e| e.to_string())?;
-        let mut dst = fr::images::Image::new(tw, th, fr::PixelType::U8x3);
-        resizer
-            .resize(&src_img, &mut dst, None)
-            .map_err(|e| e.to_string())?;
+        let small = shoal_resize::resize_rgb(crop, cw, ch, tw, th)?;
         let mut jpg = Vec::new();
         jpeg_encoder::Encoder::new(&mut jpg, 85)
-            .encode(
-                dst.buffer(),
-                tw as u16,
-                th as u16,
-                jpeg_encoder::ColorType::Rgb,
-            )
+            .encode(&small, tw as u16, th as u16, jpeg_encoder::ColorType::Rgb)
             .map_err(|e| e.to_string())?;
         let path = format!("{out}/photo_{i:05}.jpg");
         std::fs::write(&path, jpg).map_err(|e| format!("{path}: {e}"))?;
