@@ -30,4 +30,8 @@ if ! target/lambda-venv/bin/python -c "import awslambdaric" 2>/dev/null; then
   target/lambda-venv/bin/pip install --quiet --disable-pip-version-check awslambdaric
 fi
 
+# Tests keep their executions in a state folder of their own, not the user's ~/.shoal.
+SHOAL_STATE_DIR=$(mktemp -d)
+export SHOAL_STATE_DIR
+trap 'rm -rf "$SHOAL_STATE_DIR"' EXIT
 cargo test --workspace --release

@@ -13,14 +13,29 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub struct Options {
+    pub db: Option<Arc<shoal_store::Db>>,
     pub buckets: Option<PathBuf>,
     pub functions: Functions,
     pub s3_endpoint: Option<String>,
     pub fast_forward: bool,
-    pub name: Option<String>,
 }
 
-pub fn run(machine: StateMachine, sm_name: &str, input: Value, opts: Options) -> Result<Outcome> {
+/// What to run: a new execution, or one the store holds.
+pub enum Job {
+    Start {
+        machine: Box<StateMachine>,
+        definition: String,
+        sm_name: String,
+        input: Value,
+        name: Option<String>,
+    },
+    Resume {
+        execution: String,
+        redrive: bool,
+    },
+}
+
+pub fn run(job: Job, opts: Options) -> Result<Outcome> {
     // A paused clock needs the current-thread runtime; real runs use every core.
     let rt = if opts.fast_forward {
         tokio::runtime::Builder::new_current_thread()
@@ -77,16 +92,30 @@ pub fn run(machine: StateMachine, sm_name: &str, input: Value, opts: Options) ->
             store,
             functions: opts.functions,
             seed,
+            db: opts.db.clone(),
         });
-        let entropy = runtime.entropy();
-        let name = opts
-            .name
-            .clone()
-            .unwrap_or_else(|| shoal_expr::uuid_v4(&entropy));
-        let info = ExecutionInfo::local(sm_name, &name, runtime.now_ms(), false, &entropy);
         let bar = (std::io::stderr().is_terminal() && !opts.fast_forward)
             .then(|| spawn_progress(runtime.clone()));
-        let outcome = runtime.run(Arc::new(machine), info, input).await;
+        let outcome = match job {
+            Job::Start {
+                machine,
+                definition,
+                sm_name,
+                input,
+                name,
+            } => {
+                let entropy = runtime.entropy();
+                let name = name.unwrap_or_else(|| shoal_expr::uuid_v4(&entropy));
+                let info = ExecutionInfo::local(&sm_name, &name, runtime.now_ms(), false, &entropy);
+                if opts.db.is_some() {
+                    eprintln!("shoal: execution {}", info.execution_arn);
+                }
+                runtime
+                    .start(Arc::new(*machine), &definition, info, input)
+                    .await
+            }
+            Job::Resume { execution, redrive } => runtime.resume(&execution, redrive).await,
+        };
         if let Some((stop, handle)) = bar {
             let _ = stop.send(());
             let _ = handle.await;
@@ -94,7 +123,7 @@ pub fn run(machine: StateMachine, sm_name: &str, input: Value, opts: Options) ->
         for (name, calls, started, peak) in runtime.functions().stats() {
             eprintln!("shoal: function {name}: {calls} invocations, {started} processes started, at most {peak} at once");
         }
-        Ok(outcome)
+        Ok(outcome?)
     })
 }
 

@@ -7,7 +7,7 @@ mod drive;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,8 +19,32 @@ use std::process::ExitCode;
     about = "Run AWS Step Functions state machines locally"
 )]
 struct Cli {
+    /// Where executions, their history and map runs are kept (default: ~/.shoal).
+    #[arg(long, global = true, value_name = "DIR", env = "SHOAL_STATE_DIR")]
+    state_dir: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// Where an execution's buckets and functions are: the same for run, resume and redrive.
+#[derive(Args)]
+struct Env {
+    /// Print `{"status":..., "output"|"error","cause"}` instead of the bare output.
+    #[arg(long)]
+    json: bool,
+    /// Folder whose subfolders are buckets (the embedded default).
+    #[arg(long)]
+    buckets: Option<PathBuf>,
+    /// An S3 endpoint for buckets instead (credentials and region from the
+    /// standard AWS environment variables). AWS_ENDPOINT_URL works too.
+    #[arg(long, value_name = "URL", conflicts_with = "buckets")]
+    s3_endpoint: Option<String>,
+    /// The function registry (default: ./shoal.toml when it exists).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Do not sleep in Wait states and retry backoff: jump the clock instead.
+    #[arg(long)]
+    fast_forward: bool,
 }
 
 #[derive(Subcommand)]
@@ -38,28 +62,43 @@ enum Cmd {
         /// The input: JSON text, or @FILE.
         #[arg(long, default_value = "{}")]
         input: String,
-        /// Print `{"status":..., "output"|"error","cause"}` instead of the bare output.
-        #[arg(long)]
-        json: bool,
-        /// Folder whose subfolders are buckets (the embedded default).
-        #[arg(long)]
-        buckets: Option<PathBuf>,
-        /// An S3 endpoint for buckets instead (credentials and region from the
-        /// standard AWS environment variables). AWS_ENDPOINT_URL works too.
-        #[arg(long, value_name = "URL", conflicts_with = "buckets")]
-        s3_endpoint: Option<String>,
-        /// The function registry (default: ./shoal.toml when it exists).
-        #[arg(long, value_name = "PATH")]
-        config: Option<PathBuf>,
-        /// Do not sleep in Wait states and retry backoff: jump the clock instead.
-        #[arg(long)]
-        fast_forward: bool,
+        #[command(flatten)]
+        env: Env,
         /// Name of the execution (default: a UUID).
         #[arg(long)]
         name: Option<String>,
         /// Replace `${K}` in the definition with V (DefinitionSubstitutions).
         #[arg(long = "substitute", value_name = "K=V")]
         substitute: Vec<String>,
+        /// Keep nothing: run without the state store.
+        #[arg(long)]
+        ephemeral: bool,
+    },
+    /// Finish an execution that a crash or kill interrupted, from the state store.
+    Resume {
+        /// The execution's ARN or name.
+        execution: String,
+        #[command(flatten)]
+        env: Env,
+    },
+    /// Run a failed execution again from where it failed; a failed map run runs
+    /// only its failed and pending children again (RedriveExecution).
+    Redrive {
+        execution: String,
+        #[command(flatten)]
+        env: Env,
+    },
+    /// List the executions in the state store, newest first.
+    Executions {
+        /// A JSON array of DescribeExecution objects instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one execution: DescribeExecution, its map runs and their counters.
+    Describe {
+        execution: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -115,15 +154,13 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Run {
             definition,
             input,
-            json,
-            buckets,
-            s3_endpoint,
-            config,
-            fast_forward,
+            env,
             name,
             substitute,
+            ephemeral,
         } => {
-            let parsed = shoal_asl::parse(&read_definition(&definition, &substitute)?);
+            let text = read_definition(&definition, &substitute)?;
+            let parsed = shoal_asl::parse(&text);
             let Some(machine) = parsed.machine.filter(|_| parsed.diagnostics.is_empty()) else {
                 for d in &parsed.diagnostics {
                     eprintln!("{d}");
@@ -143,25 +180,138 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 .unwrap_or("state-machine")
                 .trim_end_matches(".asl")
                 .to_string();
-            let config = config.or_else(|| {
-                let p = PathBuf::from("shoal.toml");
-                p.exists().then_some(p)
-            });
-            let functions = match &config {
-                Some(p) => shoal_connectors::functions::Functions::load(p)?,
-                None => Default::default(),
+            let db = if ephemeral {
+                None
+            } else {
+                Some(open_db(&cli.state_dir)?)
             };
-            let opts = drive::Options {
-                buckets,
-                s3_endpoint,
-                functions,
-                fast_forward,
+            let job = drive::Job::Start {
+                machine: Box::new(machine),
+                definition: text,
+                sm_name,
+                input,
                 name,
             };
-            let outcome = drive::run(machine, &sm_name, input, opts)?;
-            Ok(print_outcome(outcome, json))
+            run_job(job, env, db)
+        }
+        Cmd::Resume { execution, env } => {
+            let db = open_db(&cli.state_dir)?;
+            let job = drive::Job::Resume {
+                execution,
+                redrive: false,
+            };
+            run_job(job, env, Some(db))
+        }
+        Cmd::Redrive { execution, env } => {
+            let db = open_db(&cli.state_dir)?;
+            let job = drive::Job::Resume {
+                execution,
+                redrive: true,
+            };
+            run_job(job, env, Some(db))
+        }
+        Cmd::Executions { json } => {
+            let db = open_db(&cli.state_dir)?;
+            let all = db.executions()?;
+            if json {
+                let v: Vec<Value> = all.iter().map(|e| e.describe()).collect();
+                println!("{}", Value::Array(v));
+            } else {
+                println!(
+                    "{:<10} {:<24} {:<40} EXECUTION",
+                    "STATUS", "STARTED", "NAME"
+                );
+                for e in &all {
+                    println!(
+                        "{:<10} {:<24} {:<40} {}",
+                        e.status,
+                        shoal_engine::iso_time(e.start_ms),
+                        e.name,
+                        e.arn
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Describe { execution, json } => {
+            let db = open_db(&cli.state_dir)?;
+            let e = db.execution(&execution)?;
+            let mut d = e.describe();
+            let runs = db.map_runs(&e.arn)?;
+            if json {
+                // AWS's DescribeExecution, plus DescribeMapRun's counters of its map runs.
+                let runs: Vec<Value> = runs
+                    .iter()
+                    .map(|r| {
+                        json!({
+                            "mapRunArn": r.arn, "stateName": r.state, "status": r.status,
+                            "itemCounts": serde_json::from_str::<Value>(&r.item_counts).unwrap_or_default(),
+                            "executionCounts": serde_json::from_str::<Value>(&r.execution_counts).unwrap_or_default(),
+                        })
+                    })
+                    .collect();
+                d["mapRuns"] = Value::Array(runs);
+                println!("{d}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            if let Some(m) = d.as_object_mut() {
+                m.remove("input");
+                m.remove("output");
+            }
+            for (k, v) in d.as_object().into_iter().flatten() {
+                let v = match (k.as_str(), v) {
+                    ("startDate" | "stopDate" | "redriveDate", Value::Number(n)) => {
+                        shoal_engine::iso_time((n.as_f64().unwrap_or(0.0) * 1000.0) as i64)
+                    }
+                    (_, Value::String(s)) => s.clone(),
+                    (_, v) => v.to_string(),
+                };
+                println!("{k:<16} {v}");
+            }
+            println!("{:<16} {}", "history", db.history(&e.arn)?.len());
+            for r in runs {
+                println!("mapRun {} ({}) {}", r.state, r.status, r.arn);
+                println!("  items      {}", r.item_counts);
+                println!("  executions {}", r.execution_counts);
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn open_db(dir: &Option<PathBuf>) -> Result<std::sync::Arc<shoal_store::Db>> {
+    let dir = match dir {
+        Some(d) => d.clone(),
+        None => match std::env::var_os("HOME") {
+            Some(h) => PathBuf::from(h).join(".shoal"),
+            None => bail!("no --state-dir given and HOME is not set"),
+        },
+    };
+    Ok(shoal_store::Db::open(&dir)?)
+}
+
+fn run_job(
+    job: drive::Job,
+    env: Env,
+    db: Option<std::sync::Arc<shoal_store::Db>>,
+) -> Result<ExitCode> {
+    let config = env.config.or_else(|| {
+        let p = PathBuf::from("shoal.toml");
+        p.exists().then_some(p)
+    });
+    let functions = match &config {
+        Some(p) => shoal_connectors::functions::Functions::load(p)?,
+        None => Default::default(),
+    };
+    let opts = drive::Options {
+        db,
+        buckets: env.buckets,
+        s3_endpoint: env.s3_endpoint,
+        functions,
+        fast_forward: env.fast_forward,
+    };
+    let outcome = drive::run(job, opts)?;
+    Ok(print_outcome(outcome, env.json))
 }
 
 fn print_outcome(outcome: shoal_engine::Outcome, json: bool) -> ExitCode {

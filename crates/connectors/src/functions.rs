@@ -143,7 +143,11 @@ impl Functions {
             message,
         };
         let file: ConfigFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        // `shoal.toml` alone has an empty parent, which as a working folder fails to spawn.
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let mut by_name = HashMap::new();
         for (name, mut cfg) in file.functions {
             let ok_name = !name.is_empty()

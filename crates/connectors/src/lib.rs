@@ -280,6 +280,15 @@ pub enum ObjectWriter {
         path: PathBuf,
     },
     S3(Box<object_store::buffered::BufWriter>),
+    /// Bound for S3 but kept in a local file until finished, so a restart can truncate
+    /// it to a checkpoint and go on: a multipart upload cannot be taken back.
+    Spill {
+        file: tokio::fs::File,
+        tmp: PathBuf,
+        s3: Box<s3::S3Buckets>,
+        bucket: String,
+        key: String,
+    },
 }
 
 impl ObjectWriter {
@@ -288,6 +297,18 @@ impl ObjectWriter {
         match self {
             ObjectWriter::Local { file, .. } => file.write_all(bytes).await,
             ObjectWriter::S3(w) => w.write_all(bytes).await,
+            ObjectWriter::Spill { file, .. } => file.write_all(bytes).await,
+        }
+    }
+
+    /// Hands what was written to the OS: a killed process loses none of it.
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        match self {
+            ObjectWriter::Local { file, .. } | ObjectWriter::Spill { file, .. } => {
+                file.flush().await
+            }
+            ObjectWriter::S3(w) => w.flush().await,
         }
     }
 
@@ -304,8 +325,61 @@ impl ObjectWriter {
                 tokio::fs::rename(&tmp, &path).await
             }
             ObjectWriter::S3(mut w) => w.shutdown().await,
+            ObjectWriter::Spill {
+                mut file,
+                tmp,
+                s3,
+                bucket,
+                key,
+            } => {
+                use tokio::io::AsyncReadExt;
+                file.flush().await?;
+                drop(file);
+                let mut w = s3.writer(&bucket, &key).map_err(std::io::Error::other)?;
+                let mut src = tokio::fs::File::open(&tmp).await?;
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = src.read(&mut buf).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    w.write_all(&buf[..n]).await?;
+                }
+                w.shutdown().await?;
+                tokio::fs::remove_file(&tmp).await
+            }
         }
     }
+}
+
+/// The temporary file a resumable writer fills: the same name on every restart.
+fn resumable_tmp(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".shoal-tmp-resumable");
+    path.with_file_name(name)
+}
+
+/// Opens `tmp` fresh, or (on resume) cut back to its checkpointed length.
+async fn open_resumable(tmp: &Path, resume_at: Option<u64>) -> Result<tokio::fs::File> {
+    use tokio::io::AsyncSeekExt;
+    if let Some(parent) = tmp.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(io(parent))?;
+    }
+    let Some(len) = resume_at else {
+        return tokio::fs::File::create(tmp).await.map_err(io(tmp));
+    };
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .open(tmp)
+        .await
+        .map_err(io(tmp))?;
+    file.set_len(len).await.map_err(io(tmp))?;
+    file.seek(std::io::SeekFrom::Start(len))
+        .await
+        .map_err(io(tmp))?;
+    Ok(file)
 }
 
 impl Store {
@@ -325,6 +399,60 @@ impl Store {
                 Ok(ObjectWriter::Local { file, tmp, path })
             }
             Store::S3(s) => Ok(ObjectWriter::S3(Box::new(s.writer(bucket, key)?))),
+        }
+    }
+
+    /// A writer that survives a restart: its bytes go to a temporary file with a fixed
+    /// name (in the bucket folder, or under `spill` for S3), and `resume_at` reopens
+    /// that file cut back to a checkpointed length.
+    pub async fn resumable_writer(
+        &self,
+        bucket: &str,
+        key: &str,
+        spill: &Path,
+        resume_at: Option<u64>,
+    ) -> Result<ObjectWriter> {
+        check_key(key)?;
+        match self {
+            Store::None => Err(Error::NoBuckets),
+            Store::Local(l) => {
+                let path = l.bucket_dir(bucket)?.join(key);
+                let tmp = resumable_tmp(&path);
+                if resume_at.is_some() && !tmp.exists() && path.exists() {
+                    // A crash between the final rename and the checkpoint that records it.
+                    tokio::fs::rename(&path, &tmp).await.map_err(io(&path))?;
+                }
+                let file = open_resumable(&tmp, resume_at).await?;
+                Ok(ObjectWriter::Local { file, tmp, path })
+            }
+            Store::S3(s) => {
+                check_bucket(bucket)?;
+                let tmp = resumable_tmp(&spill.join(bucket).join(key));
+                let file = open_resumable(&tmp, resume_at).await?;
+                Ok(ObjectWriter::Spill {
+                    file,
+                    tmp,
+                    s3: Box::new(s.clone()),
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Removes an object; a missing one is not an error.
+    pub async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
+        match self {
+            Store::None => Err(Error::NoBuckets),
+            Store::Local(l) => {
+                check_key(key)?;
+                let path = l.bucket_dir(bucket)?.join(key);
+                match tokio::fs::remove_file(&path).await {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
+                    _ => Ok(()),
+                }
+            }
+            Store::S3(s) => s.delete(bucket, key).await,
         }
     }
 }

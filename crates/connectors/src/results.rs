@@ -73,6 +73,8 @@ pub struct ResultWriter {
     flatten: bool,
     parts: [Part; 3],
     file_limit: u64,
+    /// Set when the run is durable: files are resumable (see [`Store::resumable_writer`]).
+    spill: Option<std::path::PathBuf>,
 }
 
 impl ResultWriter {
@@ -118,7 +120,78 @@ impl ResultWriter {
             flatten: config.get("Transformation").and_then(Value::as_str) == Some("FLATTEN"),
             parts: [part("SUCCEEDED"), part("FAILED"), part("PENDING")],
             file_limit: FILE_LIMIT,
+            spill: None,
         })
+    }
+
+    /// Makes the files resumable; S3-bound bytes wait in `spill` until the run ends.
+    pub fn durable(mut self, spill: std::path::PathBuf) -> ResultWriter {
+        self.spill = Some(spill);
+        self
+    }
+
+    /// Hands everything written so far to the OS and describes where the files stand,
+    /// for [`ResultWriter::resume`].
+    pub async fn checkpoint(&mut self) -> Result<Value, Failure> {
+        let mut parts = Vec::new();
+        for p in &mut self.parts {
+            Self::flush(p).await?;
+            if let Some((key, w)) = &mut p.open {
+                w.flush()
+                    .await
+                    .map_err(|e| writer_failed(format!("writing {key}: {e}")))?;
+            }
+            parts.push(json!({
+                "files": p.files,
+                "open": p.open.as_ref().map(|(k, _)| k.clone()),
+                "entries": p.entries,
+                "bytes": p.bytes,
+            }));
+        }
+        Ok(json!({ "parts": parts }))
+    }
+
+    /// Reopens the files as a checkpoint left them. A redrive keeps the SUCCEEDED files
+    /// and drops the FAILED and PENDING ones: every child in them runs again.
+    pub async fn resume(mut self, state: &Value, redrive: bool) -> Result<ResultWriter, Failure> {
+        let spill = self
+            .spill
+            .clone()
+            .ok_or_else(|| writer_failed("resuming needs a durable writer"))?;
+        let Some(parts) = state.get("parts").and_then(Value::as_array) else {
+            return Ok(self);
+        };
+        for (i, saved) in parts.iter().enumerate().take(3) {
+            let files: Vec<Value> = saved
+                .get("files")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let open = saved.get("open").and_then(Value::as_str);
+            if redrive && i > 0 {
+                for f in files.iter().filter_map(|f| f.get("Key")?.as_str()) {
+                    self.store
+                        .delete(&self.bucket, f)
+                        .await
+                        .map_err(|e| writer_failed(e.to_string()))?;
+                }
+                continue;
+            }
+            let p = &mut self.parts[i];
+            p.files = files;
+            if let Some(key) = open {
+                let bytes = saved.get("bytes").and_then(Value::as_u64).unwrap_or(0);
+                let w = self
+                    .store
+                    .resumable_writer(&self.bucket, key, &spill, Some(bytes))
+                    .await
+                    .map_err(|e| writer_failed(e.to_string()))?;
+                p.open = Some((key.to_string(), w));
+                p.bytes = bytes;
+                p.entries = saved.get("entries").and_then(Value::as_u64).unwrap_or(0);
+            }
+        }
+        Ok(self)
     }
 
     /// How this writer's records become bytes; cheap to copy to where children run.
@@ -170,11 +243,15 @@ impl ResultWriter {
             self.parts[i].files.len(),
             if self.jsonl { "jsonl" } else { "json" }
         );
-        let w = self
-            .store
-            .writer(&self.bucket, &key)
-            .await
-            .map_err(|e| writer_failed(e.to_string()))?;
+        let w = match &self.spill {
+            Some(spill) => {
+                self.store
+                    .resumable_writer(&self.bucket, &key, spill, None)
+                    .await
+            }
+            None => self.store.writer(&self.bucket, &key).await,
+        }
+        .map_err(|e| writer_failed(e.to_string()))?;
         let p = &mut self.parts[i];
         p.open = Some((key, w));
         p.entries = 0;
@@ -215,7 +292,7 @@ impl ResultWriter {
     }
 
     /// Closes the files and writes the manifest; returns its `{Bucket, Key}`.
-    pub async fn finish(mut self) -> Result<Value, Failure> {
+    pub async fn finish(&mut self) -> Result<Value, Failure> {
         for i in 0..3 {
             self.close(i).await?;
         }

@@ -222,6 +222,14 @@ impl S3Buckets {
         Ok(())
     }
 
+    pub async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
+        check_key(key)?;
+        match self.client(bucket)?.delete(&Path::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(s3_error(format!("s3://{bucket}/{key}"))(e)),
+        }
+    }
+
     /// A streaming upload (multipart for large objects).
     pub fn writer(&self, bucket: &str, key: &str) -> Result<object_store::buffered::BufWriter> {
         check_key(key)?;

@@ -541,6 +541,77 @@ pub struct MapRun {
     names: SplitMix,
     reading: bool,
     failure: Option<Failure>,
+    /// Children already ended, in this or an earlier attempt (resume, redrive).
+    pub done: DoneSet,
+    /// Keep what a store needs to resume: failures and collected outputs since the last take.
+    durable: bool,
+    new_failures: Vec<(u64, u64, Failure)>,
+    new_outputs: Vec<(u64, Value)>,
+}
+
+/// Which children have ended, compactly: every index below `low`, those in `above`,
+/// except those in `redo` (failed children a redrive runs again).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DoneSet {
+    pub low: u64,
+    pub above: std::collections::BTreeSet<u64>,
+    pub redo: std::collections::BTreeSet<u64>,
+}
+
+impl DoneSet {
+    pub fn contains(&self, i: u64) -> bool {
+        (i < self.low || self.above.contains(&i)) && !self.redo.contains(&i)
+    }
+
+    pub fn insert(&mut self, i: u64) {
+        self.redo.remove(&i);
+        if i == self.low {
+            self.low += 1;
+            while self.above.remove(&self.low) {
+                self.low += 1;
+            }
+        } else if i > self.low {
+            self.above.insert(i);
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({"low": self.low, "above": self.above, "redo": self.redo})
+    }
+
+    pub fn from_json(v: &Value) -> DoneSet {
+        let set = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                .unwrap_or_default()
+        };
+        DoneSet {
+            low: v.get("low").and_then(Value::as_u64).unwrap_or(0),
+            above: set("above"),
+            redo: set("redo"),
+        }
+    }
+}
+
+/// What a store must save at a checkpoint besides the counters.
+pub struct NewSinceCheckpoint {
+    /// `(child, items, failure)`
+    pub failures: Vec<(u64, u64, Failure)>,
+    /// `(child, output)`, for the map output without a ResultWriter.
+    pub outputs: Vec<(u64, Value)>,
+}
+
+/// What a resumed map run starts from.
+#[derive(Debug, Default)]
+pub struct Restored {
+    pub done: DoneSet,
+    pub items: Counts,
+    pub executions: Counts,
+    /// Collected outputs of ended children (runs without a ResultWriter).
+    pub outputs: Vec<(u64, Value)>,
+    /// The collected outputs had already passed 256 KiB.
+    pub over: bool,
 }
 
 impl MapRun {
@@ -558,6 +629,48 @@ impl MapRun {
             names: SplitMix::new(seed),
             reading: true,
             failure: None,
+            done: DoneSet::default(),
+            durable: false,
+            new_failures: Vec::new(),
+            new_outputs: Vec::new(),
+        }
+    }
+
+    /// Keeps failures and outputs for [`MapRun::take_new`], for a store to save.
+    pub fn set_durable(&mut self) {
+        self.durable = true;
+    }
+
+    /// Starts from a checkpoint: ended children are counted but not run again.
+    pub fn restore(&mut self, r: Restored) {
+        self.done = r.done;
+        for (c, from) in [
+            (&mut self.tally.items, r.items),
+            (&mut self.tally.executions, r.executions),
+        ] {
+            c.succeeded = from.succeeded;
+            c.failed = from.failed;
+            c.timed_out = from.timed_out;
+            c.results_written = from.results_written;
+        }
+        if r.over {
+            self.collector.over = true;
+        }
+        for (i, out) in r.outputs {
+            self.place_output(i, out);
+        }
+    }
+
+    /// The map output without a ResultWriter is already past 256 KiB.
+    pub fn outputs_over(&self) -> bool {
+        self.collector.over
+    }
+
+    /// Failures and outputs since the last call.
+    pub fn take_new(&mut self) -> NewSinceCheckpoint {
+        NewSinceCheckpoint {
+            failures: std::mem::take(&mut self.new_failures),
+            outputs: std::mem::take(&mut self.new_outputs),
         }
     }
 
@@ -604,6 +717,12 @@ impl MapRun {
     }
 
     fn enqueue(&mut self, c: ChildInput) {
+        if self.done.contains(c.index) {
+            // Ended before a restart: it counts, but does not run again.
+            self.tally.items.total += c.items;
+            self.tally.executions.total += 1;
+            return;
+        }
         self.tally.queued(&c);
         self.queue.push_back(c);
     }
@@ -638,6 +757,13 @@ impl MapRun {
         if self.tally.finished(child.items, ok) && self.failure.is_none() {
             self.failure = Some(Tolerance::threshold_failure());
         }
+        self.done.insert(child.index);
+        if self.durable {
+            if let ChildEnd::Failed(f) = &end {
+                self.new_failures
+                    .push((child.index, child.items, f.clone()));
+            }
+        }
         if self.spec.writer.is_some() {
             self.tally.items.results_written += child.items;
             self.tally.executions.results_written += 1;
@@ -648,11 +774,20 @@ impl MapRun {
             ChildEnd::Failed(f) => json!({"Error": f.error, "Cause": f.cause}),
             ChildEnd::Pending => return,
         };
+        if self.durable && !self.collector.over {
+            self.new_outputs.push((child.index, out.clone()));
+        }
+        self.place_output(child.index, out);
+    }
+
+    fn place_output(&mut self, index: u64, out: Value) {
         if self.collector.over {
             self.outputs = Vec::new();
             return;
         }
-        let i = child.index as usize - self.drained;
+        let Some(i) = (index as usize).checked_sub(self.drained) else {
+            return;
+        };
         if self.outputs.len() <= i {
             self.outputs.resize(i + 1, None);
         }

@@ -3,6 +3,14 @@
 //! results go to the ResultWriter as children finish.
 //!
 //! Time is tokio's: under a paused clock (`--fast-forward`) a long Wait takes no time.
+//!
+//! With a state store ([`Options::db`]) a top-level execution is journaled and its map
+//! runs checkpoint, so [`Runtime::resume`] can finish it after a crash.
+
+mod durable;
+
+pub use durable::{decode_event, encode_event, Error};
+use durable::{Journal, MapDurable};
 
 use serde_json::Value;
 use shoal_asl::StateMachine;
@@ -28,6 +36,8 @@ pub struct Options {
     pub functions: Functions,
     /// Seeds the randomness of executions (names, `States.UUID`, jitter).
     pub seed: u64,
+    /// The state store; without one nothing outlives the process.
+    pub db: Option<Arc<shoal_store::Db>>,
 }
 
 /// A map run as it goes: readable from other threads (the progress bar, the API).
@@ -61,7 +71,11 @@ pub struct Runtime {
     t0: Instant,
     seeds: AtomicU64,
     map_runs: Mutex<Vec<Arc<MapRunProgress>>>,
+    db: Option<Arc<shoal_store::Db>>,
 }
+
+/// How often a map run records its progress: what ended since is all a crash can cost.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A child's end, and its ResultWriter record already serialized.
 type Ended = (Child, ChildEnd, Option<Encoded>);
@@ -87,6 +101,7 @@ impl Runtime {
             t0: Instant::now(),
             seeds: AtomicU64::new(options.seed),
             map_runs: Mutex::new(Vec::new()),
+            db: options.db,
         })
     }
 
@@ -130,43 +145,188 @@ impl Runtime {
         self.drive(&mut exec).await
     }
 
+    /// Starts an execution and runs it to the end, journaled when there is a store.
+    pub async fn start(
+        self: &Arc<Self>,
+        machine: Arc<StateMachine>,
+        definition: &str,
+        info: ExecutionInfo,
+        input: Value,
+    ) -> Result<Outcome, Error> {
+        let Some(db) = self.db.clone() else {
+            return Ok(self.run(machine, info, input).await);
+        };
+        let seed = self.entropy().next_u64();
+        db.create_execution(&shoal_store::ExecutionRecord {
+            arn: info.execution_arn.clone(),
+            name: info.name.clone(),
+            state_machine_arn: info.state_machine_arn.clone(),
+            state_machine_name: info.state_machine_name.clone(),
+            definition: definition.to_string(),
+            input: input.to_string(),
+            seed,
+            status: "RUNNING".into(),
+            start_ms: info.start_time_ms,
+            stop_ms: None,
+            output: None,
+            error: None,
+            cause: None,
+            redrive_count: 0,
+            redrive_ms: None,
+            history_offset: 0,
+        })?;
+        let journal = Journal {
+            db,
+            arn: info.execution_arn.clone(),
+            seq: 0,
+            history_sent: 0,
+            history_offset: 0,
+            redrive: false,
+        };
+        let mut exec = Execution::new(machine, info, input, Box::new(SplitMix::new(seed)));
+        self.drive_from(
+            &mut exec,
+            VecDeque::from([Event::Start]),
+            Vec::new(),
+            Some(journal),
+        )
+        .await
+    }
+
+    /// Finishes an execution from the store: replays its journal, then carries out what
+    /// was still open. With `redrive`, a failed execution first forgets the event that
+    /// failed it, and its failed map run runs its failed and pending children again.
+    pub async fn resume(
+        self: &Arc<Self>,
+        execution: &str,
+        redrive: bool,
+    ) -> Result<Outcome, Error> {
+        let db = self.db.clone().ok_or(Error::NoStore)?;
+        let rec = db.execution(execution)?;
+        let done = match rec.status.as_str() {
+            "SUCCEEDED" => Some(Outcome::Succeeded(
+                rec.output
+                    .as_deref()
+                    .and_then(|o| serde_json::from_str(o).ok())
+                    .unwrap_or_default(),
+            )),
+            "RUNNING" => None,
+            _ => Some(Outcome::Failed(Failure {
+                error: rec.error.clone().unwrap_or_default(),
+                cause: rec.cause.clone(),
+            })),
+        };
+        match (done, redrive) {
+            (None, _) => {}
+            (Some(o), false) => return Ok(o),
+            (Some(Outcome::Succeeded(_)), true) => {
+                return Err(Error::NotRedrivable {
+                    arn: rec.arn,
+                    status: rec.status,
+                })
+            }
+            (Some(_), true) => {}
+        }
+        let parsed = shoal_asl::parse(&rec.definition);
+        let Some(machine) = parsed.machine.filter(|_| parsed.diagnostics.is_empty()) else {
+            return Err(Error::Definition {
+                arn: rec.arn,
+                message: parsed
+                    .diagnostics
+                    .first()
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
+            });
+        };
+        let input: Value = serde_json::from_str(&rec.input).unwrap_or_default();
+        let mut info = ExecutionInfo::local(
+            &rec.state_machine_name,
+            &rec.name,
+            rec.start_ms,
+            false,
+            &SplitMix::new(0),
+        );
+        info.execution_arn = rec.arn.clone();
+        info.state_machine_arn = rec.state_machine_arn.clone();
+        info.redrive_count = rec.redrive_count + u32::from(redrive && rec.status != "RUNNING");
+        let mut entries = db.journal(&rec.arn)?;
+        let redriving = redrive && rec.status != "RUNNING";
+        if redriving {
+            // The last event is the one that failed the execution: it is taken back.
+            if let Some(last) = entries.pop() {
+                db.truncate_journal(&rec.arn, last.seq)?;
+            }
+        }
+        let mut exec = Execution::new(
+            Arc::new(machine),
+            info,
+            input,
+            Box::new(SplitMix::new(rec.seed)),
+        );
+        let replayed = durable::replay(&mut exec, &rec.arn, &entries)?;
+        let mut journal = Journal {
+            db: db.clone(),
+            arn: rec.arn.clone(),
+            seq: replayed.next_seq,
+            history_sent: exec.history().len(),
+            history_offset: rec.history_offset,
+            redrive: redriving,
+        };
+        if let Some(o) = replayed.outcome {
+            journal.finish(&o, self.now_ms());
+            db.flush()?;
+            return Ok(o);
+        }
+        if redriving {
+            let stored = db.history(&rec.arn)?.last().map_or(0, |h| h.id);
+            let now = self.now_ms();
+            db.append(
+                &rec.arn,
+                Vec::new(),
+                vec![shoal_store::HistoryRow {
+                    id: stored + 1,
+                    at_ms: now,
+                    kind: "ExecutionRedriven".into(),
+                    details: serde_json::json!({"redriveCount": rec.redrive_count + 1}).to_string(),
+                }],
+            );
+            journal.history_offset = stored + 1 - exec.history().len() as u64;
+            db.redrive_execution(&rec.arn, now, journal.history_offset)?;
+        }
+        self.drive_from(&mut exec, VecDeque::new(), replayed.open, Some(journal))
+            .await
+    }
+
     /// Feeds `exec` its events until it completes.
     pub async fn drive(self: &Arc<Self>, exec: &mut Execution) -> Outcome {
-        let mut queue = VecDeque::from([Event::Start]);
+        self.drive_from(exec, VecDeque::from([Event::Start]), Vec::new(), None)
+            .await
+            .unwrap_or_else(|e| Outcome::Failed(Failure::runtime(e.to_string())))
+    }
+
+    /// The event loop: `queue` holds events to apply, `open` effects to carry out first.
+    async fn drive_from(
+        self: &Arc<Self>,
+        exec: &mut Execution,
+        mut queue: VecDeque<Event>,
+        open: Vec<Effect>,
+        mut journal: Option<Journal>,
+    ) -> Result<Outcome, Error> {
         let mut timers: BinaryHeap<Reverse<(i64, u64)>> = BinaryHeap::new();
         let mut channel: Option<(mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>)> =
             None;
         let mut outstanding = 0usize;
+        let mut effects = open;
         loop {
-            let event = match queue.pop_front() {
-                Some(e) => e,
-                None => {
-                    let next = timers.peek().map(|Reverse((at, _))| self.instant(*at));
-                    if next.is_none() && outstanding == 0 {
-                        return Outcome::Failed(Failure::runtime(
-                            "the execution is stuck: no event can arrive",
-                        ));
-                    }
-                    let rx = channel.as_mut().map(|c| &mut c.1);
-                    tokio::select! {
-                        Some(e) = async { rx?.recv().await }, if outstanding > 0 => {
-                            outstanding -= 1;
-                            e
-                        }
-                        _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
-                            let Some(Reverse((_, id))) = timers.pop() else { continue };
-                            Event::TimerFired { id }
-                        }
-                    }
-                }
-            };
-            let effects = match exec.handle(event, self.now_ms()) {
-                Ok(e) => e,
-                Err(e) => return Outcome::Failed(Failure::runtime(e.to_string())),
-            };
-            for effect in effects {
+            for effect in effects.drain(..) {
                 match effect {
-                    Effect::Complete(o) => return o,
+                    Effect::Complete(o) => {
+                        if let Some(j) = &journal {
+                            j.finish(&o, self.now_ms());
+                            j.db.flush()?;
+                        }
+                        return Ok(o);
+                    }
                     Effect::Timer { id, fire_at_ms } => timers.push(Reverse((fire_at_ms, id))),
                     Effect::Invoke {
                         id,
@@ -200,11 +360,50 @@ impl Runtime {
                         let tx = channel.get_or_insert_with(mpsc::unbounded_channel).0.clone();
                         outstanding += 1;
                         let rt = self.clone();
+                        let durable = journal.as_ref().map(|j| MapDurable {
+                            db: j.db.clone(),
+                            execution: j.arn.clone(),
+                            redrive: j.redrive,
+                        });
                         tokio::spawn(async move {
-                            let result = rt.map_run(spec, state).await;
+                            let result = rt.map_run_with(spec, state, durable).await;
                             let _ = tx.send(Event::MapRunFinished { id, result });
                         });
                     }
+                }
+            }
+            let event = match queue.pop_front() {
+                Some(e) => e,
+                None => {
+                    let next = timers.peek().map(|Reverse((at, _))| self.instant(*at));
+                    if next.is_none() && outstanding == 0 {
+                        return Ok(Outcome::Failed(Failure::runtime(
+                            "the execution is stuck: no event can arrive",
+                        )));
+                    }
+                    let rx = channel.as_mut().map(|c| &mut c.1);
+                    tokio::select! {
+                        Some(e) = async { rx?.recv().await }, if outstanding > 0 => {
+                            outstanding -= 1;
+                            e
+                        }
+                        _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
+                            let Some(Reverse((_, id))) = timers.pop() else { continue };
+                            Event::TimerFired { id }
+                        }
+                    }
+                }
+            };
+            let text = journal.as_ref().map(|_| encode_event(&event));
+            let now = self.now_ms();
+            effects = match exec.handle(event, now) {
+                Ok(e) => e,
+                Err(e) => return Ok(Outcome::Failed(Failure::runtime(e.to_string()))),
+            };
+            if let (Some(j), Some(text)) = (&mut journal, text) {
+                j.record(text, now, exec);
+                if let Some(e) = j.db.failed() {
+                    return Err(e.into());
                 }
             }
         }
@@ -215,6 +414,16 @@ impl Runtime {
         self: Arc<Self>,
         spec: Arc<MapRunSpec>,
         state: String,
+    ) -> Result<Value, Failure> {
+        self.map_run_with(spec, state, None).await
+    }
+
+    /// A map run, checkpointed to the store when `durable` says where.
+    async fn map_run_with(
+        self: Arc<Self>,
+        spec: Arc<MapRunSpec>,
+        state: String,
+        durable: Option<MapDurable>,
     ) -> Result<Value, Failure> {
         let progress = Arc::new(MapRunProgress {
             map_run_arn: spec.map_run_arn.clone(),
@@ -229,6 +438,59 @@ impl Runtime {
             .unwrap_or_else(|p| p.into_inner())
             .push(progress.clone());
         let mut mr = MapRun::new(spec.clone(), &state, self.entropy().next_u64());
+        // What the store already knows: a finished run answers at once; a running one resumes.
+        let mut saved = None;
+        if let Some(d) = &durable {
+            let found = d.db.map_run(&spec.map_run_arn).map_err(store_failure)?;
+            match found {
+                Some(rec) if rec.status == "RUNNING" || (d.redrive && rec.status == "FAILED") => {
+                    let redrive = rec.status == "FAILED";
+                    let cp =
+                        durable::load_checkpoint(&d.db, &rec, redrive).map_err(store_failure)?;
+                    saved = Some((rec, cp, redrive));
+                }
+                Some(rec) if rec.status == "SUCCEEDED" => {
+                    return Ok(rec
+                        .result
+                        .as_deref()
+                        .and_then(|r| serde_json::from_str(r).ok())
+                        .unwrap_or_default());
+                }
+                Some(rec) if rec.status == "FAILED" => {
+                    return Err(Failure {
+                        error: rec.error.unwrap_or_default(),
+                        cause: rec.cause,
+                    })
+                }
+                _ => {}
+            }
+            mr.set_durable();
+        }
+        let mut base = shoal_store::MapRunRecord {
+            arn: spec.map_run_arn.clone(),
+            execution: durable
+                .as_ref()
+                .map(|d| d.execution.clone())
+                .unwrap_or_default(),
+            state: state.clone(),
+            status: "RUNNING".into(),
+            start_ms: self.now_ms(),
+            max_concurrency: spec.max_concurrency as u64,
+            tolerated_count: spec.tolerance.count.map(|c| c as u64),
+            tolerated_percentage: spec.tolerance.percentage,
+            ..Default::default()
+        };
+        let mut generation = 0;
+        let mut writer_state = Value::Null;
+        let mut redriving = false;
+        if let Some((rec, cp, redrive)) = saved.take() {
+            base.start_ms = rec.start_ms;
+            generation = cp.generation;
+            writer_state = cp.writer;
+            redriving = redrive;
+            mr.restore(cp.restored);
+        }
+        let resuming = !writer_state.is_null();
         let mut items: Option<mpsc::Receiver<Chunk>> = match &spec.source {
             Source::Items(v) => {
                 for item in v.iter().cloned() {
@@ -250,21 +512,43 @@ impl Runtime {
         };
         let mut writer = match &spec.writer {
             None => None,
-            Some(w) => match ResultWriter::new(
-                self.store.clone(),
-                &w.parameters,
-                &w.writer_config,
-                &spec.map_run_arn,
-            ) {
-                Ok(w) => Some(w),
-                Err(f) => {
-                    mr.fail(f);
-                    None
+            Some(w) => {
+                let made = ResultWriter::new(
+                    self.store.clone(),
+                    &w.parameters,
+                    &w.writer_config,
+                    &spec.map_run_arn,
+                );
+                let made = match (made, &durable) {
+                    (Ok(w), Some(d)) => {
+                        let spill =
+                            d.db.path()
+                                .parent()
+                                .unwrap_or(std::path::Path::new("."))
+                                .join("spill")
+                                .join(spec.run_id());
+                        let w = w.durable(spill);
+                        if resuming {
+                            w.resume(&writer_state, redriving).await
+                        } else {
+                            Ok(w)
+                        }
+                    }
+                    (made, _) => made,
+                };
+                match made {
+                    Ok(w) => Some(w),
+                    Err(f) => {
+                        mr.fail(f);
+                        None
+                    }
                 }
-            },
+            }
         };
         let encoder = writer.as_ref().map(ResultWriter::encoder);
         let mut running: JoinSet<Ended> = JoinSet::new();
+        let mut last_checkpoint = std::time::Instant::now();
+        let mut dirty = durable.is_some();
         loop {
             while let Some(child) = mr.next_child(self.now_ms()) {
                 running.spawn(
@@ -273,6 +557,24 @@ impl Runtime {
                 );
             }
             *progress.tally.lock().unwrap_or_else(|p| p.into_inner()) = mr.tally.clone();
+            if let Some(d) = &durable {
+                if dirty && last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+                    if let Err(f) = checkpoint(
+                        d,
+                        &mut base,
+                        &mut mr,
+                        writer.as_mut(),
+                        generation,
+                        self.now_ms(),
+                    )
+                    .await
+                    {
+                        mr.fail(f);
+                    }
+                    last_checkpoint = std::time::Instant::now();
+                    dirty = false;
+                }
+            }
             if mr.is_over() {
                 break;
             }
@@ -285,6 +587,7 @@ impl Runtime {
                     while let Some(done) = next.take() {
                         if let Ok((child, end, rec)) = done {
                             mr.child_ended(&child, end);
+                            dirty = true;
                             if let (Some(w), Some(rec)) = (&mut writer, rec) {
                                 if let Err(f) = w.write(rec).await {
                                     mr.fail(f);
@@ -311,9 +614,9 @@ impl Runtime {
         // A failed run stops its children and its reader.
         running.abort_all();
         drop(items);
-        let details = match writer {
+        let details = match &mut writer {
             None => None,
-            Some(mut w) => {
+            Some(w) => {
                 let mut r = Ok(());
                 let enc = w.encoder();
                 for rec in mr.take_pending(self.now_ms()) {
@@ -336,6 +639,25 @@ impl Runtime {
         };
         let result = mr.finish(details);
         *progress.tally.lock().unwrap_or_else(|p| p.into_inner()) = mr.tally.clone();
+        if let Some(d) = &durable {
+            match &result {
+                Ok(v) => base.result = Some(v.to_string()),
+                Err(f) => {
+                    base.error = Some(f.error.clone());
+                    base.cause = f.cause.clone();
+                }
+            }
+            base.stop_ms = Some(self.now_ms());
+            checkpoint(
+                d,
+                &mut base,
+                &mut mr,
+                writer.as_mut(),
+                generation,
+                self.now_ms(),
+            )
+            .await?;
+        }
         result
     }
 
@@ -389,5 +711,64 @@ impl Runtime {
             .map(|r| enc.encode(r));
         child.input = Value::Null;
         (child, ok, rec)
+    }
+}
+
+fn store_failure(e: shoal_store::Error) -> Failure {
+    Failure::runtime(e.to_string())
+}
+
+/// Records where a map run stands: its result files first (handed to the OS), then the
+/// row that points into them, so a restart never trusts bytes that were not written.
+async fn checkpoint(
+    d: &MapDurable,
+    base: &mut shoal_store::MapRunRecord,
+    mr: &mut MapRun,
+    writer: Option<&mut ResultWriter>,
+    generation: u32,
+    now_ms: i64,
+) -> Result<(), Failure> {
+    let writer_state = match writer {
+        Some(w) => w.checkpoint().await?,
+        None => serde_json::json!({}),
+    };
+    let shoal_engine::maprun::NewSinceCheckpoint { failures, outputs } = mr.take_new();
+    d.db.add_failures(
+        &base.arn,
+        failures
+            .into_iter()
+            .map(|(child, items, f)| shoal_store::ChildFailure {
+                child,
+                generation,
+                items,
+                at_ms: now_ms,
+                error: Some(f.error),
+                cause: f.cause,
+            })
+            .collect(),
+    );
+    d.db.add_outputs(
+        &base.arn,
+        outputs
+            .into_iter()
+            .map(|(i, v)| (i, v.to_string()))
+            .collect(),
+    );
+    base.status = mr.tally.status.as_str().to_string();
+    base.item_counts = durable::counts_json(&mr.tally.items);
+    base.execution_counts = durable::counts_json(&mr.tally.executions);
+    base.checkpoint = Some(
+        serde_json::json!({
+            "done": mr.done.to_json(),
+            "writer": writer_state,
+            "over": mr.outputs_over(),
+            "generation": generation,
+        })
+        .to_string(),
+    );
+    d.db.put_map_run(base.clone());
+    match d.db.failed() {
+        Some(e) => Err(store_failure(e)),
+        None => Ok(()),
     }
 }

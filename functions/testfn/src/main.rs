@@ -1,7 +1,8 @@
 //! A Lambda function for shoal's tests, built on the real `lambda_runtime` crate, as any
 //! AWS user would write it. The event's `op` says what to do: `echo` (the default)
 //! returns the event, `fail` returns a `Custom.Failure` error, `sleep` waits `ms`
-//! milliseconds, `crash` exits the process mid-invocation. With `log`, each call
+//! milliseconds, `crash` exits the process mid-invocation, `flaky` fails while the file
+//! `path` exists. With `log`, each call
 //! appends a line to that file, so tests can count calls.
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
@@ -32,6 +33,13 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
             Ok(payload)
         }
         "crash" => std::process::exit(3),
+        "flaky" => match payload.get("path").and_then(Value::as_str) {
+            Some(p) if std::path::Path::new(p).exists() => Err(Diagnostic {
+                error_type: "Custom.Flaky".into(),
+                error_message: format!("{p} exists"),
+            }),
+            _ => Ok(payload),
+        },
         _ => Ok(payload),
     }
 }

@@ -1,0 +1,313 @@
+//! What makes an execution survive a crash: its events are journaled, so a restart
+//! replays them into a fresh [`Execution`] and carries out what was still open; map
+//! runs checkpoint which children ended and where their result files stand.
+
+use serde_json::{json, Value};
+use shoal_engine::maprun::{Counts, DoneSet, Restored};
+use shoal_engine::{Effect, EffectId, Event, Execution, Failure, Outcome};
+use shoal_store::{Db, HistoryRow, JournalEntry};
+use std::sync::Arc;
+
+/// Why a durable run could not go on. ASL failures are outcomes, not errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] shoal_store::Error),
+    #[error("this runtime has no state store")]
+    NoStore,
+    #[error("the stored definition of {arn} no longer parses: {message}")]
+    Definition { arn: String, message: String },
+    #[error("the journal of {arn} is damaged at entry {seq}: {message}")]
+    Journal {
+        arn: String,
+        seq: u64,
+        message: String,
+    },
+    #[error("{arn} is {status}: only a FAILED, TIMED_OUT or ABORTED execution can be redriven")]
+    NotRedrivable { arn: String, status: String },
+}
+
+pub fn encode_event(e: &Event) -> String {
+    let v = match e {
+        Event::Start => json!({"t": "Start"}),
+        Event::TaskSucceeded { id, output } => {
+            json!({"t": "TaskSucceeded", "id": id, "output": output})
+        }
+        Event::TaskFailed { id, failure } => {
+            json!({"t": "TaskFailed", "id": id, "error": failure.error, "cause": failure.cause})
+        }
+        Event::TimerFired { id } => json!({"t": "TimerFired", "id": id}),
+        Event::MapRunFinished { id, result } => match result {
+            Ok(v) => json!({"t": "MapRunFinished", "id": id, "output": v}),
+            Err(f) => json!({"t": "MapRunFinished", "id": id, "error": f.error, "cause": f.cause}),
+        },
+    };
+    v.to_string()
+}
+
+pub fn decode_event(text: &str) -> Result<Event, String> {
+    let mut v: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let id = v.get("id").and_then(Value::as_u64).unwrap_or(0);
+    let failure = |v: &Value| Failure {
+        error: v["error"].as_str().unwrap_or_default().to_string(),
+        cause: v["cause"].as_str().map(str::to_string),
+    };
+    Ok(match v["t"].as_str().unwrap_or_default() {
+        "Start" => Event::Start,
+        "TaskSucceeded" => Event::TaskSucceeded {
+            id,
+            output: v["output"].take(),
+        },
+        "TaskFailed" => Event::TaskFailed {
+            id,
+            failure: failure(&v),
+        },
+        "TimerFired" => Event::TimerFired { id },
+        "MapRunFinished" if v.get("error").is_some() => Event::MapRunFinished {
+            id,
+            result: Err(failure(&v)),
+        },
+        "MapRunFinished" => Event::MapRunFinished {
+            id,
+            result: Ok(v["output"].take()),
+        },
+        other => return Err(format!("unknown event type {other:?}")),
+    })
+}
+
+fn answers(e: &Event) -> Option<EffectId> {
+    match e {
+        Event::Start => None,
+        Event::TaskSucceeded { id, .. }
+        | Event::TaskFailed { id, .. }
+        | Event::TimerFired { id }
+        | Event::MapRunFinished { id, .. } => Some(*id),
+    }
+}
+
+fn effect_id(e: &Effect) -> Option<EffectId> {
+    match e {
+        Effect::Invoke { id, .. } | Effect::Timer { id, .. } | Effect::StartMapRun { id, .. } => {
+            Some(*id)
+        }
+        Effect::Complete(_) => None,
+    }
+}
+
+/// Where a replay left an execution: the effects still open, or its end.
+pub struct Replayed {
+    pub open: Vec<Effect>,
+    pub outcome: Option<Outcome>,
+    pub next_seq: u64,
+}
+
+/// Feeds `exec` the journal again. Deterministic: same input, seed, events and times.
+pub fn replay(
+    exec: &mut Execution,
+    arn: &str,
+    entries: &[JournalEntry],
+) -> Result<Replayed, Error> {
+    let mut open = std::collections::BTreeMap::new();
+    let mut outcome = None;
+    let mut next_seq = 0;
+    for e in entries {
+        let bad = |message: String| Error::Journal {
+            arn: arn.to_string(),
+            seq: e.seq,
+            message,
+        };
+        let event = decode_event(&e.event).map_err(bad)?;
+        if let Some(id) = answers(&event) {
+            open.remove(&id);
+        }
+        let effects = exec
+            .handle(event, e.at_ms)
+            .map_err(|x| bad(x.to_string()))?;
+        for eff in effects {
+            match (effect_id(&eff), eff) {
+                (_, Effect::Complete(o)) => outcome = Some(o),
+                (Some(id), eff) => {
+                    open.insert(id, eff);
+                }
+                (None, _) => {}
+            }
+        }
+        next_seq = e.seq + 1;
+    }
+    Ok(Replayed {
+        open: open.into_values().collect(),
+        outcome,
+        next_seq,
+    })
+}
+
+/// Writes each event the engine takes, with the history it produced, to the store.
+pub struct Journal {
+    pub db: Arc<Db>,
+    pub arn: String,
+    pub seq: u64,
+    pub history_sent: usize,
+    pub history_offset: u64,
+    /// Map runs the next StartMapRun effects find FAILED run their failed children again.
+    pub redrive: bool,
+}
+
+impl Journal {
+    pub fn record(&mut self, event: String, at_ms: i64, exec: &Execution) {
+        let history = exec.history()[self.history_sent..]
+            .iter()
+            .map(|h| HistoryRow {
+                id: h.id + self.history_offset,
+                at_ms: h.timestamp_ms,
+                kind: h.kind.to_string(),
+                details: h.details.to_string(),
+            })
+            .collect();
+        self.history_sent = exec.history().len();
+        self.db.append(
+            &self.arn,
+            vec![JournalEntry {
+                seq: self.seq,
+                at_ms,
+                event,
+            }],
+            history,
+        );
+        self.seq += 1;
+    }
+
+    pub fn finish(&self, outcome: &Outcome, at_ms: i64) {
+        let (status, output, error, cause) = match outcome {
+            Outcome::Succeeded(v) => ("SUCCEEDED", Some(v.to_string()), None, None),
+            Outcome::Failed(f) => {
+                let status = if f.error == shoal_expr::errors::TIMEOUT {
+                    "TIMED_OUT"
+                } else {
+                    "FAILED"
+                };
+                (status, None, Some(f.error.clone()), f.cause.clone())
+            }
+        };
+        self.db
+            .finish_execution(&self.arn, status, at_ms, output, error, cause);
+    }
+}
+
+/// A map run that checkpoints to the store.
+#[derive(Clone)]
+pub struct MapDurable {
+    pub db: Arc<Db>,
+    pub execution: String,
+    pub redrive: bool,
+}
+
+pub fn counts_json(c: &Counts) -> String {
+    c.to_json().to_string()
+}
+
+pub fn counts_from(text: &str) -> Counts {
+    let v: Value = serde_json::from_str(text).unwrap_or_default();
+    let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    Counts {
+        pending: n("pending"),
+        running: n("running"),
+        succeeded: n("succeeded"),
+        failed: n("failed"),
+        timed_out: n("timedOut"),
+        aborted: n("aborted"),
+        total: n("total"),
+        results_written: n("resultsWritten"),
+    }
+}
+
+/// A checkpoint: which children ended, the result files, and the attempt number.
+pub struct Checkpoint {
+    pub restored: Restored,
+    pub writer: Value,
+    pub generation: u32,
+}
+
+/// Reads a map run's checkpoint; for a redrive, its failed children are to run again.
+pub fn load_checkpoint(
+    db: &Db,
+    rec: &shoal_store::MapRunRecord,
+    redrive: bool,
+) -> Result<Checkpoint, shoal_store::Error> {
+    let cp: Value = rec
+        .checkpoint
+        .as_deref()
+        .and_then(|c| serde_json::from_str(c).ok())
+        .unwrap_or_default();
+    let mut generation = cp["generation"].as_u64().unwrap_or(0) as u32;
+    let mut done = DoneSet::from_json(&cp["done"]);
+    let mut items = counts_from(&rec.item_counts);
+    let mut executions = counts_from(&rec.execution_counts);
+    if redrive {
+        for f in db.failures(&rec.arn)? {
+            if f.generation == generation && done.contains(f.child) {
+                done.redo.insert(f.child);
+                items.failed = items.failed.saturating_sub(f.items);
+                items.results_written = items.results_written.saturating_sub(f.items);
+                executions.failed = executions.failed.saturating_sub(1);
+                executions.results_written = executions.results_written.saturating_sub(1);
+            }
+        }
+        generation += 1;
+    }
+    let outputs = db
+        .outputs(&rec.arn)?
+        .into_iter()
+        .filter(|(i, _)| done.contains(*i))
+        .filter_map(|(i, o)| Some((i, serde_json::from_str(&o).ok()?)))
+        .collect();
+    Ok(Checkpoint {
+        restored: Restored {
+            done,
+            items,
+            executions,
+            outputs,
+            over: cp["over"].as_bool().unwrap_or(false),
+        },
+        writer: cp["writer"].clone(),
+        generation,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_through_the_journal_text() {
+        let f = Failure {
+            error: "E".into(),
+            cause: Some("c".into()),
+        };
+        for e in [
+            Event::Start,
+            Event::TaskSucceeded {
+                id: 3,
+                output: json!({"a": [1, 2]}),
+            },
+            Event::TaskFailed {
+                id: 4,
+                failure: f.clone(),
+            },
+            Event::TimerFired { id: 5 },
+            Event::MapRunFinished {
+                id: 6,
+                result: Ok(json!(null)),
+            },
+            Event::MapRunFinished {
+                id: 7,
+                result: Err(Failure {
+                    error: "X".into(),
+                    cause: None,
+                }),
+            },
+        ] {
+            assert_eq!(decode_event(&encode_event(&e)).unwrap(), e);
+        }
+        assert!(decode_event("{\"t\":\"Nope\"}").is_err());
+    }
+}
