@@ -13,7 +13,7 @@ use shoal_expr::template::{Lang, Template};
 use shoal_expr::Path;
 use std::sync::Arc;
 
-pub use parse::{parse, parse_value, Parsed};
+pub use parse::{parse, parse_value, substitute, Parsed};
 
 /// One problem found in a definition.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,6 +19,26 @@ impl Parsed {
     pub fn is_valid(&self) -> bool {
         self.diagnostics.is_empty() && self.machine.is_some()
     }
+
+    /// AWS's ValidateStateMachineDefinition result.
+    pub fn validation_report(&self) -> Value {
+        let diags: Vec<Value> = self
+            .diagnostics
+            .iter()
+            .map(|d| serde_json::json!({"severity": "ERROR", "code": d.code, "message": d.message, "location": d.pointer}))
+            .collect();
+        let result = if self.is_valid() { "OK" } else { "FAIL" };
+        serde_json::json!({"result": result, "diagnostics": diags, "truncated": false})
+    }
+}
+
+/// CloudFormation-style DefinitionSubstitutions: every `${K}` becomes V.
+pub fn substitute<'a>(text: &str, subs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut text = text.to_string();
+    for (k, v) in subs {
+        text = text.replace(&format!("${{{k}}}"), v);
+    }
+    text
 }
 
 const SCHEMA: &str = "SCHEMA_VALIDATION_FAILED";

@@ -48,53 +48,11 @@ pub fn run(job: Job, opts: Options) -> Result<Outcome> {
             .enable_all()
             .build()?
     };
-    let store = match (&opts.buckets, &opts.s3_endpoint) {
-        (Some(dir), _) => Store::local(dir),
-        (None, Some(url)) => Store::s3(S3Options {
-            endpoint: Some(url.clone()),
-            region: None,
-        }),
-        (None, None) if std::env::var_os("AWS_ENDPOINT_URL").is_some() => {
-            Store::s3(S3Options::default())
-        }
-        (None, None) => Store::None,
-    };
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-        ^ u64::from(std::process::id());
+    let fast_forward = opts.fast_forward;
+    let db = opts.db.clone();
     rt.block_on(async move {
-        // Function processes reach the buckets over S3: the local folders through shoal's
-        // own endpoint, or the same S3 endpoint shoal uses.
-        if opts.functions.has_processes() {
-            let endpoint = match &store {
-                Store::Local(l) => Some(format!(
-                    "http://{}",
-                    shoal_connectors::s3serve::serve(l.clone()).await?
-                )),
-                _ => opts.s3_endpoint.clone(),
-            };
-            if let Some(e) = endpoint {
-                opts.functions.add_env("AWS_ENDPOINT_URL", &e);
-                if matches!(store, Store::Local(_)) {
-                    // The local endpoint checks no signature: spare the payload hashing.
-                    opts.functions.add_env("AWS_UNSIGNED_PAYLOAD", "true");
-                }
-                for (k, v) in [("AWS_ACCESS_KEY_ID", "shoal"), ("AWS_SECRET_ACCESS_KEY", "shoal")] {
-                    if std::env::var_os(k).is_none() {
-                        opts.functions.add_env(k, v);
-                    }
-                }
-            }
-        }
-        let runtime = Runtime::new(shoal_runtime::Options {
-            store,
-            functions: opts.functions,
-            seed,
-            db: opts.db.clone(),
-        });
-        let bar = (std::io::stderr().is_terminal() && !opts.fast_forward)
+        let runtime = build(opts).await?;
+        let bar = (std::io::stderr().is_terminal() && !fast_forward)
             .then(|| spawn_progress(runtime.clone()));
         let outcome = match job {
             Job::Start {
@@ -107,7 +65,7 @@ pub fn run(job: Job, opts: Options) -> Result<Outcome> {
                 let entropy = runtime.entropy();
                 let name = name.unwrap_or_else(|| shoal_expr::uuid_v4(&entropy));
                 let info = ExecutionInfo::local(&sm_name, &name, runtime.now_ms(), false, &entropy);
-                if opts.db.is_some() {
+                if db.is_some() {
                     eprintln!("shoal: execution {}", info.execution_arn);
                 }
                 runtime
@@ -125,6 +83,59 @@ pub fn run(job: Job, opts: Options) -> Result<Outcome> {
         }
         Ok(outcome?)
     })
+}
+
+/// The runtime for these options: buckets, functions (and the local S3 endpoint their
+/// processes need), the state store. Call within a tokio runtime.
+pub async fn build(opts: Options) -> Result<Arc<Runtime>> {
+    let store = match (&opts.buckets, &opts.s3_endpoint) {
+        (Some(dir), _) => Store::local(dir),
+        (None, Some(url)) => Store::s3(S3Options {
+            endpoint: Some(url.clone()),
+            region: None,
+        }),
+        (None, None) if std::env::var_os("AWS_ENDPOINT_URL").is_some() => {
+            Store::s3(S3Options::default())
+        }
+        (None, None) => Store::None,
+    };
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ u64::from(std::process::id());
+    // Function processes reach the buckets over S3: the local folders through shoal's
+    // own endpoint, or the same S3 endpoint shoal uses.
+    if opts.functions.has_processes() {
+        let endpoint = match &store {
+            Store::Local(l) => Some(format!(
+                "http://{}",
+                shoal_connectors::s3serve::serve(l.clone()).await?
+            )),
+            _ => opts.s3_endpoint.clone(),
+        };
+        if let Some(e) = endpoint {
+            opts.functions.add_env("AWS_ENDPOINT_URL", &e);
+            if matches!(store, Store::Local(_)) {
+                // The local endpoint checks no signature: spare the payload hashing.
+                opts.functions.add_env("AWS_UNSIGNED_PAYLOAD", "true");
+            }
+            for (k, v) in [
+                ("AWS_ACCESS_KEY_ID", "shoal"),
+                ("AWS_SECRET_ACCESS_KEY", "shoal"),
+            ] {
+                if std::env::var_os(k).is_none() {
+                    opts.functions.add_env(k, v);
+                }
+            }
+        }
+    }
+    Ok(Runtime::new(shoal_runtime::Options {
+        store,
+        functions: opts.functions,
+        seed,
+        db: opts.db,
+    }))
 }
 
 /// Redraws one stderr line per map run, four times a second.

@@ -88,6 +88,18 @@ enum Cmd {
         #[command(flatten)]
         env: Env,
     },
+    /// Serve the Step Functions API (AWS JSON 1.0) and the dashboard.
+    Serve {
+        /// Address to listen on. Beyond loopback a token is required.
+        #[arg(long, default_value = "127.0.0.1:8083", value_name = "ADDR:PORT")]
+        listen: String,
+        /// Required on every request: `Authorization: Bearer T`, AWS_ACCESS_KEY_ID=T
+        /// for the CLI and SDKs, or `?token=T` in the dashboard's address.
+        #[arg(long, env = "SHOAL_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        #[command(flatten)]
+        env: Env,
+    },
     /// List the executions in the state store, newest first.
     Executions {
         /// A JSON array of DescribeExecution objects instead of a table.
@@ -114,15 +126,16 @@ fn main() -> ExitCode {
 }
 
 fn read_definition(path: &PathBuf, subs: &[String]) -> Result<String> {
-    let mut text = std::fs::read_to_string(path)
+    let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read definition {}", path.display()))?;
+    let mut pairs = Vec::new();
     for s in subs {
-        let Some((k, v)) = s.split_once('=') else {
+        let Some(kv) = s.split_once('=') else {
             bail!("--substitute takes K=V, got {s:?}")
         };
-        text = text.replace(&format!("${{{k}}}"), v);
+        pairs.push(kv);
     }
-    Ok(text)
+    Ok(shoal_asl::substitute(&text, pairs))
 }
 
 fn real_main(cli: Cli) -> Result<ExitCode> {
@@ -130,16 +143,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Validate { definition, json } => {
             let parsed = shoal_asl::parse(&read_definition(&definition, &[])?);
             if json {
-                let diags: Vec<Value> = parsed
-                    .diagnostics
-                    .iter()
-                    .map(|d| json!({"severity": "ERROR", "code": d.code, "message": d.message, "location": d.pointer}))
-                    .collect();
-                let result = if parsed.is_valid() { "OK" } else { "FAIL" };
-                println!(
-                    "{}",
-                    json!({"result": result, "diagnostics": diags, "truncated": false})
-                );
+                println!("{}", parsed.validation_report());
             } else {
                 for d in &parsed.diagnostics {
                     println!("{d}");
@@ -209,6 +213,37 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 redrive: true,
             };
             run_job(job, env, Some(db))
+        }
+        Cmd::Serve { listen, token, env } => {
+            let addr: std::net::SocketAddr = listen
+                .parse()
+                .with_context(|| format!("--listen takes ADDR:PORT, got {listen:?}"))?;
+            if !addr.ip().is_loopback() && token.as_deref().is_none_or(str::is_empty) {
+                bail!("listening on {addr}, beyond loopback, needs --token (or SHOAL_TOKEN)");
+            }
+            let db = open_db(&cli.state_dir)?;
+            let opts = drive_options(&env, Some(db.clone()))?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let runtime = drive::build(opts).await?;
+                let server = shoal_server::Server::new(shoal_server::Options {
+                    runtime,
+                    db,
+                    token,
+                });
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?;
+                let resumed = server.resume_running()?;
+                eprintln!(
+                    "shoal: serving the Step Functions API and the dashboard on http://{}/ ({resumed} running executions resumed)",
+                    listener.local_addr()?
+                );
+                server.serve(listener).await;
+                Ok(ExitCode::SUCCESS)
+            })
         }
         Cmd::Executions { json } => {
             let db = open_db(&cli.state_dir)?;
@@ -290,12 +325,8 @@ fn open_db(dir: &Option<PathBuf>) -> Result<std::sync::Arc<shoal_store::Db>> {
     Ok(shoal_store::Db::open(&dir)?)
 }
 
-fn run_job(
-    job: drive::Job,
-    env: Env,
-    db: Option<std::sync::Arc<shoal_store::Db>>,
-) -> Result<ExitCode> {
-    let config = env.config.or_else(|| {
+fn drive_options(env: &Env, db: Option<std::sync::Arc<shoal_store::Db>>) -> Result<drive::Options> {
+    let config = env.config.clone().or_else(|| {
         let p = PathBuf::from("shoal.toml");
         p.exists().then_some(p)
     });
@@ -303,13 +334,21 @@ fn run_job(
         Some(p) => shoal_connectors::functions::Functions::load(p)?,
         None => Default::default(),
     };
-    let opts = drive::Options {
+    Ok(drive::Options {
         db,
-        buckets: env.buckets,
-        s3_endpoint: env.s3_endpoint,
+        buckets: env.buckets.clone(),
+        s3_endpoint: env.s3_endpoint.clone(),
         functions,
         fast_forward: env.fast_forward,
-    };
+    })
+}
+
+fn run_job(
+    job: drive::Job,
+    env: Env,
+    db: Option<std::sync::Arc<shoal_store::Db>>,
+) -> Result<ExitCode> {
+    let opts = drive_options(&env, db)?;
     let outcome = drive::run(job, opts)?;
     Ok(print_outcome(outcome, env.json))
 }

@@ -459,7 +459,7 @@ impl Store {
 
 /// Serves HTTP/1.1 on `listener`, calling `handler(state, request)`, until this future
 /// is dropped: its connections are tasks it owns, so dropping it stops them all.
-pub(crate) async fn serve_http<S, F, Fut>(listener: tokio::net::TcpListener, state: S, handler: F)
+pub async fn serve_http<S, F, Fut>(listener: tokio::net::TcpListener, state: S, handler: F)
 where
     S: Clone + Send + 'static,
     F: Fn(S, hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,

@@ -545,6 +545,8 @@ pub struct MapRun {
     pub done: DoneSet,
     /// Keep what a store needs to resume: failures and collected outputs since the last take.
     durable: bool,
+    /// MaxConcurrency, which UpdateMapRun may change while the run goes.
+    max_concurrency: usize,
     new_failures: Vec<(u64, u64, Failure)>,
     new_outputs: Vec<(u64, Value)>,
 }
@@ -620,6 +622,7 @@ impl MapRun {
         MapRun {
             shaper: Shaper::new(spec.shape.clone()),
             tally: Tally::new(spec.tolerance),
+            max_concurrency: spec.max_concurrency,
             spec,
             state: state.to_string(),
             queue: Default::default(),
@@ -634,6 +637,24 @@ impl MapRun {
             new_failures: Vec::new(),
             new_outputs: Vec::new(),
         }
+    }
+
+    /// UpdateMapRun: a new MaxConcurrency and tolerance for the rest of the run. A
+    /// tolerance already broken by the failures so far fails the run now.
+    pub fn update(&mut self, max_concurrency: Option<usize>, tolerance: Option<Tolerance>) {
+        if let Some(m) = max_concurrency {
+            self.max_concurrency = m;
+        }
+        if let Some(t) = tolerance {
+            self.tally.tolerance = t;
+            if self.tally.exceeded() && self.failure.is_none() {
+                self.failure = Some(Tolerance::threshold_failure());
+            }
+        }
+    }
+
+    pub fn max_concurrency(&self) -> usize {
+        self.max_concurrency
     }
 
     /// Keeps failures and outputs for [`MapRun::take_new`], for a store to save.
@@ -732,7 +753,7 @@ impl MapRun {
         if self.failure.is_some() {
             return None;
         }
-        let max = match self.spec.max_concurrency {
+        let max = match self.max_concurrency {
             0 => MAX_CHILDREN,
             n => n.min(MAX_CHILDREN),
         };

@@ -11,6 +11,7 @@ mod durable;
 
 pub use durable::{decode_event, encode_event, Error};
 use durable::{Journal, MapDurable};
+pub use shoal_engine::maprun::Tolerance;
 
 use serde_json::Value;
 use shoal_asl::StateMachine;
@@ -48,9 +49,26 @@ pub struct MapRunProgress {
     tally: Mutex<Tally>,
     live: AtomicU64,
     peak: AtomicU64,
+    /// UpdateMapRun's request, picked up by the map run's loop.
+    update: Mutex<Option<MapRunUpdate>>,
+    wake: tokio::sync::Notify,
+}
+
+/// UpdateMapRun: what to change; `None` keeps the current value.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MapRunUpdate {
+    pub max_concurrency: Option<usize>,
+    pub tolerated_failure_count: Option<f64>,
+    pub tolerated_failure_percentage: Option<f64>,
 }
 
 impl MapRunProgress {
+    /// Asks the running map run to change its limits.
+    pub fn update(&self, u: MapRunUpdate) {
+        *self.update.lock().unwrap_or_else(|p| p.into_inner()) = Some(u);
+        self.wake.notify_one();
+    }
+
     pub fn tally(&self) -> Tally {
         self.tally.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -76,6 +94,18 @@ pub struct Runtime {
 
 /// How often a map run records its progress: what ended since is all a crash can cost.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// An execution recorded in the store, ready to run.
+pub struct Begun {
+    exec: Execution,
+    journal: Journal,
+}
+
+impl Begun {
+    pub fn execution_arn(&self) -> &str {
+        &self.journal.arn
+    }
+}
 
 /// A child's end, and its ResultWriter record already serialized.
 type Ended = (Child, ChildEnd, Option<Encoded>);
@@ -134,6 +164,17 @@ impl Runtime {
             .clone()
     }
 
+    /// The live progress of a map run started by this runtime.
+    pub fn map_run_progress(&self, map_run_arn: &str) -> Option<Arc<MapRunProgress>> {
+        self.map_runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .rev()
+            .find(|p| p.map_run_arn == map_run_arn)
+            .cloned()
+    }
+
     /// Starts an execution of `machine` and runs it to the end.
     pub async fn run(
         self: &Arc<Self>,
@@ -153,9 +194,22 @@ impl Runtime {
         info: ExecutionInfo,
         input: Value,
     ) -> Result<Outcome, Error> {
-        let Some(db) = self.db.clone() else {
+        if self.db.is_none() {
             return Ok(self.run(machine, info, input).await);
-        };
+        }
+        let begun = self.begin(machine, definition, info, input)?;
+        self.run_begun(begun).await
+    }
+
+    /// Records a new execution in the store (refusing a name in use) without running it.
+    pub fn begin(
+        self: &Arc<Self>,
+        machine: Arc<StateMachine>,
+        definition: &str,
+        info: ExecutionInfo,
+        input: Value,
+    ) -> Result<Begun, Error> {
+        let db = self.db.clone().ok_or(Error::NoStore)?;
         let seed = self.entropy().next_u64();
         db.create_execution(&shoal_store::ExecutionRecord {
             arn: info.execution_arn.clone(),
@@ -183,7 +237,13 @@ impl Runtime {
             history_offset: 0,
             redrive: false,
         };
-        let mut exec = Execution::new(machine, info, input, Box::new(SplitMix::new(seed)));
+        let exec = Execution::new(machine, info, input, Box::new(SplitMix::new(seed)));
+        Ok(Begun { exec, journal })
+    }
+
+    /// Runs an execution [`Runtime::begin`] recorded, to the end.
+    pub async fn run_begun(self: &Arc<Self>, begun: Begun) -> Result<Outcome, Error> {
+        let Begun { mut exec, journal } = begun;
         self.drive_from(
             &mut exec,
             VecDeque::from([Event::Start]),
@@ -251,7 +311,7 @@ impl Runtime {
         info.redrive_count = rec.redrive_count + u32::from(redrive && rec.status != "RUNNING");
         let mut entries = db.journal(&rec.arn)?;
         let redriving = redrive && rec.status != "RUNNING";
-        if redriving {
+        if redriving && rec.status != "ABORTED" {
             // The last event is the one that failed the execution: it is taken back.
             if let Some(last) = entries.pop() {
                 db.truncate_journal(&rec.arn, last.seq)?;
@@ -317,6 +377,8 @@ impl Runtime {
             None;
         let mut outstanding = 0usize;
         let mut effects = open;
+        // Owned here: when this future is dropped (StopExecution), its tasks stop too.
+        let mut tasks = JoinSet::new();
         loop {
             for effect in effects.drain(..) {
                 match effect {
@@ -342,7 +404,8 @@ impl Runtime {
                         let timeout = timeout_seconds
                             .filter(|t| *t > 0.0)
                             .map(std::time::Duration::from_secs_f64);
-                        tokio::spawn(async move {
+                        while tasks.try_join_next().is_some() {}
+                        tasks.spawn(async move {
                             let r = functions
                                 .invoke_task(&resource, input, timeout, request_id)
                                 .await;
@@ -365,7 +428,8 @@ impl Runtime {
                             execution: j.arn.clone(),
                             redrive: j.redrive,
                         });
-                        tokio::spawn(async move {
+                        while tasks.try_join_next().is_some() {}
+                        tasks.spawn(async move {
                             let result = rt.map_run_with(spec, state, durable).await;
                             let _ = tx.send(Event::MapRunFinished { id, result });
                         });
@@ -432,6 +496,8 @@ impl Runtime {
             tally: Mutex::new(Tally::new(spec.tolerance)),
             live: AtomicU64::new(0),
             peak: AtomicU64::new(0),
+            update: Mutex::new(None),
+            wake: tokio::sync::Notify::new(),
         });
         self.map_runs
             .lock()
@@ -443,8 +509,11 @@ impl Runtime {
         if let Some(d) = &durable {
             let found = d.db.map_run(&spec.map_run_arn).map_err(store_failure)?;
             match found {
-                Some(rec) if rec.status == "RUNNING" || (d.redrive && rec.status == "FAILED") => {
-                    let redrive = rec.status == "FAILED";
+                Some(rec)
+                    if rec.status == "RUNNING"
+                        || (d.redrive && matches!(rec.status.as_str(), "FAILED" | "ABORTED")) =>
+                {
+                    let redrive = rec.status != "RUNNING";
                     let cp =
                         durable::load_checkpoint(&d.db, &rec, redrive).map_err(store_failure)?;
                     saved = Some((rec, cp, redrive));
@@ -547,7 +616,8 @@ impl Runtime {
         };
         let encoder = writer.as_ref().map(ResultWriter::encoder);
         let mut running: JoinSet<Ended> = JoinSet::new();
-        let mut last_checkpoint = std::time::Instant::now();
+        // The first checkpoint comes at once: DescribeMapRun finds the run from the start.
+        let mut last_checkpoint = std::time::Instant::now() - CHECKPOINT_EVERY;
         let mut dirty = durable.is_some();
         loop {
             while let Some(child) = mr.next_child(self.now_ms()) {
@@ -575,6 +645,31 @@ impl Runtime {
                     dirty = false;
                 }
             }
+            let update = progress
+                .update
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if let Some(u) = update {
+                let tolerance = (u.tolerated_failure_count.is_some()
+                    || u.tolerated_failure_percentage.is_some())
+                .then(|| {
+                    let mut t = mr.tally.tolerance;
+                    if u.tolerated_failure_count.is_some() {
+                        t.count = u.tolerated_failure_count;
+                    }
+                    if u.tolerated_failure_percentage.is_some() {
+                        t.percentage = u.tolerated_failure_percentage;
+                    }
+                    t
+                });
+                mr.update(u.max_concurrency, tolerance);
+                base.max_concurrency = mr.max_concurrency() as u64;
+                base.tolerated_count = mr.tally.tolerance.count.map(|c| c as u64);
+                base.tolerated_percentage = mr.tally.tolerance.percentage;
+                dirty = durable.is_some();
+                continue;
+            }
             if mr.is_over() {
                 break;
             }
@@ -597,6 +692,7 @@ impl Runtime {
                         next = running.try_join_next();
                     }
                 }
+                _ = progress.wake.notified() => {}
                 chunk = async { items.as_mut()?.recv().await }, if want => match chunk {
                     Some(Ok(batch)) => {
                         for item in batch {

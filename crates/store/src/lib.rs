@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 /// The schema this build writes. Each entry of [`MIGRATIONS`] moves one version up.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -69,6 +69,16 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE map_outputs(
         map_run TEXT NOT NULL, child INTEGER NOT NULL, output TEXT NOT NULL,
         PRIMARY KEY(map_run, child)) WITHOUT ROWID;",
+    // 1 -> 2: state machines, for `shoal serve`.
+    "CREATE TABLE state_machines(
+        arn TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        definition TEXT NOT NULL,
+        role_arn TEXT NOT NULL,
+        type TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER
+    );",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -165,6 +175,18 @@ impl ExecutionRecord {
 
 fn secs(ms: i64) -> Value {
     serde_json::Number::from_f64(ms as f64 / 1000.0).map_or(Value::Null, Value::Number)
+}
+
+/// A state machine registered through the API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateMachineRecord {
+    pub arn: String,
+    pub name: String,
+    pub definition: String,
+    pub role_arn: String,
+    pub kind: String,
+    pub created_ms: i64,
+    pub updated_ms: Option<i64>,
 }
 
 /// One event the engine was fed, as the runtime encoded it.
@@ -476,6 +498,95 @@ impl Db {
         }
     }
 
+    /// Inserts a state machine; false when its ARN is taken.
+    pub fn create_state_machine(&self, m: &StateMachineRecord) -> Result<bool> {
+        self.flush()?;
+        let r = self.read(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO state_machines(arn, name, definition, role_arn, type, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![m.arn, m.name, m.definition, m.role_arn, m.kind, m.created_ms],
+            )
+        })?;
+        Ok(r == 1)
+    }
+
+    pub fn update_state_machine(
+        &self,
+        arn: &str,
+        definition: Option<&str>,
+        role_arn: Option<&str>,
+        at_ms: i64,
+    ) -> Result<bool> {
+        self.flush()?;
+        let n = self.read(|c| {
+            c.execute(
+                "UPDATE state_machines SET definition = COALESCE(?2, definition),
+                    role_arn = COALESCE(?3, role_arn), updated_ms = ?4 WHERE arn = ?1",
+                params![arn, definition, role_arn, at_ms],
+            )
+        })?;
+        Ok(n == 1)
+    }
+
+    pub fn delete_state_machine(&self, arn: &str) -> Result<()> {
+        self.read(|c| c.execute("DELETE FROM state_machines WHERE arn = ?1", [arn]))
+            .map(|_| ())
+    }
+
+    pub fn state_machine(&self, arn: &str) -> Result<Option<StateMachineRecord>> {
+        self.read(|c| {
+            c.query_row(&format!("{SM_SELECT} WHERE arn = ?1"), [arn], sm_row)
+                .optional()
+        })
+    }
+
+    pub fn state_machines(&self) -> Result<Vec<StateMachineRecord>> {
+        self.read(|c| {
+            let mut st = c.prepare(&format!("{SM_SELECT} ORDER BY name"))?;
+            let rows = st.query_map([], sm_row)?;
+            rows.collect()
+        })
+    }
+
+    /// StopExecution: the execution and its running map runs end ABORTED, and the
+    /// history says so. False when it was not running.
+    pub fn abort_execution(
+        &self,
+        arn: &str,
+        at_ms: i64,
+        error: Option<&str>,
+        cause: Option<&str>,
+    ) -> Result<bool> {
+        self.flush()?;
+        let mut conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let path = self.path.clone();
+        let tx = conn.transaction().map_err(sqlite(&path))?;
+        let n = tx
+            .execute(
+                "UPDATE executions SET status = 'ABORTED', stop_ms = ?2, error = ?3, cause = ?4
+                 WHERE arn = ?1 AND status = 'RUNNING'",
+                params![arn, at_ms, error, cause],
+            )
+            .map_err(sqlite(&path))?;
+        if n == 1 {
+            tx.execute(
+                "UPDATE map_runs SET status = 'ABORTED', stop_ms = ?2 WHERE execution = ?1 AND status = 'RUNNING'",
+                params![arn, at_ms],
+            )
+            .map_err(sqlite(&path))?;
+            let details = serde_json::json!({"error": error, "cause": cause}).to_string();
+            tx.execute(
+                "INSERT INTO history(execution, id, at_ms, type, details)
+                 SELECT ?1, COALESCE(MAX(id), 0) + 1, ?2, 'ExecutionAborted', ?3 FROM history WHERE execution = ?1",
+                params![arn, at_ms, details],
+            )
+            .map_err(sqlite(&path))?;
+        }
+        tx.commit().map_err(sqlite(&path))?;
+        Ok(n == 1)
+    }
+
     pub fn execution(&self, arn_or_name: &str) -> Result<ExecutionRecord> {
         let found = self.read(|c| {
             c.query_row(
@@ -618,6 +729,21 @@ fn check_header(path: &Path) -> Result<()> {
         });
     }
     Ok(())
+}
+
+const SM_SELECT: &str =
+    "SELECT arn, name, definition, role_arn, type, created_ms, updated_ms FROM state_machines";
+
+fn sm_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StateMachineRecord> {
+    Ok(StateMachineRecord {
+        arn: r.get(0)?,
+        name: r.get(1)?,
+        definition: r.get(2)?,
+        role_arn: r.get(3)?,
+        kind: r.get(4)?,
+        created_ms: r.get(5)?,
+        updated_ms: r.get(6)?,
+    })
 }
 
 const EXEC_SELECT: &str =

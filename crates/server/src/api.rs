@@ -1,0 +1,756 @@
+//! The operations, with AWS's request fields, response shapes and error codes.
+
+use crate::{ApiError, Server};
+use serde_json::{json, Map, Value};
+use shoal_engine::{ExecutionInfo, Outcome};
+use shoal_runtime::MapRunUpdate;
+use shoal_store::{ExecutionRecord, HistoryRow, MapRunRecord, StateMachineRecord};
+use std::sync::Arc;
+
+const REGION: &str = "us-east-1";
+const ACCOUNT: &str = "123456789012";
+const MAX_DEFINITION: usize = 1024 * 1024;
+const MAX_INPUT: usize = 256 * 1024;
+
+type R<T = Value> = Result<T, ApiError>;
+
+fn secs(ms: i64) -> Value {
+    serde_json::Number::from_f64(ms as f64 / 1000.0).map_or(Value::Null, Value::Number)
+}
+
+fn validation(field: &str, constraint: &str) -> ApiError {
+    ApiError::new(
+        "ValidationException",
+        format!("1 validation error detected: Value at '{field}' failed to satisfy constraint: {constraint}"),
+    )
+}
+
+fn opt_str<'a>(p: &'a Value, k: &str) -> R<Option<&'a str>> {
+    match p.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ApiError::new(
+            "SerializationException",
+            format!("{k} must be a string"),
+        )),
+    }
+}
+
+fn req_str<'a>(p: &'a Value, k: &str) -> R<&'a str> {
+    opt_str(p, k)?.ok_or_else(|| validation(k, "Member must not be null"))
+}
+
+fn opt_u64(p: &Value, k: &str) -> R<Option<u64>> {
+    match p.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            ApiError::new(
+                "SerializationException",
+                format!("{k} must be a non-negative integer"),
+            )
+        }),
+    }
+}
+
+fn opt_f64(p: &Value, k: &str) -> R<Option<f64>> {
+    match p.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_f64().map(Some).ok_or_else(|| {
+            ApiError::new("SerializationException", format!("{k} must be a number"))
+        }),
+    }
+}
+
+fn opt_bool(p: &Value, k: &str) -> R<bool> {
+    match p.get(k) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(ApiError::new(
+            "SerializationException",
+            format!("{k} must be a boolean"),
+        )),
+    }
+}
+
+/// AWS's rule for state machine, execution and map run names.
+pub fn check_name(name: &str) -> R<()> {
+    let bad = name.is_empty()
+        || name.chars().count() > 80
+        || name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(c));
+    if bad {
+        return Err(ApiError::new(
+            "InvalidName",
+            format!("Invalid Name: '{name}'"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_arn<'a>(arn: &'a str, kind: &str) -> R<&'a str> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    if parts.len() < 7 || parts[0] != "arn" || parts[2] != "states" || parts[5] != kind {
+        return Err(ApiError::new("InvalidArn", format!("Invalid Arn: '{arn}'")));
+    }
+    Ok(arn)
+}
+
+/// Paging: the token is the offset of the next page.
+fn page<T>(all: Vec<T>, p: &Value, default: usize) -> R<(Vec<T>, Option<String>)> {
+    let max = opt_u64(p, "maxResults")?.unwrap_or(0) as usize;
+    let max = if max == 0 { default } else { max.min(1000) };
+    let start = match opt_str(p, "nextToken")? {
+        None => 0,
+        Some(t) => t
+            .parse::<usize>()
+            .map_err(|_| ApiError::new("InvalidToken", format!("Invalid Token: '{t}'")))?,
+    };
+    let total = all.len();
+    let items: Vec<T> = all.into_iter().skip(start).take(max).collect();
+    let next = (start + items.len() < total).then(|| (start + items.len()).to_string());
+    Ok((items, next))
+}
+
+fn sm_arn(name: &str) -> String {
+    format!("arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}")
+}
+
+fn describe_map_run(m: &MapRunRecord, live: Option<shoal_engine::maprun::Tally>) -> Value {
+    let parse = |t: &str| serde_json::from_str::<Value>(t).unwrap_or_else(|_| json!({}));
+    let (items, executions) = match &live {
+        Some(t) if m.status == "RUNNING" => (t.items.to_json(), t.executions.to_json()),
+        _ => (parse(&m.item_counts), parse(&m.execution_counts)),
+    };
+    let mut v = json!({
+        "mapRunArn": m.arn, "executionArn": m.execution, "status": m.status,
+        "startDate": secs(m.start_ms), "maxConcurrency": m.max_concurrency,
+        "toleratedFailurePercentage": m.tolerated_percentage.unwrap_or(0.0),
+        "toleratedFailureCount": m.tolerated_count.unwrap_or(0),
+        "itemCounts": items, "executionCounts": executions,
+        "redriveCount": serde_json::from_str::<Value>(m.checkpoint.as_deref().unwrap_or("{}"))
+            .ok().and_then(|c| c["generation"].as_u64()).unwrap_or(0),
+    });
+    if let Some(t) = m.stop_ms {
+        v["stopDate"] = secs(t);
+    }
+    v
+}
+
+fn history_event(h: &HistoryRow, include_data: bool) -> Value {
+    let kind = h.kind.as_str();
+    let key = if kind.ends_with("StateEntered") {
+        "stateEnteredEventDetails".to_string()
+    } else if kind.ends_with("StateExited") {
+        "stateExitedEventDetails".to_string()
+    } else {
+        let mut c = kind.chars();
+        let first = c.next().map(|f| f.to_ascii_lowercase()).unwrap_or_default();
+        format!("{first}{}EventDetails", c.as_str())
+    };
+    let mut details: Value = serde_json::from_str(&h.details).unwrap_or_else(|_| json!({}));
+    if !include_data {
+        if let Some(d) = details.as_object_mut() {
+            for k in ["input", "output"] {
+                if d.remove(k).is_some() {
+                    d.insert(format!("{k}Details"), json!({"truncated": false}));
+                }
+            }
+        }
+    }
+    let mut e = json!({
+        "timestamp": secs(h.at_ms), "type": kind, "id": h.id,
+        "previousEventId": h.id.saturating_sub(1),
+    });
+    if details.as_object().is_some_and(|d| !d.is_empty()) {
+        e[key] = details;
+    }
+    e
+}
+
+fn list_item(e: &ExecutionRecord) -> Value {
+    let mut v = json!({
+        "executionArn": e.arn, "stateMachineArn": e.state_machine_arn, "name": e.name,
+        "status": e.status, "startDate": secs(e.start_ms), "redriveCount": e.redrive_count,
+    });
+    if let Some(t) = e.stop_ms {
+        v["stopDate"] = secs(t);
+    }
+    v
+}
+
+impl Server {
+    pub(crate) async fn call(self: &Arc<Self>, op: &str, p: &Value) -> R {
+        match op {
+            "CreateStateMachine" => self.create_state_machine(p),
+            "UpdateStateMachine" => self.update_state_machine(p),
+            "DescribeStateMachine" => self.describe_state_machine(p),
+            "ListStateMachines" => self.list_state_machines(p),
+            "DeleteStateMachine" => self.delete_state_machine(p),
+            "StartExecution" => self.start_execution(p, false).await,
+            "StartSyncExecution" => self.start_execution(p, true).await,
+            "StopExecution" => self.stop_execution(p).await,
+            "DescribeExecution" => self.describe_execution(p),
+            "ListExecutions" => self.list_executions(p),
+            "GetExecutionHistory" => self.history(p),
+            "DescribeMapRun" => self.describe_map_run(p),
+            "ListMapRuns" => self.list_map_runs(p),
+            "UpdateMapRun" => self.update_map_run(p),
+            "RedriveExecution" => self.redrive(p),
+            "ValidateStateMachineDefinition" => {
+                let def = req_str(p, "definition")?;
+                if def.len() > MAX_DEFINITION {
+                    return Err(validation(
+                        "definition",
+                        "Member must have length less than or equal to 1048576",
+                    ));
+                }
+                Ok(shoal_asl::parse(def).validation_report())
+            }
+            "TestState" => self.test_state(p).await,
+            "ListMapRunFailures" => self.list_failures(p),
+            _ => Err(ApiError::new(
+                "UnknownOperationException",
+                format!("unknown operation {op}"),
+            )),
+        }
+    }
+
+    fn machine(&self, arn: &str) -> R<StateMachineRecord> {
+        check_arn(arn, "stateMachine")?;
+        self.db.state_machine(arn)?.ok_or_else(|| {
+            ApiError::new(
+                "StateMachineDoesNotExist",
+                format!("State Machine Does Not Exist: '{arn}'"),
+            )
+        })
+    }
+
+    fn definition(p: &Value) -> R<String> {
+        let def = req_str(p, "definition")?;
+        if def.len() > MAX_DEFINITION {
+            return Err(validation(
+                "definition",
+                "Member must have length less than or equal to 1048576",
+            ));
+        }
+        let subs: Vec<(&str, &str)> = match p.get("definitionSubstitutions") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| {
+                    v.as_str().map(|v| (k.as_str(), v)).ok_or_else(|| {
+                        ApiError::new(
+                            "SerializationException",
+                            "definitionSubstitutions values must be strings",
+                        )
+                    })
+                })
+                .collect::<R<_>>()?,
+            Some(_) => {
+                return Err(ApiError::new(
+                    "SerializationException",
+                    "definitionSubstitutions must be an object",
+                ))
+            }
+        };
+        let text = shoal_asl::substitute(def, subs);
+        let parsed = shoal_asl::parse(&text);
+        if !parsed.is_valid() {
+            let problems: Vec<String> = parsed.diagnostics.iter().map(|d| d.to_string()).collect();
+            return Err(ApiError::new(
+                "InvalidDefinition",
+                format!(
+                    "Invalid State Machine Definition: '{}'",
+                    problems.join("; ")
+                ),
+            ));
+        }
+        Ok(text)
+    }
+
+    fn create_state_machine(&self, p: &Value) -> R {
+        let name = req_str(p, "name")?;
+        check_name(name)?;
+        let definition = Self::definition(p)?;
+        let role = opt_str(p, "roleArn")?.unwrap_or("arn:aws:iam::123456789012:role/shoal");
+        let kind = opt_str(p, "type")?.unwrap_or("STANDARD");
+        if !matches!(kind, "STANDARD" | "EXPRESS") {
+            return Err(validation(
+                "type",
+                "Member must satisfy enum value set: [STANDARD, EXPRESS]",
+            ));
+        }
+        let rec = StateMachineRecord {
+            arn: sm_arn(name),
+            name: name.to_string(),
+            definition,
+            role_arn: role.to_string(),
+            kind: kind.to_string(),
+            created_ms: self.runtime.now_ms(),
+            updated_ms: None,
+        };
+        if !self.db.create_state_machine(&rec)? {
+            let old = self.machine(&rec.arn)?;
+            // AWS answers an identical request with the existing machine.
+            if old.definition != rec.definition
+                || old.role_arn != rec.role_arn
+                || old.kind != rec.kind
+            {
+                return Err(ApiError::new(
+                    "StateMachineAlreadyExists",
+                    format!("State Machine Already Exists: '{}'", rec.arn),
+                ));
+            }
+            return Ok(json!({"stateMachineArn": old.arn, "creationDate": secs(old.created_ms)}));
+        }
+        Ok(json!({"stateMachineArn": rec.arn, "creationDate": secs(rec.created_ms)}))
+    }
+
+    fn update_state_machine(&self, p: &Value) -> R {
+        let arn = req_str(p, "stateMachineArn")?;
+        self.machine(arn)?;
+        let definition = match p.get("definition") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(Self::definition(p)?),
+        };
+        let now = self.runtime.now_ms();
+        self.db
+            .update_state_machine(arn, definition.as_deref(), opt_str(p, "roleArn")?, now)?;
+        Ok(json!({"updateDate": secs(now)}))
+    }
+
+    fn describe_state_machine(&self, p: &Value) -> R {
+        let m = self.machine(req_str(p, "stateMachineArn")?)?;
+        Ok(json!({
+            "stateMachineArn": m.arn, "name": m.name, "status": "ACTIVE", "definition": m.definition,
+            "roleArn": m.role_arn, "type": m.kind, "creationDate": secs(m.created_ms),
+            "loggingConfiguration": {"level": "OFF", "includeExecutionData": false},
+        }))
+    }
+
+    fn list_state_machines(&self, p: &Value) -> R {
+        let all = self.db.state_machines()?;
+        let (items, next) = page(all, p, 100)?;
+        let list: Vec<Value> = items
+            .iter()
+            .map(|m| json!({"stateMachineArn": m.arn, "name": m.name, "type": m.kind, "creationDate": secs(m.created_ms)}))
+            .collect();
+        let mut v = json!({ "stateMachines": list });
+        if let Some(n) = next {
+            v["nextToken"] = json!(n);
+        }
+        Ok(v)
+    }
+
+    fn delete_state_machine(&self, p: &Value) -> R {
+        let arn = req_str(p, "stateMachineArn")?;
+        check_arn(arn, "stateMachine")?;
+        self.db.delete_state_machine(arn)?;
+        Ok(json!({}))
+    }
+
+    async fn start_execution(self: &Arc<Self>, p: &Value, sync: bool) -> R {
+        let m = self.machine(req_str(p, "stateMachineArn")?)?;
+        if sync && m.kind != "EXPRESS" {
+            return Err(ApiError::new(
+                "StateMachineTypeNotSupported",
+                "This operation is not supported by this type of state machine",
+            ));
+        }
+        let input_text = opt_str(p, "input")?.unwrap_or("{}");
+        if input_text.len() > MAX_INPUT {
+            return Err(validation(
+                "input",
+                "Member must have length less than or equal to 262144",
+            ));
+        }
+        let input: Value = serde_json::from_str(input_text).map_err(|e| {
+            ApiError::new(
+                "InvalidExecutionInput",
+                format!("Invalid State Machine Execution Input: '{e}'"),
+            )
+        })?;
+        let entropy = self.runtime.entropy();
+        let name = match opt_str(p, "name")? {
+            Some(n) => n.to_string(),
+            None => shoal_expr::uuid_v4(&entropy),
+        };
+        check_name(&name)?;
+        let parsed = shoal_asl::parse(&m.definition);
+        let Some(machine) = parsed.machine.filter(|_| parsed.diagnostics.is_empty()) else {
+            return Err(ApiError::new(
+                "InvalidDefinition",
+                "the stored definition no longer parses",
+            ));
+        };
+        let info = ExecutionInfo::local(&m.name, &name, self.runtime.now_ms(), false, &entropy);
+        let arn = info.execution_arn.clone();
+        let start_ms = info.start_time_ms;
+        let begun = match self
+            .runtime
+            .begin(Arc::new(machine), &m.definition, info, input)
+        {
+            Ok(b) => b,
+            Err(shoal_runtime::Error::Store(shoal_store::Error::ExecutionAlreadyExists(_))) => {
+                // Idempotent: the same name and input while it runs is the same execution.
+                let old = self.db.execution(&arn)?;
+                let same = serde_json::from_str::<Value>(&old.input).ok()
+                    == serde_json::from_str::<Value>(input_text).ok();
+                if same && old.status == "RUNNING" && !sync {
+                    return Ok(json!({"executionArn": old.arn, "startDate": secs(old.start_ms)}));
+                }
+                return Err(ApiError::new(
+                    "ExecutionAlreadyExists",
+                    format!("Execution Already Exists: '{arn}'"),
+                ));
+            }
+            Err(shoal_runtime::Error::Store(e)) => return Err(e.into()),
+            Err(e) => {
+                return Err(ApiError {
+                    status: 500,
+                    code: "InternalFailure",
+                    message: e.to_string(),
+                })
+            }
+        };
+        let rt = self.runtime.clone();
+        let this = self.clone();
+        let key = arn.clone();
+        let task = tokio::spawn(async move {
+            let r = rt.run_begun(begun).await;
+            this.finished(&key);
+            r
+        });
+        self.track(arn.clone(), task.abort_handle());
+        if !sync {
+            return Ok(json!({"executionArn": arn, "startDate": secs(start_ms)}));
+        }
+        let outcome = task.await;
+        let e = self.db.execution(&arn)?;
+        let mut v = json!({
+            "executionArn": e.arn, "stateMachineArn": e.state_machine_arn, "name": e.name,
+            "startDate": secs(e.start_ms), "stopDate": secs(e.stop_ms.unwrap_or_else(|| self.runtime.now_ms())),
+            "status": e.status, "input": e.input, "inputDetails": {"included": true},
+        });
+        match outcome {
+            Ok(Ok(Outcome::Succeeded(out))) => {
+                v["output"] = json!(out.to_string());
+                v["outputDetails"] = json!({"included": true});
+            }
+            Ok(Ok(Outcome::Failed(f))) => {
+                v["error"] = json!(f.error);
+                v["cause"] = json!(f.cause.unwrap_or_default());
+            }
+            _ => v["status"] = json!("FAILED"),
+        }
+        Ok(v)
+    }
+
+    async fn stop_execution(&self, p: &Value) -> R {
+        let arn = check_arn(req_str(p, "executionArn")?, "execution")?;
+        let e = self.db.execution(arn)?;
+        if e.arn != arn {
+            return Err(shoal_store::Error::ExecutionDoesNotExist(arn.into()).into());
+        }
+        let handle = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(arn);
+        if let Some(h) = handle {
+            h.abort();
+            // Wait until the task is gone, so nothing it queued lands after the abort.
+            while !h.is_finished() {
+                tokio::task::yield_now().await;
+            }
+        }
+        let now = self.runtime.now_ms();
+        self.db
+            .abort_execution(arn, now, opt_str(p, "error")?, opt_str(p, "cause")?)?;
+        Ok(json!({"stopDate": secs(now)}))
+    }
+
+    fn execution(&self, p: &Value) -> R<ExecutionRecord> {
+        let arn = check_arn(req_str(p, "executionArn")?, "execution")?;
+        let e = self.db.execution(arn)?;
+        if e.arn != arn {
+            return Err(shoal_store::Error::ExecutionDoesNotExist(arn.into()).into());
+        }
+        Ok(e)
+    }
+
+    fn describe_execution(&self, p: &Value) -> R {
+        Ok(self.execution(p)?.describe())
+    }
+
+    fn list_executions(&self, p: &Value) -> R {
+        let status = opt_str(p, "statusFilter")?;
+        if let Some(s) = status {
+            if !matches!(
+                s,
+                "RUNNING" | "SUCCEEDED" | "FAILED" | "TIMED_OUT" | "ABORTED" | "PENDING_REDRIVE"
+            ) {
+                return Err(validation("statusFilter", "Member must satisfy enum value set: [RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, PENDING_REDRIVE]"));
+            }
+        }
+        let machine = opt_str(p, "stateMachineArn")?;
+        if let Some(m) = machine {
+            self.machine(m)?;
+        }
+        // Children of a map run are not stored (EXPRESS children keep per-batch
+        // progress only): a map run lists none.
+        if let Some(mr) = opt_str(p, "mapRunArn")? {
+            check_arn(mr, "mapRun")?;
+            if self.db.map_run(mr)?.is_none() {
+                return Err(ApiError::new(
+                    "ResourceNotFound",
+                    format!("Map Run Does Not Exist: '{mr}'"),
+                ));
+            }
+            return Ok(json!({"executions": []}));
+        }
+        let all: Vec<ExecutionRecord> = self
+            .db
+            .executions()?
+            .into_iter()
+            .filter(|e| machine.is_none_or(|m| e.state_machine_arn == m))
+            .filter(|e| status.is_none_or(|s| e.status == s))
+            .collect();
+        let (items, next) = page(all, p, 100)?;
+        let mut v = json!({"executions": items.iter().map(list_item).collect::<Vec<_>>()});
+        if let Some(n) = next {
+            v["nextToken"] = json!(n);
+        }
+        Ok(v)
+    }
+
+    fn history(&self, p: &Value) -> R {
+        let e = self.execution(p)?;
+        let mut all = self.db.history(&e.arn)?;
+        if opt_bool(p, "reverseOrder")? {
+            all.reverse();
+        }
+        let include = p
+            .get("includeExecutionData")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        let (items, next) = page(all, p, 100)?;
+        let mut v =
+            json!({"events": items.iter().map(|h| history_event(h, include)).collect::<Vec<_>>()});
+        if let Some(n) = next {
+            v["nextToken"] = json!(n);
+        }
+        Ok(v)
+    }
+
+    fn map_run(&self, p: &Value) -> R<MapRunRecord> {
+        let arn = check_arn(req_str(p, "mapRunArn")?, "mapRun")?;
+        self.db.map_run(arn)?.ok_or_else(|| {
+            ApiError::new(
+                "ResourceNotFound",
+                format!("Map Run Does Not Exist: '{arn}'"),
+            )
+        })
+    }
+
+    fn describe_map_run(&self, p: &Value) -> R {
+        let m = self.map_run(p)?;
+        let live = self.runtime.map_run_progress(&m.arn).map(|l| l.tally());
+        Ok(describe_map_run(&m, live))
+    }
+
+    fn list_map_runs(&self, p: &Value) -> R {
+        let e = self.execution(p)?;
+        let runs: Vec<Value> = self
+            .db
+            .map_runs(&e.arn)?
+            .iter()
+            .map(|m| {
+                let mut v = json!({"executionArn": m.execution, "mapRunArn": m.arn, "stateMachineArn": format!("{}/{}", e.state_machine_arn, m.state), "startDate": secs(m.start_ms)});
+                if let Some(t) = m.stop_ms {
+                    v["stopDate"] = secs(t);
+                }
+                v
+            })
+            .collect();
+        Ok(json!({ "mapRuns": runs }))
+    }
+
+    fn update_map_run(&self, p: &Value) -> R {
+        let m = self.map_run(p)?;
+        let u = MapRunUpdate {
+            max_concurrency: opt_u64(p, "maxConcurrency")?.map(|v| v as usize),
+            tolerated_failure_count: opt_u64(p, "toleratedFailureCount")?.map(|v| v as f64),
+            tolerated_failure_percentage: opt_f64(p, "toleratedFailurePercentage")?,
+        };
+        if u.tolerated_failure_percentage
+            .is_some_and(|v| !(0.0..=100.0).contains(&v))
+        {
+            return Err(validation(
+                "toleratedFailurePercentage",
+                "Member must have value between 0 and 100",
+            ));
+        }
+        match self.runtime.map_run_progress(&m.arn) {
+            Some(live) if m.status == "RUNNING" => {
+                live.update(u);
+                Ok(json!({}))
+            }
+            _ => Err(ApiError::new(
+                "ValidationException",
+                format!("Map Run '{}' is not running", m.arn),
+            )),
+        }
+    }
+
+    fn redrive(self: &Arc<Self>, p: &Value) -> R {
+        let e = self.execution(p)?;
+        if !matches!(e.status.as_str(), "FAILED" | "TIMED_OUT" | "ABORTED") {
+            return Err(ApiError::new(
+                "ExecutionNotRedrivable",
+                format!(
+                    "Execution '{}' is {} and cannot be redriven",
+                    e.arn, e.status
+                ),
+            ));
+        }
+        self.spawn_resume(e.arn.clone(), true);
+        Ok(json!({"redriveDate": secs(self.runtime.now_ms())}))
+    }
+
+    fn list_failures(&self, p: &Value) -> R {
+        let m = self.map_run(p)?;
+        let all = self.db.failures(&m.arn)?;
+        let (items, next) = page(all, p, 20)?;
+        let list: Vec<Value> = items
+            .iter()
+            .map(|f| json!({"child": f.child, "items": f.items, "attempt": f.generation, "date": secs(f.at_ms), "error": f.error, "cause": f.cause}))
+            .collect();
+        let mut v = json!({ "failures": list });
+        if let Some(n) = next {
+            v["nextToken"] = json!(n);
+        }
+        Ok(v)
+    }
+
+    /// TestState: the state runs alone; every state it may go to is a stand-in that
+    /// ends the test, so the state the execution enters next is `nextState`.
+    async fn test_state(&self, p: &Value) -> R {
+        let def_text = req_str(p, "definition")?;
+        let mut state: Value = serde_json::from_str(def_text).map_err(|e| {
+            ApiError::new(
+                "InvalidDefinition",
+                format!("Invalid State Definition: '{e}'"),
+            )
+        })?;
+        let Some(obj) = state.as_object_mut() else {
+            return Err(ApiError::new(
+                "InvalidDefinition",
+                "the state definition must be a JSON object",
+            ));
+        };
+        // TestState does not retry: a retriable error is reported as RETRIABLE.
+        let retriers = obj.remove("Retry");
+        let mut targets: Vec<String> = Vec::new();
+        collect_targets(&Value::Object(obj.clone()), &mut targets);
+        let name = "TestedState";
+        let mut states = Map::new();
+        for t in &targets {
+            states.insert(t.clone(), json!({"Type": "Succeed"}));
+        }
+        states.insert(name.into(), state);
+        let machine_def = json!({"StartAt": name, "States": states});
+        let parsed = shoal_asl::parse(&machine_def.to_string());
+        let Some(machine) = parsed.machine.filter(|_| parsed.diagnostics.is_empty()) else {
+            let problems: Vec<String> = parsed.diagnostics.iter().map(|d| d.to_string()).collect();
+            return Err(ApiError::new(
+                "InvalidDefinition",
+                format!("Invalid State Definition: '{}'", problems.join("; ")),
+            ));
+        };
+        let input: Value = serde_json::from_str(opt_str(p, "input")?.unwrap_or("{}"))
+            .map_err(|e| ApiError::new("InvalidExecutionInput", format!("Invalid input: '{e}'")))?;
+        let info = ExecutionInfo::local(
+            "TestState",
+            "test",
+            self.runtime.now_ms(),
+            false,
+            &self.runtime.entropy(),
+        );
+        let mut exec = shoal_engine::Execution::new(
+            Arc::new(machine),
+            info,
+            input,
+            Box::new(self.runtime.entropy()),
+        );
+        let outcome = self.runtime.drive(&mut exec).await;
+        let next = exec
+            .history()
+            .iter()
+            .filter(|h| h.kind == "SucceedStateEntered")
+            .filter_map(|h| h.details.get("name").and_then(Value::as_str))
+            .next_back()
+            .map(str::to_string);
+        let caught = exec
+            .history()
+            .iter()
+            .any(|h| h.kind == "TaskFailed" || h.kind.ends_with("Failed"))
+            && next.is_some();
+        let mut v = Map::new();
+        match outcome {
+            Outcome::Succeeded(out) => {
+                v.insert("output".into(), json!(out.to_string()));
+                v.insert(
+                    "status".into(),
+                    json!(if caught { "CAUGHT_ERROR" } else { "SUCCEEDED" }),
+                );
+                if let Some(n) = next {
+                    v.insert("nextState".into(), json!(n));
+                }
+            }
+            Outcome::Failed(f) => {
+                let retriable = retriers
+                    .as_ref()
+                    .and_then(Value::as_array)
+                    .is_some_and(|rs| {
+                        rs.iter().any(|r| {
+                            r["ErrorEquals"].as_array().is_some_and(|es| {
+                                es.iter().any(|e| {
+                                    e == "States.ALL" || e.as_str() == Some(f.error.as_str())
+                                })
+                            })
+                        })
+                    });
+                v.insert(
+                    "status".into(),
+                    json!(if retriable { "RETRIABLE" } else { "FAILED" }),
+                );
+                v.insert("error".into(), json!(f.error));
+                v.insert("cause".into(), json!(f.cause.unwrap_or_default()));
+            }
+        }
+        Ok(Value::Object(v))
+    }
+}
+
+/// Every state name a state may go to: Next, Default, each Choice's Next, each Catch's Next.
+fn collect_targets(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("Next" | "Default", Value::String(s)) if !out.contains(s) => {
+                        out.push(s.clone());
+                    }
+                    ("Choices" | "Catch", Value::Array(a)) => {
+                        a.iter().for_each(|c| collect_targets(c, out))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|c| collect_targets(c, out)),
+        _ => {}
+    }
+}

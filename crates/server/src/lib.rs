@@ -1,0 +1,305 @@
+//! `shoal serve`: the Step Functions API in AWS's JSON 1.0 protocol (`POST /` with
+//! `X-Amz-Target: AWSStepFunctions.<Op>`), so the `aws` CLI and the SDKs work against
+//! it, and a dashboard at `/` that reads the same API.
+//!
+//! Every request gets an answer in AWS's error shape (`{"__type", "message"}`, 4xx)
+//! when it is wrong; [`Server::handle`] takes bytes and returns bytes, so it is fuzzed
+//! without a socket.
+
+mod api;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use serde_json::{json, Value};
+use shoal_runtime::Runtime;
+use shoal_store::Db;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Definitions are capped at 1 MiB and inputs at 256 KiB; a request holds one of
+/// either, JSON-escaped, so twice the larger plus room for the rest.
+pub const MAX_BODY: usize = 2 * 1024 * 1024 + 64 * 1024;
+
+pub struct Options {
+    pub runtime: Arc<Runtime>,
+    pub db: Arc<Db>,
+    /// Required on every request when set (see [`Server::authorized`]).
+    pub token: Option<String>,
+}
+
+pub struct Server {
+    runtime: Arc<Runtime>,
+    db: Arc<Db>,
+    token: Option<String>,
+    /// Executions running in this process, so StopExecution can stop them.
+    running: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+}
+
+/// An HTTP answer: status, content type, body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(v: &Value) -> Reply {
+        Reply {
+            status: 200,
+            content_type: "application/x-amz-json-1.0",
+            body: v.to_string().into_bytes(),
+        }
+    }
+}
+
+/// An API error: AWS's code (the SDKs raise it by name) and message.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: 400,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn reply(&self) -> Reply {
+        Reply {
+            status: self.status,
+            content_type: "application/x-amz-json-1.0",
+            body: json!({"__type": self.code, "message": self.message})
+                .to_string()
+                .into_bytes(),
+        }
+    }
+}
+
+impl From<shoal_store::Error> for ApiError {
+    fn from(e: shoal_store::Error) -> ApiError {
+        match e {
+            shoal_store::Error::ExecutionDoesNotExist(a) => ApiError::new(
+                "ExecutionDoesNotExist",
+                format!("Execution Does Not Exist: '{a}'"),
+            ),
+            shoal_store::Error::ExecutionAlreadyExists(a) => ApiError::new(
+                "ExecutionAlreadyExists",
+                format!("Execution Already Exists: '{a}'"),
+            ),
+            // The store failing is the server's fault, and says so.
+            other => ApiError {
+                status: 500,
+                code: "InternalFailure",
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+impl Server {
+    pub fn new(options: Options) -> Arc<Server> {
+        Arc::new(Server {
+            runtime: options.runtime,
+            db: options.db,
+            token: options.token,
+            running: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Restart safety: every execution the store says is running is resumed here.
+    pub fn resume_running(self: &Arc<Self>) -> Result<usize, shoal_store::Error> {
+        let running: Vec<String> = self
+            .db
+            .executions()?
+            .into_iter()
+            .filter(|e| e.status == "RUNNING")
+            .map(|e| e.arn)
+            .collect();
+        for arn in &running {
+            self.spawn_resume(arn.clone(), false);
+        }
+        Ok(running.len())
+    }
+
+    fn spawn_resume(self: &Arc<Self>, arn: String, redrive: bool) {
+        let rt = self.runtime.clone();
+        let key = arn.clone();
+        let this = self.clone();
+        let h = tokio::spawn(async move {
+            if let Err(e) = rt.resume(&arn, redrive).await {
+                eprintln!("shoal: resuming {arn}: {e}");
+            }
+            this.finished(&arn);
+        });
+        self.track(key, h.abort_handle());
+    }
+
+    fn track(&self, arn: String, h: tokio::task::AbortHandle) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.retain(|_, h| !h.is_finished());
+        running.insert(arn, h);
+    }
+
+    fn finished(&self, arn: &str) {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(arn);
+    }
+
+    /// Serves HTTP on `listener` until the future is dropped.
+    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        shoal_connectors::serve_http(listener, self, |this: Arc<Server>, req| async move {
+            this.http(req).await
+        })
+        .await
+    }
+
+    async fn http(
+        self: Arc<Self>,
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> hyper::Response<Full<Bytes>> {
+        let (parts, body) = req.into_parts();
+        let headers: Vec<(String, String)> = parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_ascii_lowercase(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let uri = parts.uri.to_string();
+        let reply = match Limited::new(body, MAX_BODY).collect().await {
+            Ok(b) => {
+                self.handle(parts.method.as_str(), &uri, &headers, &b.to_bytes())
+                    .await
+            }
+            Err(_) => ApiError {
+                status: 413,
+                code: "ValidationException",
+                message: format!("the request body is over {MAX_BODY} bytes"),
+            }
+            .reply(),
+        };
+        hyper::Response::builder()
+            .status(reply.status)
+            .header("content-type", reply.content_type)
+            .header("cache-control", "no-store")
+            .body(Full::new(Bytes::from(reply.body)))
+            .unwrap_or_default()
+    }
+
+    /// The token, when one is set, comes as `Authorization: Bearer T`, as the access
+    /// key id of an AWS signature (so `AWS_ACCESS_KEY_ID=T aws ...` works), or as
+    /// `?token=T` (for opening the dashboard in a browser).
+    pub fn authorized(&self, uri: &str, headers: &[(String, String)]) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let auth = headers
+            .iter()
+            .find(|(k, _)| k == "authorization")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        auth == format!("Bearer {token}")
+            || auth.contains(&format!("Credential={token}/"))
+            || uri
+                .split_once('?')
+                .is_some_and(|(_, q)| q.split('&').any(|kv| kv == format!("token={token}")))
+    }
+
+    /// One request, from bytes to bytes. Never panics on any input.
+    pub async fn handle(
+        self: &Arc<Self>,
+        method: &str,
+        uri: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Reply {
+        if !self.authorized(uri, headers) {
+            return ApiError {
+                status: 403,
+                code: "AccessDeniedException",
+                message: "a token is required: Authorization: Bearer <token>, or AWS_ACCESS_KEY_ID=<token>".into(),
+            }
+            .reply();
+        }
+        let path = uri.split('?').next().unwrap_or("");
+        match (method, path) {
+            ("GET", "/") | ("GET", "/index.html") => {
+                return Reply {
+                    status: 200,
+                    content_type: "text/html; charset=utf-8",
+                    body: DASHBOARD.as_bytes().to_vec(),
+                }
+            }
+            ("POST", "/") => {}
+            ("GET", _) => {
+                return ApiError {
+                    status: 404,
+                    code: "NotFound",
+                    message: format!("no page {path}"),
+                }
+                .reply()
+            }
+            _ => {
+                return ApiError {
+                    status: 405,
+                    code: "MethodNotAllowed",
+                    message: "the API is POST / with X-Amz-Target".into(),
+                }
+                .reply()
+            }
+        }
+        let target = headers
+            .iter()
+            .find(|(k, _)| k == "x-amz-target")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        let Some(op) = target
+            .strip_prefix("AWSStepFunctions.")
+            .or_else(|| target.strip_prefix("Shoal."))
+        else {
+            return ApiError::new(
+                "UnknownOperationException",
+                format!("unknown X-Amz-Target {target:?}"),
+            )
+            .reply();
+        };
+        let params: Value = if body.iter().all(u8::is_ascii_whitespace) {
+            json!({})
+        } else {
+            match serde_json::from_slice(body) {
+                Ok(v @ Value::Object(_)) => v,
+                Ok(_) => {
+                    return ApiError::new(
+                        "SerializationException",
+                        "the request body must be a JSON object",
+                    )
+                    .reply()
+                }
+                Err(e) => {
+                    return ApiError::new(
+                        "SerializationException",
+                        format!("the request body is not JSON: {e}"),
+                    )
+                    .reply()
+                }
+            }
+        };
+        match self.call(op, &params).await {
+            Ok(v) => Reply::json(&v),
+            Err(e) => e.reply(),
+        }
+    }
+}
