@@ -25,9 +25,18 @@ command -v weed >/dev/null || { echo "error: SeaweedFS (weed) is not on PATH" >&
 # Real Lambda runtimes for the function tests: the lambda_runtime test function and
 # awslambdaric from PyPI.
 cargo build --release -p shoal-testfn -p shoal-resize
-if ! target/lambda-venv/bin/python -c "import awslambdaric" 2>/dev/null; then
+if ! target/lambda-venv/bin/python -c "import awslambdaric, boto3, awscli" 2>/dev/null; then
   python3 -m venv target/lambda-venv
-  target/lambda-venv/bin/pip install --quiet --disable-pip-version-check awslambdaric
+  # awslambdaric for the Python function; boto3 and the aws CLI as API clients of shoal serve.
+  target/lambda-venv/bin/pip install --quiet --disable-pip-version-check awslambdaric boto3 awscli
+fi
+
+# The dashboard's browser test: Debian's chromium, driven by playwright-core from npm.
+if [ ! -x /usr/bin/chromium ]; then
+  apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+fi
+if [ ! -d target/browser/node_modules/playwright-core ]; then
+  npm install --silent --prefix target/browser playwright-core@1.65.1
 fi
 
 # Tests keep their executions in a state folder of their own, not the user's ~/.shoal.

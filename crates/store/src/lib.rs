@@ -78,7 +78,8 @@ const MIGRATIONS: &[&str] = &[
         type TEXT NOT NULL,
         created_ms INTEGER NOT NULL,
         updated_ms INTEGER
-    );",
+    );
+    CREATE INDEX executions_by_name ON executions(name, start_ms);",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -407,7 +408,6 @@ impl Db {
 
     /// Records a new execution, synchronously: a duplicate name must be refused now.
     pub fn create_execution(&self, e: &ExecutionRecord) -> Result<()> {
-        self.flush()?;
         let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
         let r = conn.execute(
             "INSERT INTO executions(arn, name, state_machine_arn, state_machine_name, definition,
@@ -588,11 +588,15 @@ impl Db {
     }
 
     pub fn execution(&self, arn_or_name: &str) -> Result<ExecutionRecord> {
+        // By primary key for an ARN; a name goes through its index.
+        let by = if arn_or_name.starts_with("arn:") {
+            "arn"
+        } else {
+            "name"
+        };
         let found = self.read(|c| {
             c.query_row(
-                &format!(
-                    "{EXEC_SELECT} WHERE arn = ?1 OR name = ?1 ORDER BY start_ms DESC LIMIT 1"
-                ),
+                &format!("{EXEC_SELECT} WHERE {by} = ?1 ORDER BY start_ms DESC LIMIT 1"),
                 [arn_or_name],
                 exec_row,
             )

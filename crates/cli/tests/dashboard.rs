@@ -1,0 +1,132 @@
+//! The dashboard in a real browser: headless Chromium (Debian's `chromium`) driven by
+//! Playwright (`playwright-core` from npm; scripts/test.sh installs both) watches a
+//! running map run, opens a failed item, and saves a screenshot checked here.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn post(addr: &str, op: &str, body: &Value) -> Value {
+    let body = body.to_string();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Amz-Target: AWSStepFunctions.{op}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let json = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn the_dashboard_shows_a_live_map_run_and_its_failed_items() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let playwright = root.join("target/browser/node_modules/playwright-core");
+    assert!(
+        playwright.exists() && Path::new("/usr/bin/chromium").exists(),
+        "needs Debian's chromium and target/browser/node_modules/playwright-core: scripts/test.sh installs them"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("buckets/in")).unwrap();
+    let items: Vec<String> = (1..=80)
+        .map(|i| json!({"id": i, "bad": i % 10 == 0}).to_string())
+        .collect();
+    std::fs::write(dir.path().join("buckets/in/items.jsonl"), items.join("\n")).unwrap();
+
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .current_dir(dir.path())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            "state",
+            "--buckets",
+            "buckets",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(serve.stderr.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+
+    // 80 one-second children, 8 at a time: about 10 s, and every tenth item fails.
+    let definition = json!({"StartAt": "Map", "States": {"Map": {
+        "Type": "Map", "MaxConcurrency": 8, "ToleratedFailurePercentage": 50,
+        "ItemReader": {"Resource": "arn:aws:states:::s3:getObject", "ReaderConfig": {"InputType": "JSONL"},
+                       "Parameters": {"Bucket": "in", "Key": "items.jsonl"}},
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"}, "StartAt": "Which",
+            "States": {
+                "Which": {"Type": "Choice", "Choices": [{"Variable": "$.bad", "BooleanEquals": true, "Next": "Broken"}], "Default": "Work"},
+                "Broken": {"Type": "Fail", "Error": "Item.Broken", "Cause": "this item is broken on purpose"},
+                "Work": {"Type": "Wait", "Seconds": 1, "End": true}}},
+        "End": true}}});
+    let sm = post(
+        &addr,
+        "CreateStateMachine",
+        &json!({"name": "photos", "definition": definition.to_string(), "roleArn": "r"}),
+    );
+    let ex = post(
+        &addr,
+        "StartExecution",
+        &json!({"stateMachineArn": sm["stateMachineArn"], "name": "watched"}),
+    );
+    let arn = ex["executionArn"].as_str().unwrap().to_string();
+
+    let shot = std::env::var_os("SHOAL_DASHBOARD_SHOT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("dashboard.jpg"));
+    let o = Command::new("node")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard.cjs"))
+        .arg(format!("http://{addr}"))
+        .arg(&arn)
+        .arg(&shot)
+        .env("PLAYWRIGHT_CORE", &playwright)
+        .output()
+        .unwrap();
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        seen["later"].as_u64() > seen["first"].as_u64(),
+        "the counters moved: {seen}"
+    );
+    assert!(
+        seen["cause"]
+            .as_str()
+            .unwrap()
+            .contains("Item.Broken: this item is broken on purpose"),
+        "{seen}"
+    );
+    assert_eq!(seen["graphNodes"], 1, "{seen}");
+    assert_eq!(seen["errors"], json!([]), "no script errors: {seen}");
+
+    // Not blank: the screenshot has the page's size and real contrast.
+    let img = image::open(&shot).unwrap().to_luma8();
+    assert_eq!((img.width(), img.height()), (1200, 1400));
+    let px: Vec<f64> = img.pixels().map(|p| p.0[0] as f64).collect();
+    let mean = px.iter().sum::<f64>() / px.len() as f64;
+    let var = px.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / px.len() as f64;
+    let dark = px.iter().filter(|p| **p < 100.0).count();
+    assert!(
+        var > 100.0 && dark > 2000,
+        "a blank-looking screenshot: variance {var:.0}, {dark} dark pixels"
+    );
+}
