@@ -2,6 +2,7 @@
 # The whole test suite: formatting, lints, the pure-core dependency rule, and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/build-deps.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

@@ -16,6 +16,7 @@ n="${1:-2000}"
 work="$root/target/resize-demo"
 buckets="$work/buckets"
 
+scripts/build-deps.sh
 cargo build --release -q -p shoal-cli -p shoal-resize
 
 if [ ! -d "$work/sources" ]; then

@@ -12,20 +12,149 @@ use std::sync::Arc;
 pub const SIZE: u32 = 128;
 pub const QUALITY: u8 = 75;
 
-/// Decodes JPEG (zune-jpeg), or PNG, GIF, BMP and WebP (the `image` crate), to RGB.
-pub fn decode(src: &[u8]) -> Result<(Vec<u8>, u32, u32), String> {
+/// Decodes to RGB: JPEG through libjpeg-turbo, and there, when the target is at most
+/// half the source, with DCT scaling (the decoder skips the detail the resize would
+/// throw away); PNG, GIF, BMP, WebP and JPEGs libjpeg-turbo cannot turn into RGB (CMYK)
+/// through the `image` crate. `target` maps the source size to the wanted size.
+pub fn decode_for(
+    src: &[u8],
+    target: impl Fn(u32, u32) -> (u32, u32),
+) -> Result<(Vec<u8>, u32, u32), String> {
+    let mut jpeg_error = None;
     if src.starts_with(&[0xFF, 0xD8]) {
-        let opts = zune_jpeg::zune_core::options::DecoderOptions::default()
-            .jpeg_set_out_colorspace(zune_jpeg::zune_core::colorspace::ColorSpace::RGB);
-        let mut d = zune_jpeg::JpegDecoder::new_with_options(src, opts);
-        let pixels = d.decode().map_err(|e| format!("not a valid JPEG: {e:?}"))?;
-        let (w, h) = d.dimensions().ok_or("a JPEG without dimensions")?;
-        return Ok((pixels, w as u32, h as u32));
+        match decode_turbo(src, &target) {
+            Ok(d) => return Ok(d),
+            Err(e) => jpeg_error = Some(e),
+        }
     }
-    let img = image::load_from_memory(src).map_err(|e| format!("not a decodable image: {e}"))?;
+    // Of a JPEG that neither decoder reads, libjpeg-turbo's complaint is the useful one.
+    let img = image::load_from_memory(src)
+        .map_err(|e| jpeg_error.unwrap_or_else(|| format!("not a decodable image: {e}")))?;
     let rgb = img.to_rgb8();
     let (w, h) = rgb.dimensions();
     Ok((rgb.into_raw(), w, h))
+}
+
+/// The whole image, unscaled.
+pub fn decode(src: &[u8]) -> Result<(Vec<u8>, u32, u32), String> {
+    decode_for(src, |w, h| (w, h))
+}
+
+thread_local! {
+    static TURBO: std::cell::RefCell<Option<(turbojpeg::Decompressor, turbojpeg::Compressor)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn with_turbo<T>(
+    f: impl FnOnce(&mut turbojpeg::Decompressor, &mut turbojpeg::Compressor) -> Result<T, String>,
+) -> Result<T, String> {
+    TURBO.with(|t| {
+        let mut t = t.borrow_mut();
+        if t.is_none() {
+            let mut c = turbojpeg::Compressor::new().map_err(|e| e.to_string())?;
+            c.set_quality(QUALITY as i32).map_err(|e| e.to_string())?;
+            c.set_subsamp(turbojpeg::Subsamp::Sub2x2)
+                .map_err(|e| e.to_string())?;
+            *t = Some((
+                turbojpeg::Decompressor::new().map_err(|e| e.to_string())?,
+                c,
+            ));
+        }
+        let (d, c) = t.as_mut().expect("made above");
+        f(d, c)
+    })
+}
+
+fn decode_turbo(
+    src: &[u8],
+    target: &impl Fn(u32, u32) -> (u32, u32),
+) -> Result<(Vec<u8>, u32, u32), String> {
+    with_turbo(|d, _| {
+        let header = d
+            .read_header(src)
+            .map_err(|e| format!("not a valid JPEG: {e}"))?;
+        let (tw, th) = target(header.width as u32, header.height as u32);
+        // The smallest scaled size that still covers the target on both sides.
+        let factor = [
+            turbojpeg::ScalingFactor::ONE_EIGHTH,
+            turbojpeg::ScalingFactor::ONE_QUARTER,
+            turbojpeg::ScalingFactor::ONE_HALF,
+        ]
+        .into_iter()
+        .find(|f| f.scale(header.width) >= tw as usize && f.scale(header.height) >= th as usize)
+        .unwrap_or(turbojpeg::ScalingFactor::ONE);
+        d.set_scaling_factor(factor).map_err(|e| e.to_string())?;
+        let size = header.scaled(factor);
+        let mut img = turbojpeg::Image {
+            pixels: vec![0u8; size.width * size.height * 3],
+            width: size.width,
+            pitch: size.width * 3,
+            height: size.height,
+            format: turbojpeg::PixelFormat::RGB,
+        };
+        d.decompress(src, img.as_deref_mut())
+            .map_err(|e| format!("not a valid JPEG: {e}"))?;
+        Ok((img.pixels, size.width as u32, size.height as u32))
+    })
+}
+
+/// RGB pixels to a JPEG at [`QUALITY`], 4:2:0, through libjpeg-turbo.
+pub fn encode_jpeg(rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>, String> {
+    with_turbo(|_, c| {
+        let img = turbojpeg::Image {
+            pixels: rgb,
+            width: w as usize,
+            pitch: w as usize * 3,
+            height: h as usize,
+            format: turbojpeg::PixelFormat::RGB,
+        };
+        c.compress_to_vec(img).map_err(|e| e.to_string())
+    })
+}
+
+/// Samples of Lanczos3 on [0, 3] per unit: linear interpolation between them is off by
+/// under 1e-7, far below a u8 step.
+const LANCZOS_STEPS: usize = 4096;
+
+static LANCZOS_TABLE: std::sync::LazyLock<Vec<f64>> = std::sync::LazyLock::new(|| {
+    let sinc = |x: f64| {
+        if x == 0.0 {
+            1.0
+        } else {
+            let px = x * std::f64::consts::PI;
+            px.sin() / px
+        }
+    };
+    (0..=3 * LANCZOS_STEPS + 1)
+        .map(|i| {
+            let x = i as f64 / LANCZOS_STEPS as f64;
+            if x < 3.0 {
+                sinc(x) * sinc(x / 3.0)
+            } else {
+                0.0
+            }
+        })
+        .collect()
+});
+
+fn lanczos3_from_table(x: f64) -> f64 {
+    let a = x.abs() * LANCZOS_STEPS as f64;
+    let i = a as usize;
+    if i >= 3 * LANCZOS_STEPS {
+        return 0.0;
+    }
+    let t = &*LANCZOS_TABLE;
+    t[i] + (t[i + 1] - t[i]) * (a - i as f64)
+}
+
+/// Lanczos3 as fast_image_resize computes it, but from a table: each photo has its own
+/// size, so the coefficients are computed anew for every one, and `sin` was a tenth of
+/// the whole job.
+fn lanczos3() -> fr::FilterType {
+    match fr::Filter::new("Lanczos3 (table)", lanczos3_from_table, 3.0) {
+        Ok(f) => fr::FilterType::Custom(f),
+        Err(_) => fr::FilterType::Lanczos3,
+    }
 }
 
 /// Resizes RGB pixels with Lanczos3, reusing one resizer (buffers, coefficients) per thread.
@@ -41,8 +170,7 @@ pub fn resize_rgb(pixels: Vec<u8>, w: u32, h: u32, tw: u32, th: u32) -> Result<V
             r.borrow_mut().resize(
                 &src_img,
                 &mut dst,
-                &fr::ResizeOptions::new()
-                    .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3)),
+                &fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(lanczos3())),
             )
         })
         .map_err(|e| e.to_string())?;
@@ -51,25 +179,25 @@ pub fn resize_rgb(pixels: Vec<u8>, w: u32, h: u32, tw: u32, th: u32) -> Result<V
 
 /// One photo to a `SIZE`×`SIZE` (or aspect-kept, fitting) JPEG at quality 75.
 pub fn thumbnail(src: &[u8], keep_aspect: bool) -> Result<Vec<u8>, String> {
-    let (pixels, w, h) = decode(src)?;
+    let target = |w: u32, h: u32| {
+        if keep_aspect && w > 0 && h > 0 {
+            let s = SIZE as f64 / w.max(h) as f64;
+            (
+                ((w as f64 * s).round() as u32).max(1),
+                ((h as f64 * s).round() as u32).max(1),
+            )
+        } else {
+            (SIZE, SIZE)
+        }
+    };
+    let (pixels, w, h) = decode_for(src, target)?;
     if w == 0 || h == 0 {
         return Err("an image with no pixels".into());
     }
-    let (tw, th) = if keep_aspect {
-        let s = SIZE as f64 / w.max(h) as f64;
-        (
-            ((w as f64 * s).round() as u32).max(1),
-            ((h as f64 * s).round() as u32).max(1),
-        )
-    } else {
-        (SIZE, SIZE)
-    };
+    // The target from the decoded size: DCT scaling keeps the aspect ratio.
+    let (tw, th) = target(w, h);
     let small = resize_rgb(pixels, w, h, tw, th)?;
-    let mut out = Vec::with_capacity(8 * 1024);
-    jpeg_encoder::Encoder::new(&mut out, QUALITY)
-        .encode(&small, tw as u16, th as u16, jpeg_encoder::ColorType::Rgb)
-        .map_err(|e| e.to_string())?;
-    Ok(out)
+    encode_jpeg(&small, tw, th)
 }
 
 /// Where the photos come from and go to.
@@ -160,6 +288,28 @@ mod tests {
             .encode(&px, w, h, jpeg_encoder::ColorType::Rgb)
             .unwrap();
         out
+    }
+
+    #[test]
+    fn the_lanczos_table_matches_the_formula() {
+        let exact = |x: f64| {
+            let s = |x: f64| {
+                if x == 0.0 {
+                    1.0
+                } else {
+                    (x * std::f64::consts::PI).sin() / (x * std::f64::consts::PI)
+                }
+            };
+            if x.abs() < 3.0 {
+                s(x) * s(x / 3.0)
+            } else {
+                0.0
+            }
+        };
+        for i in -4000..=4000 {
+            let x = i as f64 * 0.000_777;
+            assert!((lanczos3_from_table(x) - exact(x)).abs() < 1e-6, "{x}");
+        }
     }
 
     #[test]
