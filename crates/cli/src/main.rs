@@ -228,14 +228,19 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 .build()?;
             rt.block_on(async move {
                 let runtime = drive::build(opts).await?;
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?;
+                // Functions reach their siblings through this server's Lambda Invoke API.
+                let here = listener.local_addr()?;
+                runtime
+                    .functions()
+                    .add_env("AWS_ENDPOINT_URL_LAMBDA", &format!("http://{here}"));
                 let server = shoal_server::Server::new(shoal_server::Options {
                     runtime,
                     db,
                     token,
                 });
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen on {addr}"))?;
                 let resumed = server.resume_running()?;
                 eprintln!(
                     "shoal: serving the Step Functions API and the dashboard on http://{}/ ({resumed} running executions resumed)",

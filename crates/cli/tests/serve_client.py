@@ -182,4 +182,13 @@ check(d["status"] == "SUCCEEDED" and d["redriveCount"] == 1, f"redriven: {d['sta
 check(ic["succeeded"] == ic["total"] == 60 and ic["failed"] == 0, f"counters after redrive: {ic}")
 types = [e["type"] for e in sfn.get_execution_history(executionArn=fl, maxResults=1000)["events"]]
 check("ExecutionRedriven" in types and types[-1] == "ExecutionSucceeded", f"redrive history {types[-3:]}")
+# 8. Lambda's Invoke API for the registered functions (what a function's SDK calls).
+lam = boto3.client("lambda", endpoint_url=endpoint, config=botocore.config.Config(retries={"max_attempts": 1}))
+r = lam.invoke(FunctionName="testfn", Payload=json.dumps({"op": "echo", "x": 1}))
+check(r["StatusCode"] == 200 and json.loads(r["Payload"].read()) == {"op": "echo", "x": 1} and "FunctionError" not in r, "Lambda Invoke")
+r = lam.invoke(FunctionName="arn:aws:lambda:us-east-1:123456789012:function:testfn", Payload=json.dumps({"op": "fail"}))
+body = json.loads(r["Payload"].read())
+check(r.get("FunctionError") == "Unhandled" and body["errorType"] == "Custom.Failure", f"Lambda Invoke handler error: {body}")
+check(lam.invoke(FunctionName="testfn", InvocationType="DryRun")["StatusCode"] == 204, "DryRun")
+check(error_code(lam.invoke, FunctionName="nope") == "ResourceNotFoundException", "Lambda Invoke of a missing function")
 print("all checks passed")

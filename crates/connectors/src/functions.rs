@@ -290,6 +290,36 @@ impl Functions {
         Ok(parse_payload(&body))
     }
 
+    /// Lambda's Invoke API (`POST /2015-03-31/functions/{name}/invocations`), so that a
+    /// function's own SDK can call a sibling: the response body, or the error body with
+    /// `X-Amz-Function-Error: Unhandled`, as Lambda answers. `Err` is a missing function.
+    pub async fn invoke_api(
+        &self,
+        name: &str,
+        payload: Bytes,
+        request_id: &str,
+    ) -> Result<(Bytes, Option<&'static str>), Failure> {
+        self.find(name, request_id)?;
+        match self.call(name, payload, None, request_id, false).await {
+            Ok(body) => Ok((body, None)),
+            Err(f) if f.error == "Lambda.ResourceNotFoundException" => Err(f),
+            Err(f) => {
+                // A handler's own error body is its cause; anything else gets Lambda's shape.
+                let body = match f.cause.as_deref().map(serde_json::from_str::<Value>) {
+                    Some(Ok(v @ Value::Object(_))) => v.to_string(),
+                    _ => json!({"errorType": f.error, "errorMessage": f.cause.unwrap_or_default()})
+                        .to_string(),
+                };
+                Ok((Bytes::from(body), Some("Unhandled")))
+            }
+        }
+    }
+
+    /// Whether `name` resolves to a registered function (Lambda's not-found failure if not).
+    pub fn invoke_api_check(&self, name: &str, request_id: &str) -> Result<(), Failure> {
+        self.find(name, request_id).map(|_| ())
+    }
+
     fn find(&self, name: &str, request_id: &str) -> Result<(&str, &Function), Failure> {
         let short = function_name(name);
         self.by_name

@@ -41,6 +41,7 @@ pub struct Reply {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
@@ -49,6 +50,7 @@ impl Reply {
             status: 200,
             content_type: "application/x-amz-json-1.0",
             body: v.to_string().into_bytes(),
+            headers: Vec::new(),
         }
     }
 }
@@ -77,6 +79,7 @@ impl ApiError {
             body: json!({"__type": self.code, "message": self.message})
                 .to_string()
                 .into_bytes(),
+            headers: vec![("x-amzn-errortype", self.code.to_string())],
         }
     }
 }
@@ -191,11 +194,14 @@ impl Server {
             }
             .reply(),
         };
-        hyper::Response::builder()
+        let mut b = hyper::Response::builder()
             .status(reply.status)
             .header("content-type", reply.content_type)
-            .header("cache-control", "no-store")
-            .body(Full::new(Bytes::from(reply.body)))
+            .header("cache-control", "no-store");
+        for (k, v) in &reply.headers {
+            b = b.header(*k, v);
+        }
+        b.body(Full::new(Bytes::from(reply.body)))
             .unwrap_or_default()
     }
 
@@ -216,6 +222,99 @@ impl Server {
             || uri
                 .split_once('?')
                 .is_some_and(|(_, q)| q.split('&').any(|kv| kv == format!("token={token}")))
+    }
+
+    /// Lambda's Invoke API for the registered functions: RequestResponse, Event (run in
+    /// the background, 202) and DryRun (204).
+    async fn lambda_invoke(&self, path: &str, headers: &[(String, String)], body: &[u8]) -> Reply {
+        let name = path
+            .trim_start_matches("/2015-03-31/functions/")
+            .strip_suffix("/invocations")
+            .unwrap_or("");
+        let name = name.replace("%3A", ":").replace("%3a", ":");
+        let header = |k: &str| {
+            headers
+                .iter()
+                .find(|(h, _)| h == k)
+                .map(|(_, v)| v.as_str())
+        };
+        let request_id = shoal_expr::uuid_v4(&self.runtime.entropy());
+        let lambda_error = |status, code: &'static str, message: String| Reply {
+            status,
+            content_type: "application/json",
+            body: json!({"Type": "User", "message": message})
+                .to_string()
+                .into_bytes(),
+            headers: vec![
+                ("x-amzn-errortype", code.to_string()),
+                ("x-amzn-requestid", request_id.clone()),
+            ],
+        };
+        if body.len() > 6 * 1024 * 1024 {
+            return lambda_error(
+                413,
+                "RequestTooLargeException",
+                "Request must be smaller than 6291456 bytes for the InvokeFunction operation"
+                    .into(),
+            );
+        }
+        let functions = self.runtime.clone();
+        let payload = Bytes::copy_from_slice(if body.is_empty() { b"{}" } else { body });
+        match header("x-amz-invocation-type").unwrap_or("RequestResponse") {
+            "DryRun" | "Event" => {
+                if let Err(f) = functions.functions().invoke_api_check(&name, &request_id) {
+                    return lambda_error(
+                        404,
+                        "ResourceNotFoundException",
+                        f.cause.unwrap_or_default(),
+                    );
+                }
+                let dry = header("x-amz-invocation-type") == Some("DryRun");
+                if !dry {
+                    let rid = request_id.clone();
+                    tokio::spawn(async move {
+                        let _ = functions.functions().invoke_api(&name, payload, &rid).await;
+                    });
+                }
+                Reply {
+                    status: if dry { 204 } else { 202 },
+                    content_type: "application/json",
+                    body: Vec::new(),
+                    headers: vec![("x-amzn-requestid", request_id)],
+                }
+            }
+            "RequestResponse" => match functions
+                .functions()
+                .invoke_api(&name, payload, &request_id)
+                .await
+            {
+                Ok((body, error)) => {
+                    let mut headers = vec![
+                        ("x-amzn-requestid", request_id),
+                        ("x-amz-executed-version", "$LATEST".to_string()),
+                    ];
+                    if let Some(e) = error {
+                        headers.push(("x-amz-function-error", e.to_string()));
+                    }
+                    Reply {
+                        status: 200,
+                        content_type: "application/json",
+                        body: body.to_vec(),
+                        headers,
+                    }
+                }
+                Err(f) => lambda_error(
+                    404,
+                    "ResourceNotFoundException",
+                    f.cause.unwrap_or_default(),
+                ),
+            },
+            other => lambda_error(
+                400,
+                "InvalidParameterValueException",
+                format!("InvocationType {other:?} is not RequestResponse, Event or DryRun"),
+            ),
+        }
     }
 
     /// One request, from bytes to bytes. Never panics on any input.
@@ -241,9 +340,13 @@ impl Server {
                     status: 200,
                     content_type: "text/html; charset=utf-8",
                     body: DASHBOARD.as_bytes().to_vec(),
+                    headers: Vec::new(),
                 }
             }
             ("POST", "/") => {}
+            ("POST", p) if p.starts_with("/2015-03-31/functions/") => {
+                return self.lambda_invoke(p, headers, body).await
+            }
             ("GET", _) => {
                 return ApiError {
                     status: 404,
