@@ -3,9 +3,11 @@
 //! running map run, opens a failed item, and saves a screenshot checked here.
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 fn post(addr: &str, op: &str, body: &Value) -> Value {
     let body = body.to_string();
@@ -37,29 +39,8 @@ fn the_dashboard_shows_a_live_map_run_and_its_failed_items() {
         .collect();
     std::fs::write(dir.path().join("buckets/in/items.jsonl"), items.join("\n")).unwrap();
 
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .current_dir(dir.path())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            "state",
-            "--buckets",
-            "buckets",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(serve.stderr.take().unwrap()).lines();
-    let line = lines.next().unwrap().unwrap();
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
+    let serve = common::serve(dir.path(), &[]);
+    let addr = serve.addr.clone();
 
     // 80 one-second children, 8 at a time: about 10 s, and every tenth item fails.
     let definition = json!({"StartAt": "Map", "States": {"Map": {
@@ -95,8 +76,7 @@ fn the_dashboard_shows_a_live_map_run_and_its_failed_items() {
         .env("PLAYWRIGHT_CORE", &playwright)
         .output()
         .unwrap();
-    let _ = serve.kill();
-    let _ = serve.wait();
+    drop(serve);
     assert!(
         o.status.success(),
         "{}\n{}",

@@ -2,6 +2,8 @@
 //! several moments and resumed each time, a redrive that runs only what failed, and a
 //! state folder that is full or read-only.
 
+mod common;
+
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::os::unix::process::CommandExt;
@@ -65,14 +67,7 @@ impl Setup {
 
     fn run(&self, args: &[&str]) -> (Value, Output) {
         let o = self.command(args).args(self.env_args()).output().unwrap();
-        let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-            panic!(
-                "{e}: {}\n{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            )
-        });
-        (v, o)
+        (common::json_output(&o), o)
     }
 
     /// Starts shoal in its own process group and kills the whole group (shoal and its

@@ -2,6 +2,8 @@
 //! the `lambda_runtime` crate (`functions/testfn`, built by `scripts/test.sh`) and a
 //! Python one under `awslambdaric` (a venv made by `scripts/test.sh`).
 
+mod common;
+
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -77,14 +79,7 @@ fn run(dir: &Path, cfg: &Path, definition: Value, input: Value) -> (Value, Outpu
         .args(["--input", &input.to_string()])
         .output()
         .unwrap();
-    let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}\n{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    });
-    (v, o)
+    (common::json_output(&o), o)
 }
 
 fn task(extra: Value) -> Value {

@@ -2,9 +2,12 @@
 //! scripts/test.sh makes) run `serve_client.py` against it; a server killed with
 //! SIGKILL and restarted finishes what was running; malformed requests get 4xx.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use common::{serve, Serve};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 fn python() -> PathBuf {
     let p = Path::new(env!("CARGO_BIN_EXE_shoal"))
@@ -21,51 +24,6 @@ fn python() -> PathBuf {
         p.display()
     );
     p
-}
-
-struct Serve {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(dir: &Path, extra: &[&str]) -> Serve {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .current_dir(dir)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            "state",
-            "--buckets",
-            "buckets",
-            "--config",
-            "shoal.toml",
-        ])
-        .args(extra)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let line = lines.next().unwrap().unwrap();
-    let url = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    Serve {
-        child,
-        url: format!("http://{url}"),
-    }
 }
 
 fn setup() -> tempfile::TempDir {
@@ -95,7 +53,7 @@ fn client(s: &Serve, dir: &Path, args: &[&str]) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve_client.py");
     let o = Command::new(python())
         .arg(script)
-        .arg(&s.url)
+        .arg(s.url())
         .arg(dir)
         .args(args)
         .output()
@@ -112,7 +70,7 @@ fn client(s: &Serve, dir: &Path, args: &[&str]) -> String {
 #[test]
 fn the_aws_cli_and_boto3_drive_shoal_serve() {
     let dir = setup();
-    let s = serve(dir.path(), &[]);
+    let s = serve(dir.path(), &["--config", "shoal.toml"]);
     let out = client(&s, dir.path(), &["main"]);
     assert!(out.contains("all checks passed"), "{out}");
 }
@@ -120,10 +78,10 @@ fn the_aws_cli_and_boto3_drive_shoal_serve() {
 #[test]
 fn a_killed_server_resumes_running_executions_on_restart() {
     let dir = setup();
-    let s = serve(dir.path(), &[]);
+    let s = serve(dir.path(), &["--config", "shoal.toml"]);
     client(&s, dir.path(), &["start-long", "survivor"]);
     drop(s); // SIGKILL, mid-Wait
-    let s = serve(dir.path(), &[]);
+    let s = serve(dir.path(), &["--config", "shoal.toml"]);
     let out = client(&s, dir.path(), &["wait", "survivor"]);
     assert!(out.starts_with("SUCCEEDED \"done\""), "{out}");
 }
@@ -146,10 +104,10 @@ fn raw(url: &str, request: &str) -> (u16, String) {
 #[test]
 fn malformed_requests_and_tokens_get_4xx_json() {
     let dir = setup();
-    let s = serve(dir.path(), &["--token", "sesame"]);
+    let s = serve(dir.path(), &["--config", "shoal.toml", "--token", "sesame"]);
     let post = |target: &str, auth: &str, body: &str| {
         raw(
-            &s.url,
+            &s.url(),
             &format!("POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Amz-Target: {target}\r\n{auth}Content-Length: {}\r\n\r\n{body}", body.len()),
         )
     };
@@ -188,7 +146,7 @@ fn malformed_requests_and_tokens_get_4xx_json() {
         assert!(text.contains(want), "{target} {body}: {text}");
     }
     let (code, text) = raw(
-        &s.url,
+        &s.url(),
         "GET /?token=sesame HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(code, 200);
