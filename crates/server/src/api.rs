@@ -692,11 +692,7 @@ impl Server {
             .filter_map(|h| h.details.get("name").and_then(Value::as_str))
             .next_back()
             .map(str::to_string);
-        let caught = exec
-            .history()
-            .iter()
-            .any(|h| h.kind == "TaskFailed" || h.kind.ends_with("Failed"))
-            && next.is_some();
+        let caught = exec.history().iter().any(|h| h.kind.ends_with("Failed")) && next.is_some();
         let mut v = Map::new();
         match outcome {
             Outcome::Succeeded(out) => {
