@@ -45,7 +45,8 @@ pub struct Options {
 pub struct MapRunProgress {
     pub map_run_arn: String,
     pub state: String,
-    pub max_concurrency: usize,
+    /// As UpdateMapRun last set it; the run picks it up at its next turn.
+    max_concurrency: AtomicU64,
     tally: Mutex<Tally>,
     live: AtomicU64,
     peak: AtomicU64,
@@ -64,7 +65,14 @@ pub struct MapRunUpdate {
 
 impl MapRunProgress {
     /// Asks the running map run to change its limits.
+    pub fn max_concurrency(&self) -> u64 {
+        self.max_concurrency.load(Ordering::SeqCst)
+    }
+
     pub fn update(&self, u: MapRunUpdate) {
+        if let Some(m) = u.max_concurrency {
+            self.max_concurrency.store(m as u64, Ordering::SeqCst);
+        }
         *self.update.lock().unwrap_or_else(|p| p.into_inner()) = Some(u);
         self.wake.notify_one();
     }
@@ -492,7 +500,7 @@ impl Runtime {
         let progress = Arc::new(MapRunProgress {
             map_run_arn: spec.map_run_arn.clone(),
             state: state.clone(),
-            max_concurrency: spec.max_concurrency,
+            max_concurrency: AtomicU64::new(spec.max_concurrency as u64),
             tally: Mutex::new(Tally::new(spec.tolerance)),
             live: AtomicU64::new(0),
             peak: AtomicU64::new(0),

@@ -116,15 +116,21 @@ fn sm_arn(name: &str) -> String {
     format!("arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}")
 }
 
-fn describe_map_run(m: &MapRunRecord, live: Option<shoal_engine::maprun::Tally>) -> Value {
+fn describe_map_run(m: &MapRunRecord, live: Option<(shoal_engine::maprun::Tally, u64)>) -> Value {
     let parse = |t: &str| serde_json::from_str::<Value>(t).unwrap_or_else(|_| json!({}));
-    let (items, executions) = match &live {
-        Some(t) if m.status == "RUNNING" => (t.items.to_json(), t.executions.to_json()),
-        _ => (parse(&m.item_counts), parse(&m.execution_counts)),
+    let (items, executions, max) = match &live {
+        Some((t, max)) if m.status == "RUNNING" => {
+            (t.items.to_json(), t.executions.to_json(), *max)
+        }
+        _ => (
+            parse(&m.item_counts),
+            parse(&m.execution_counts),
+            m.max_concurrency,
+        ),
     };
     let mut v = json!({
         "mapRunArn": m.arn, "executionArn": m.execution, "status": m.status,
-        "startDate": secs(m.start_ms), "maxConcurrency": m.max_concurrency,
+        "startDate": secs(m.start_ms), "maxConcurrency": max,
         "toleratedFailurePercentage": m.tolerated_percentage.unwrap_or(0.0),
         "toleratedFailureCount": m.tolerated_count.unwrap_or(0),
         "itemCounts": items, "executionCounts": executions,
@@ -556,7 +562,10 @@ impl Server {
 
     fn describe_map_run(&self, p: &Value) -> R {
         let m = self.map_run(p)?;
-        let live = self.runtime.map_run_progress(&m.arn).map(|l| l.tally());
+        let live = self
+            .runtime
+            .map_run_progress(&m.arn)
+            .map(|l| (l.tally(), l.max_concurrency()));
         Ok(describe_map_run(&m, live))
     }
 
