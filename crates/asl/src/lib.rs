@@ -179,6 +179,9 @@ pub enum MapMode {
 #[derive(Debug, Clone)]
 pub struct MapState {
     pub processor: Arc<StateMachine>,
+    /// A distributed processor as a definition of its own (QueryLanguage made explicit),
+    /// for workers that parse it on another machine.
+    pub processor_source: Option<Arc<Value>>,
     pub mode: MapMode,
     pub items_path: Option<Path>,
     pub items: Option<Template>,

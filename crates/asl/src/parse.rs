@@ -1278,8 +1278,21 @@ impl Cx {
                 writer_config: wm.get("WriterConfig").cloned().unwrap_or(Value::Null),
             })
         });
+        let processor_source = distributed.then(|| {
+            let mut src = pv.clone();
+            if let Some(o) = src.as_object_mut() {
+                o.remove("ProcessorConfig");
+                let ql = match lang {
+                    Lang::Jsonata => "JSONata",
+                    Lang::JsonPath => "JSONPath",
+                };
+                o.insert("QueryLanguage".into(), Value::String(ql.into()));
+            }
+            Arc::new(src)
+        });
         Some(Kind::Map(Box::new(MapState {
             processor: Arc::new(processor),
+            processor_source,
             mode,
             items_path: if m.contains_key("ItemsPath") {
                 self.path(m, ptr, "ItemsPath")

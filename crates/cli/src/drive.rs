@@ -18,6 +18,13 @@ pub struct Options {
     pub functions: Functions,
     pub s3_endpoint: Option<String>,
     pub fast_forward: bool,
+    /// Fleet mode: map run children go to NATS workers.
+    pub fleet: Option<FleetSetup>,
+}
+
+pub struct FleetSetup {
+    pub nats: shoal_runtime::fleet::NatsOptions,
+    pub options: shoal_runtime::fleet::FleetOptions,
 }
 
 /// What to run: a new execution, or one the store holds.
@@ -130,11 +137,20 @@ pub async fn build(opts: Options) -> Result<Arc<Runtime>> {
             }
         }
     }
+    let fleet = match &opts.fleet {
+        Some(f) => {
+            let fleet = shoal_runtime::fleet::Fleet::connect(&f.nats, f.options.clone()).await?;
+            eprintln!("shoal: map runs go to the fleet on {}", f.nats.url);
+            Some(fleet)
+        }
+        None => None,
+    };
     Ok(Runtime::new(shoal_runtime::Options {
         store,
         functions: opts.functions,
         seed,
         db: opts.db,
+        fleet,
     }))
 }
 

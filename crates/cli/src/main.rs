@@ -22,8 +22,81 @@ struct Cli {
     /// Where executions, their history and map runs are kept (default: ~/.shoal).
     #[arg(long, global = true, value_name = "DIR", env = "SHOAL_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    nats: NatsArgs,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// Fleet mode: where NATS is and how to log in (the standard NATS options).
+#[derive(Args)]
+struct NatsArgs {
+    /// Run Distributed Map children on `shoal worker`s through NATS JetStream
+    /// (`nats://HOST:4222`; `tls://` for TLS; `user:pass@` or `token@` may be in it).
+    #[arg(long, global = true, value_name = "URL", env = "SHOAL_NATS")]
+    nats: Option<String>,
+    /// A NATS credentials file (JWT and nkey seed).
+    #[arg(long, global = true, value_name = "FILE", env = "NATS_CREDS")]
+    nats_creds: Option<PathBuf>,
+    /// A NATS token.
+    #[arg(long, global = true, env = "NATS_TOKEN", hide_env_values = true)]
+    nats_token: Option<String>,
+    /// A file holding an nkey seed.
+    #[arg(long, global = true, value_name = "FILE", env = "NATS_NKEY")]
+    nats_nkey: Option<PathBuf>,
+    /// A CA certificate to trust for TLS to NATS.
+    #[arg(long, global = true, value_name = "FILE", env = "NATS_CA")]
+    nats_ca: Option<PathBuf>,
+    /// Seconds a worker may stay silent before its child goes to another worker.
+    #[arg(long, global = true, default_value_t = 30.0, value_name = "SECONDS")]
+    nats_ack_wait: f64,
+    /// Deliveries of one child before it counts as failed (a worker crash each time).
+    #[arg(long, global = true, default_value_t = 3)]
+    nats_max_deliver: i64,
+    /// Seconds NATS may be unreachable before a map run fails.
+    #[arg(long, global = true, default_value_t = 60.0, value_name = "SECONDS")]
+    nats_patience: f64,
+}
+
+impl NatsArgs {
+    fn options(&self) -> Result<Option<shoal_runtime::fleet::NatsOptions>> {
+        let Some(url) = &self.nats else {
+            return Ok(None);
+        };
+        let nkey = match &self.nats_nkey {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read the nkey seed {}", p.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            None => None,
+        };
+        Ok(Some(shoal_runtime::fleet::NatsOptions {
+            url: url.clone(),
+            creds: self.nats_creds.clone(),
+            token: self.nats_token.clone(),
+            nkey,
+            ca: self.nats_ca.clone(),
+        }))
+    }
+
+    fn fleet(&self) -> Result<Option<drive::FleetSetup>> {
+        let Some(nats) = self.options()? else {
+            return Ok(None);
+        };
+        if !(self.nats_ack_wait > 0.0 && self.nats_patience > 0.0) || self.nats_max_deliver < 1 {
+            bail!("--nats-ack-wait and --nats-patience must be above 0, --nats-max-deliver at least 1");
+        }
+        Ok(Some(drive::FleetSetup {
+            nats,
+            options: shoal_runtime::fleet::FleetOptions {
+                ack_wait: std::time::Duration::from_secs_f64(self.nats_ack_wait),
+                max_deliver: self.nats_max_deliver,
+                patience: std::time::Duration::from_secs_f64(self.nats_patience),
+            },
+        }))
+    }
 }
 
 /// Where an execution's buckets and functions are: the same for run, resume and redrive.
@@ -99,6 +172,20 @@ enum Cmd {
         token: Option<String>,
         #[command(flatten)]
         env: Env,
+    },
+    /// Run Distributed Map children handed out through NATS (`--nats URL`), with this
+    /// machine's functions, until stopped.
+    Worker {
+        /// Children run at once on this worker.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[command(flatten)]
+        env: Env,
+    },
+    /// List the workers connected to NATS: functions, load, last heartbeat.
+    Workers {
+        #[arg(long)]
+        json: bool,
     },
     /// List the executions in the state store, newest first.
     Executions {
@@ -196,7 +283,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 input,
                 name,
             };
-            run_job(job, env, db)
+            run_job(job, env, db, &cli.nats)
         }
         Cmd::Resume { execution, env } => {
             let db = open_db(&cli.state_dir)?;
@@ -204,7 +291,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 execution,
                 redrive: false,
             };
-            run_job(job, env, Some(db))
+            run_job(job, env, Some(db), &cli.nats)
         }
         Cmd::Redrive { execution, env } => {
             let db = open_db(&cli.state_dir)?;
@@ -212,7 +299,56 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 execution,
                 redrive: true,
             };
-            run_job(job, env, Some(db))
+            run_job(job, env, Some(db), &cli.nats)
+        }
+        Cmd::Worker { concurrency, env } => {
+            let Some(nats) = cli.nats.options()? else {
+                bail!("shoal worker needs --nats URL (or SHOAL_NATS)");
+            };
+            let opts = drive_options(&env, None)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let runtime = drive::build(opts).await?;
+                shoal_runtime::fleet::serve_worker(
+                    runtime,
+                    &nats,
+                    shoal_runtime::fleet::WorkerOptions { concurrency },
+                )
+                .await?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Cmd::Workers { json } => {
+            let Some(nats) = cli.nats.options()? else {
+                bail!("shoal workers needs --nats URL (or SHOAL_NATS)");
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let all = rt.block_on(shoal_runtime::fleet::workers(&nats))?;
+            let now = chrono::Utc::now().timestamp_millis();
+            if json {
+                println!("{}", serde_json::to_value(&all)?);
+            } else {
+                println!(
+                    "{:<28} {:>7} {:>7} {:>9} {:>10}  FUNCTIONS",
+                    "WORKER", "RUNNING", "SLOTS", "DONE", "HEARTBEAT"
+                );
+                for w in &all {
+                    println!(
+                        "{:<28} {:>7} {:>7} {:>9} {:>8.1}s  {}",
+                        w.id,
+                        w.running,
+                        w.concurrency,
+                        w.done,
+                        (now - w.heartbeat_ms) as f64 / 1000.0,
+                        w.functions.join(",")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Serve { listen, token, env } => {
             let addr: std::net::SocketAddr = listen
@@ -222,7 +358,8 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 bail!("listening on {addr}, beyond loopback, needs --token (or SHOAL_TOKEN)");
             }
             let db = open_db(&cli.state_dir)?;
-            let opts = drive_options(&env, Some(db.clone()))?;
+            let mut opts = drive_options(&env, Some(db.clone()))?;
+            opts.fleet = cli.nats.fleet()?;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -345,6 +482,7 @@ fn drive_options(env: &Env, db: Option<std::sync::Arc<shoal_store::Db>>) -> Resu
         s3_endpoint: env.s3_endpoint.clone(),
         functions,
         fast_forward: env.fast_forward,
+        fleet: None,
     })
 }
 
@@ -352,8 +490,10 @@ fn run_job(
     job: drive::Job,
     env: Env,
     db: Option<std::sync::Arc<shoal_store::Db>>,
+    nats: &NatsArgs,
 ) -> Result<ExitCode> {
-    let opts = drive_options(&env, db)?;
+    let mut opts = drive_options(&env, db)?;
+    opts.fleet = nats.fleet()?;
     let outcome = drive::run(job, opts)?;
     Ok(print_outcome(outcome, env.json))
 }

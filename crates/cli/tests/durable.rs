@@ -4,165 +4,13 @@
 
 mod common;
 
-use serde_json::{json, Value};
+use common::{map, task, walk, Setup};
+
+use serde_json::json;
 use std::collections::HashSet;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn testfn() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_shoal"))
-        .parent()
-        .unwrap()
-        .join("shoal-testfn");
-    assert!(
-        p.exists(),
-        "{} is missing: cargo build --release -p shoal-testfn (scripts/test.sh does)",
-        p.display()
-    );
-    p
-}
-
-struct Setup {
-    dir: tempfile::TempDir,
-}
-
-impl Setup {
-    fn new(items: impl Iterator<Item = Value>, definition: Value, concurrency: usize) -> Setup {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        for b in ["buckets/in", "buckets/out", "state"] {
-            std::fs::create_dir_all(d.join(b)).unwrap();
-        }
-        let lines: Vec<String> = items.map(|v| v.to_string()).collect();
-        std::fs::write(d.join("buckets/in/items.jsonl"), lines.join("\n")).unwrap();
-        std::fs::write(d.join("def.json"), definition.to_string()).unwrap();
-        std::fs::write(
-            d.join("shoal.toml"),
-            format!(
-                "[functions.testfn]\ncommand = [{:?}]\nconcurrency = {concurrency}\n",
-                testfn().display().to_string()
-            ),
-        )
-        .unwrap();
-        Setup { dir }
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_shoal"));
-        c.current_dir(self.dir.path())
-            .args(args)
-            .args(["--state-dir", "state", "--json"]);
-        c
-    }
-
-    fn env_args(&self) -> [&'static str; 4] {
-        ["--buckets", "buckets", "--config", "shoal.toml"]
-    }
-
-    fn run(&self, args: &[&str]) -> (Value, Output) {
-        let o = self.command(args).args(self.env_args()).output().unwrap();
-        (common::json_output(&o), o)
-    }
-
-    /// Starts shoal in its own process group and kills the whole group (shoal and its
-    /// function processes) with SIGKILL after `after`, as a machine crash would.
-    fn kill_after(&self, args: &[&str], after: Duration) {
-        let mut child = self
-            .command(args)
-            .args(self.env_args())
-            .process_group(0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while start.elapsed() < after {
-            if child.try_wait().unwrap().is_some() {
-                panic!("shoal ended before it was killed at {after:?}: make the job longer");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let pgid = child.id().to_string();
-        let killed = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{pgid}")])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        child.wait().unwrap();
-    }
-
-    fn calls(&self) -> usize {
-        std::fs::read_to_string(self.path("calls.log"))
-            .map(|s| s.lines().count())
-            .unwrap_or(0)
-    }
-
-    fn describe(&self, name: &str) -> Value {
-        let o = self.command(&["describe", name]).output().unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        serde_json::from_slice(&o.stdout).unwrap()
-    }
-
-    /// The ResultWriter output the manifest names, as (status, lines).
-    fn results(&self, manifest_key: &str) -> (Value, Vec<(String, Value)>) {
-        let out = self.path("buckets/out");
-        let manifest: Value =
-            serde_json::from_slice(&std::fs::read(out.join(manifest_key)).unwrap()).unwrap();
-        let mut lines = Vec::new();
-        for status in ["SUCCEEDED", "FAILED", "PENDING"] {
-            for f in manifest["ResultFiles"][status].as_array().unwrap() {
-                let text = std::fs::read_to_string(out.join(f["Key"].as_str().unwrap())).unwrap();
-                for l in text.lines() {
-                    lines.push((status.to_string(), serde_json::from_str(l).unwrap()));
-                }
-            }
-        }
-        (manifest, lines)
-    }
-}
-
-fn task(payload: Value, next: &str) -> Value {
-    let mut t = json!({
-        "Type": "Task",
-        "Resource": "arn:aws:states:::lambda:invoke",
-        "Parameters": {"FunctionName": "testfn", "Payload": payload},
-        "OutputPath": "$.Payload.Items",
-    });
-    if next.is_empty() {
-        t["End"] = json!(true);
-    } else {
-        t["Next"] = json!(next);
-    }
-    t
-}
-
-fn map(processor: Value, extra: Value) -> Value {
-    let mut m = json!({
-        "Type": "Map",
-        "ItemReader": {
-            "Resource": "arn:aws:states:::s3:getObject",
-            "ReaderConfig": {"InputType": "JSONL"},
-            "Parameters": {"Bucket": "in", "Key": "items.jsonl"}
-        },
-        "ItemProcessor": processor,
-        "ResultWriter": {
-            "Resource": "arn:aws:states:::s3:putObject",
-            "Parameters": {"Bucket": "out", "Prefix": "results"},
-            "WriterConfig": {"OutputType": "JSONL", "Transformation": "FLATTEN"}
-        },
-        "End": true
-    });
-    for (k, v) in extra.as_object().unwrap() {
-        m[k] = v.clone();
-    }
-    json!({"StartAt": "Map", "States": {"Map": m}})
-}
 
 #[test]
 fn a_map_run_killed_five_times_resumes_with_every_item_exactly_once() {
@@ -254,18 +102,6 @@ fn a_map_run_killed_five_times_resumes_with_every_item_exactly_once() {
         .filter(|p| p.to_string_lossy().contains("shoal-tmp"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        if e.path().is_dir() {
-            out.extend(walk(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
-    out
 }
 
 #[test]

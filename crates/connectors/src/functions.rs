@@ -228,6 +228,13 @@ impl Functions {
         out
     }
 
+    /// The registered functions' names.
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.by_name.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
     /// Whether this Task resource is one of ours.
     pub fn handles(resource: &str) -> bool {
         resource.starts_with("arn:aws:states:::lambda:invoke")

@@ -1403,6 +1403,7 @@ impl Execution {
                 label,
                 state_machine_arn: self.info.state_machine_arn.clone(),
                 processor: m.processor.clone(),
+                processor_source: m.processor_source.clone(),
                 express,
                 source,
                 shape,

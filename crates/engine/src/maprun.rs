@@ -24,6 +24,8 @@ pub struct MapRunSpec {
     /// The parent's state machine ARN; children run `<it>/<label>`.
     pub state_machine_arn: String,
     pub processor: Arc<StateMachine>,
+    /// The processor's definition, for fleet workers.
+    pub processor_source: Option<Arc<Value>>,
     pub express: bool,
     pub source: Source,
     pub shape: Shape,

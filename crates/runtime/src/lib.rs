@@ -8,6 +8,7 @@
 //! runs checkpoint, so [`Runtime::resume`] can finish it after a crash.
 
 mod durable;
+pub mod fleet;
 
 pub use durable::{decode_event, encode_event, Error};
 use durable::{Journal, MapDurable};
@@ -39,6 +40,8 @@ pub struct Options {
     pub seed: u64,
     /// The state store; without one nothing outlives the process.
     pub db: Option<Arc<shoal_store::Db>>,
+    /// Run Distributed Map children on a NATS fleet instead of here.
+    pub fleet: Option<Arc<fleet::Fleet>>,
 }
 
 /// A map run as it goes: readable from other threads (the progress bar, the API).
@@ -98,6 +101,7 @@ pub struct Runtime {
     seeds: AtomicU64,
     map_runs: Mutex<Vec<Arc<MapRunProgress>>>,
     db: Option<Arc<shoal_store::Db>>,
+    fleet: Option<Arc<fleet::Fleet>>,
 }
 
 /// How often a map run records its progress: what ended since is all a crash can cost.
@@ -140,6 +144,7 @@ impl Runtime {
             seeds: AtomicU64::new(options.seed),
             map_runs: Mutex::new(Vec::new()),
             db: options.db,
+            fleet: options.fleet,
         })
     }
 
@@ -158,6 +163,30 @@ impl Runtime {
             .seeds
             .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
         SplitMix::new(n)
+    }
+
+    pub fn fleet(&self) -> Option<&Arc<fleet::Fleet>> {
+        self.fleet.as_ref()
+    }
+
+    /// Runs a map run's processor as one child execution (a fleet worker's job).
+    pub async fn run_processor(
+        self: &Arc<Self>,
+        machine: Arc<StateMachine>,
+        info: ExecutionInfo,
+        input: Value,
+    ) -> Outcome {
+        let mut exec = Execution::with_options(
+            machine,
+            info,
+            input,
+            Box::new(self.entropy()),
+            shoal_engine::Options {
+                record_history: false,
+                keep_input: false,
+            },
+        );
+        self.drive(&mut exec).await
     }
 
     pub fn functions(&self) -> &Functions {
@@ -623,16 +652,23 @@ impl Runtime {
             }
         };
         let encoder = writer.as_ref().map(ResultWriter::encoder);
+        let fleet = self
+            .fleet
+            .clone()
+            .filter(|_| spec.processor_source.is_some());
         let mut running: JoinSet<Ended> = JoinSet::new();
         // The first checkpoint comes at once: DescribeMapRun finds the run from the start.
         let mut last_checkpoint = std::time::Instant::now() - CHECKPOINT_EVERY;
         let mut dirty = durable.is_some();
         loop {
             while let Some(child) = mr.next_child(self.now_ms()) {
-                running.spawn(
-                    self.clone()
-                        .child(spec.clone(), child, progress.clone(), encoder),
-                );
+                running.spawn(self.clone().child(
+                    spec.clone(),
+                    child,
+                    progress.clone(),
+                    encoder,
+                    fleet.clone(),
+                ));
             }
             *progress.tally.lock().unwrap_or_else(|p| p.into_inner()) = mr.tally.clone();
             if let Some(d) = &durable {
@@ -689,6 +725,9 @@ impl Runtime {
                     let mut next = Some(done);
                     while let Some(done) = next.take() {
                         if let Ok((child, end, rec)) = done {
+                            if let Some(f) = fleet.as_ref().and_then(|f| f.lost()) {
+                                mr.fail(f);
+                            }
                             mr.child_ended(&child, end);
                             dirty = true;
                             if let (Some(w), Some(rec)) = (&mut writer, rec) {
@@ -718,6 +757,9 @@ impl Runtime {
         // A failed run stops its children and its reader.
         running.abort_all();
         drop(items);
+        if let Some(f) = &fleet {
+            f.finish_run(&spec).await;
+        }
         let details = match &mut writer {
             None => None,
             Some(w) => {
@@ -772,8 +814,9 @@ impl Runtime {
         child: Child,
         progress: Arc<MapRunProgress>,
         encoder: Option<Encoder>,
+        fleet: Option<Arc<fleet::Fleet>>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Ended> + Send>> {
-        Box::pin(self.run_child(spec, child, progress, encoder))
+        Box::pin(self.run_child(spec, child, progress, encoder, fleet))
     }
 
     async fn run_child(
@@ -782,26 +825,36 @@ impl Runtime {
         mut child: Child,
         progress: Arc<MapRunProgress>,
         encoder: Option<Encoder>,
+        fleet: Option<Arc<fleet::Fleet>>,
     ) -> Ended {
         let n = progress.live.fetch_add(1, Ordering::SeqCst) + 1;
         progress.peak.fetch_max(n, Ordering::SeqCst);
         let _live = Live(&progress.live);
-        // Children's histories are not kept: nothing reads them yet.
-        let mut exec = Execution::with_options(
-            spec.processor.clone(),
-            child.info.clone(),
-            std::mem::take(&mut child.input),
-            Box::new(self.entropy()),
-            shoal_engine::Options {
-                record_history: false,
-                keep_input: spec.needs_inputs(),
+        let end = match fleet {
+            Some(f) => match f.run_child(&spec, &child).await {
+                Ok(end) => end,
+                Err(f) => ChildEnd::Failed(f),
             },
-        );
-        let end = match self.drive(&mut exec).await {
-            Outcome::Succeeded(v) => ChildEnd::Succeeded(v),
-            Outcome::Failed(f) => ChildEnd::Failed(f),
+            None => {
+                // Children's histories are not kept: nothing reads them yet.
+                let mut exec = Execution::with_options(
+                    spec.processor.clone(),
+                    child.info.clone(),
+                    std::mem::take(&mut child.input),
+                    Box::new(self.entropy()),
+                    shoal_engine::Options {
+                        record_history: false,
+                        keep_input: spec.needs_inputs(),
+                    },
+                );
+                let end = match self.drive(&mut exec).await {
+                    Outcome::Succeeded(v) => ChildEnd::Succeeded(v),
+                    Outcome::Failed(f) => ChildEnd::Failed(f),
+                };
+                child.input = exec.take_input();
+                end
+            }
         };
-        child.input = exec.take_input();
         // The record is built and serialized here, in parallel, not by the map run's loop.
         let Some(enc) = encoder else {
             return (child, end, None);

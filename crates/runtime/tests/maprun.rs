@@ -15,6 +15,7 @@ async fn run(definition: Value, input: Value) -> (Arc<Runtime>, Outcome) {
         functions: Default::default(),
         seed: 1,
         db: None,
+        fleet: None,
     });
     let info = ExecutionInfo::local("sm", "exec", rt.now_ms(), false, &SplitMix::new(1));
     let out = rt.run(Arc::new(parsed.machine.unwrap()), info, input).await;

