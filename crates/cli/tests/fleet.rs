@@ -496,3 +496,81 @@ fn a_child_that_crashes_every_worker_it_reaches_fails_after_max_deliver() {
     assert_eq!(ok.len(), 49);
     assert!(!ok.contains(&7));
 }
+
+/// One AWS JSON 1.0 call to `shoal serve`.
+fn call(addr: &str, op: &str, body: &Value) -> Value {
+    use std::io::{Read, Write};
+    let target = if op == "ListWorkers" {
+        "Shoal.ListWorkers".to_string()
+    } else {
+        format!("AWSStepFunctions.{op}")
+    };
+    let body = body.to_string();
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-amz-json-1.0\r\nX-Amz-Target: {target}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{op}: {text}");
+    serde_json::from_str(rest).unwrap_or_else(|e| panic!("{op}: {e}: {rest}"))
+}
+
+#[test]
+fn shoal_serve_sends_map_runs_to_the_fleet_and_lists_its_workers() {
+    let s = Setup::new(std::iter::empty(), json!({}), 1);
+    let nats = Nats::start(&s.path("nats"));
+    let w = worker(&s, &nats, "shoal.toml", 4);
+    wait_for_workers(&nats, 1);
+    let server = common::serve(
+        s.dir.path(),
+        &["--nats", &nats.url(), "--config", "shoal.toml"],
+    );
+    let addr = server.addr.clone();
+    let def = json!({"StartAt": "Map", "States": {"Map": {
+        "Type": "Map", "ItemsPath": "$.items", "End": true,
+        "ItemBatcher": {"MaxItemsPerBatch": 10},
+        "ItemProcessor": {
+            "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"},
+            "StartAt": "Count", "States": {"Count": {"Type": "Pass", "Parameters": {"n.$": "States.ArrayLength($.Items)"}, "End": true}}
+        }
+    }}});
+    let sm = call(
+        &addr,
+        "CreateStateMachine",
+        &json!({"name": "fleetsm", "definition": def.to_string(), "roleArn": "arn:aws:iam::123456789012:role/r"}),
+    );
+    let items: Vec<u64> = (0..200).collect();
+    let e = call(
+        &addr,
+        "StartExecution",
+        &json!({"stateMachineArn": sm["stateMachineArn"], "input": json!({"items": items}).to_string()}),
+    );
+    let start = Instant::now();
+    let d = loop {
+        let d = call(
+            &addr,
+            "DescribeExecution",
+            &json!({"executionArn": e["executionArn"]}),
+        );
+        if d["status"] != "RUNNING" {
+            break d;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{d}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(d["status"], "SUCCEEDED", "{d}");
+    let out: Value = serde_json::from_str(d["output"].as_str().unwrap()).unwrap();
+    assert_eq!(out, json!(vec![json!({"n": 10}); 20]));
+    std::thread::sleep(Duration::from_millis(1_500));
+    let listed = call(&addr, "ListWorkers", &json!({}));
+    assert_eq!(listed["fleet"], true);
+    let ws = listed["workers"].as_array().unwrap();
+    assert_eq!(ws.len(), 1, "{listed}");
+    assert_eq!(ws[0]["pid"].as_u64(), Some(u64::from(w.0.id())));
+    assert_eq!(ws[0]["done"], 20, "{listed}");
+}

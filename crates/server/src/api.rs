@@ -215,6 +215,7 @@ impl Server {
             }
             "TestState" => self.test_state(p).await,
             "ListMapRunFailures" => self.list_failures(p),
+            "ListWorkers" => self.list_workers().await,
             _ => Err(ApiError::new(
                 "UnknownOperationException",
                 format!("unknown operation {op}"),
@@ -626,6 +627,18 @@ impl Server {
         }
         self.spawn_resume(e.arn.clone(), true);
         Ok(json!({"redriveDate": secs(self.runtime.now_ms())}))
+    }
+
+    /// shoal's own: the fleet's workers as they last announced themselves.
+    async fn list_workers(&self) -> R {
+        let Some(fleet) = self.runtime.fleet() else {
+            return Ok(json!({"fleet": false, "workers": []}));
+        };
+        let workers = fleet
+            .workers()
+            .await
+            .map_err(|e| ApiError::new("ServiceUnavailable", e.to_string()))?;
+        Ok(json!({"fleet": true, "workers": workers}))
     }
 
     fn list_failures(&self, p: &Value) -> R {

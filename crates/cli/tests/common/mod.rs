@@ -58,13 +58,22 @@ pub fn serve(dir: &Path, extra: &[&str]) -> Serve {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let line = lines.next().unwrap().unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
+    // The line that says where it listens; others (fleet mode) may come first.
+    let mut said = Vec::new();
+    let addr = loop {
+        let Some(Ok(line)) = lines.next() else {
+            let _ = child.kill();
+            panic!("shoal serve ended without listening: {said:?}");
+        };
+        if let Some(a) = line
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+        {
+            break a.to_string();
+        }
+        said.push(line);
+    };
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines.by_ref() {});
     Serve { child, addr }
