@@ -574,3 +574,178 @@ fn shoal_serve_sends_map_runs_to_the_fleet_and_lists_its_workers() {
     assert_eq!(ws[0]["pid"].as_u64(), Some(u64::from(w.0.id())));
     assert_eq!(ws[0]["done"], 20, "{listed}");
 }
+
+/// Two "machines": network namespaces joined by a bridge, each with its own address.
+/// Needs root (CI and scripts/test.sh run as root), like the mount tests.
+struct Net {
+    tag: String,
+}
+
+fn ip(args: &[&str]) {
+    let o = Command::new("ip").args(args).output().unwrap_or_else(|e| {
+        panic!("`ip` is needed for the network-namespace test (iproute2): {e}")
+    });
+    assert!(
+        o.status.success(),
+        "ip {args:?}: {} (this test needs root)",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+impl Net {
+    /// A bridge at 10.201.N.1 and `hosts` namespaces at .2, .3, ...
+    fn new(hosts: usize) -> Net {
+        let n = std::process::id() % 200 + 20;
+        let tag = format!("sh{n}");
+        let net = Net { tag: tag.clone() };
+        let br = format!("{tag}br");
+        ip(&["link", "add", &br, "type", "bridge"]);
+        ip(&["addr", "add", &format!("10.201.{n}.1/24"), "dev", &br]);
+        ip(&["link", "set", &br, "up"]);
+        for h in 0..hosts {
+            let ns = format!("{tag}ns{h}");
+            let (outer, inner) = (format!("{tag}o{h}"), format!("{tag}i{h}"));
+            ip(&["netns", "add", &ns]);
+            ip(&[
+                "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+            ]);
+            ip(&["link", "set", &inner, "netns", &ns]);
+            ip(&["link", "set", &outer, "master", &br]);
+            ip(&["link", "set", &outer, "up"]);
+            let addr = format!("10.201.{n}.{}/24", h + 2);
+            ip(&[
+                "netns", "exec", &ns, "ip", "addr", "add", &addr, "dev", &inner,
+            ]);
+            ip(&["netns", "exec", &ns, "ip", "link", "set", &inner, "up"]);
+            ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+        }
+        net
+    }
+
+    fn hub(&self) -> String {
+        let n = &self.tag[2..];
+        format!("10.201.{n}.1")
+    }
+
+    /// Pulls host `h`'s cable.
+    fn cut(&self, h: usize) {
+        ip(&["link", "set", &format!("{}o{h}", self.tag), "down"]);
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for h in 0..8 {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &format!("{}ns{h}", self.tag)])
+                .output();
+            let _ = Command::new("ip")
+                .args(["link", "del", &format!("{}o{h}", self.tag)])
+                .output();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &format!("{}br", self.tag)])
+            .output();
+    }
+}
+
+#[test]
+fn workers_on_separate_hosts_survive_one_cut_off_mid_run() {
+    const ITEMS: u64 = 20_000;
+    let (s, batches) = sleepy(ITEMS, 100, 40, 8);
+    let net = Net::new(2);
+    // NATS on the bridge's address, reachable from both namespaces.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(nats_server_binary())
+        .args(["-js", "-a", &net.hub(), "-p", &port.to_string(), "-sd"])
+        .arg(s.path("nats"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("nats://{}:{port}", net.hub());
+    let start = Instant::now();
+    while TcpStream::connect((net.hub().as_str(), port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "nats-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let hosts: Vec<Worker> = (0..2)
+        .map(|h| {
+            let child = Command::new("ip")
+                .args(["netns", "exec", &format!("{}ns{h}", net.tag)])
+                .arg(env!("CARGO_BIN_EXE_shoal"))
+                .current_dir(s.dir.path())
+                .args([
+                    "worker",
+                    "--nats",
+                    &url,
+                    "--buckets",
+                    "buckets",
+                    "--config",
+                    "shoal.toml",
+                ])
+                .args(["--concurrency", "4"])
+                .process_group(0)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            Worker(child, false)
+        })
+        .collect();
+    let listed = |url: &str| -> Vec<Value> {
+        let o = Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(["workers", "--json", "--nats", url])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&o.stdout)
+            .map(|v| v.as_array().cloned().unwrap_or_default())
+            .unwrap_or_default()
+    };
+    while listed(&url).len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "workers did not connect"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let run = s
+        .command(&["run", "def.json", "--name", "netsplit"])
+        .args(s.env_args())
+        .args(["--nats", &url, "--nats-ack-wait", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while s.calls() < 40 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the fleet made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    net.cut(0);
+    let cut_at = s.calls();
+    let o = run.wait_with_output().unwrap();
+    let out = common::json_output(&o);
+    exactly_once(&s, &out, ITEMS);
+    let d = s.describe("netsplit");
+    assert_eq!(
+        d["mapRuns"][0]["executionCounts"]["succeeded"], batches,
+        "{d}"
+    );
+    eprintln!(
+        "{} invocations for {batches} batches; host 0 cut off after {cut_at}",
+        s.calls()
+    );
+    drop(hosts);
+    let _ = server.kill();
+    let _ = server.wait();
+}
