@@ -33,10 +33,15 @@ struct Nats {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    extra: Vec<String>,
 }
 
 impl Nats {
     fn start(dir: &Path) -> Nats {
+        Nats::start_with(dir, &[])
+    }
+
+    fn start_with(dir: &Path, extra: &[&str]) -> Nats {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -46,6 +51,7 @@ impl Nats {
             child: None,
             port,
             dir: dir.to_path_buf(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         n.up();
         n
@@ -62,6 +68,7 @@ impl Nats {
                 "-sd",
             ])
             .arg(&self.dir)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -748,4 +755,44 @@ fn workers_on_separate_hosts_survive_one_cut_off_mid_run() {
     drop(hosts);
     let _ = server.kill();
     let _ = server.wait();
+}
+
+#[test]
+fn a_token_protected_nats_needs_the_token() {
+    let (s, _) = sleepy(1_000, 100, 1, 4);
+    let nats = Nats::start_with(&s.path("nats"), &["--auth", "s3cret"]);
+    let with_token = |c: &mut Command| {
+        c.env("NATS_TOKEN", "s3cret");
+    };
+    let mut w = Command::new(env!("CARGO_BIN_EXE_shoal"));
+    w.current_dir(s.dir.path())
+        .args(["worker", "--nats", &nats.url(), "--config", "shoal.toml"])
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    with_token(&mut w);
+    let _w = Worker(w.spawn().unwrap(), false);
+    let mut run = coordinator(&s, &nats, &["run", "def.json"]);
+    with_token(&mut run);
+    exactly_once(&s, &finish(&mut run), 1_000);
+    // Without it: a clear error naming NATS, at once.
+    let o = coordinator(&s, &nats, &["run", "def.json"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot connect to NATS at nats://127.0.0.1"),
+        "{err}"
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["workers", "--nats", &nats.url(), "--nats-token", "wrong"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("authorization"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
