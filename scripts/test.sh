@@ -42,6 +42,17 @@ if [ ! -d target/browser/node_modules/playwright-core ]; then
   npm install --silent --prefix target/browser playwright-core@1.65.1
 fi
 
+# Node's Lambda runtime client, aws-lambda-ric 3.3.0 from npm; its install builds native
+# code (about 2 minutes on 2 cores) with autoconf, automake, libtool and a C++ compiler.
+if [ ! -x target/node-ric/node_modules/.bin/aws-lambda-ric ]; then
+  if ! command -v autoreconf >/dev/null || ! command -v libtoolize >/dev/null || ! command -v g++ >/dev/null; then
+    pkgs="autoconf automake libtool make g++"
+    # shellcheck disable=SC2086
+    apt-get install -y -q $pkgs >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q $pkgs >/dev/null; }
+  fi
+  npm install --silent --prefix target/node-ric aws-lambda-ric@3.3.0
+fi
+
 # Tests keep their executions in a state folder of their own, not the user's ~/.shoal.
 SHOAL_STATE_DIR=$(mktemp -d)
 export SHOAL_STATE_DIR

@@ -1,6 +1,7 @@
 //! Unmodified Lambda handlers run through shoal's Lambda Runtime API: a Rust function on
 //! the `lambda_runtime` crate (`functions/testfn`, built by `scripts/test.sh`) and a
-//! Python one under `awslambdaric` (a venv made by `scripts/test.sh`).
+//! Python one under `awslambdaric` (a venv made by `scripts/test.sh`), and a Node one
+//! under `aws-lambda-ric` 3.3.0 from npm (built by `scripts/test.sh` in target/node-ric).
 
 mod common;
 
@@ -15,9 +16,17 @@ fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Each runtime under test: its name, its command, and the errorType its `fail` op
-/// reports (Python names it after the exception class).
-fn runtimes() -> Vec<(&'static str, Vec<String>, &'static str)> {
+fn functions_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../functions")
+        .join(name)
+        .canonicalize()
+        .unwrap()
+}
+
+/// Each runtime under test: its name, its command, its folder, and the errorType its
+/// `fail` op reports (Python and Node name it after the exception class).
+fn runtimes() -> Vec<(&'static str, Vec<String>, PathBuf, &'static str)> {
     let rust = target_dir().join("shoal-testfn");
     assert!(
         rust.exists(),
@@ -38,10 +47,17 @@ fn runtimes() -> Vec<(&'static str, Vec<String>, &'static str)> {
         ok,
         "{python} cannot import awslambdaric: scripts/test.sh makes target/lambda-venv"
     );
+    let node_ric = target_dir().join("../node-ric/node_modules/.bin/aws-lambda-ric");
+    assert!(
+        node_ric.exists(),
+        "{} is missing: scripts/test.sh installs aws-lambda-ric@3.3.0 there",
+        node_ric.display()
+    );
     vec![
         (
             "rust",
             vec![rust.to_string_lossy().into_owned()],
+            functions_dir("testfn"),
             "Custom.Failure",
         ),
         (
@@ -52,18 +68,27 @@ fn runtimes() -> Vec<(&'static str, Vec<String>, &'static str)> {
                 "awslambdaric".into(),
                 "handler.handler".into(),
             ],
+            functions_dir("testfn-py"),
+            "CustomFailure",
+        ),
+        (
+            "node",
+            vec![
+                node_ric.to_string_lossy().into_owned(),
+                "index.handler".into(),
+            ],
+            functions_dir("testfn-node"),
             "CustomFailure",
         ),
     ]
 }
 
-fn config(dir: &Path, command: &[String], timeout: f64, concurrency: usize) -> PathBuf {
-    let py_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../functions/testfn-py");
+fn config(dir: &Path, command: &[String], cwd: &Path, timeout: f64, concurrency: usize) -> PathBuf {
     let quoted: Vec<String> = command.iter().map(|c| format!("{c:?}")).collect();
     let text = format!(
         "[functions.testfn]\ncommand = [{}]\ncwd = {:?}\ntimeout_seconds = {timeout}\nconcurrency = {concurrency}\n",
         quoted.join(", "),
-        py_dir.canonicalize().unwrap().display().to_string(),
+        cwd.display().to_string(),
     );
     let p = dir.join("shoal.toml");
     std::fs::write(&p, text).unwrap();
@@ -98,9 +123,9 @@ fn task(extra: Value) -> Value {
 
 #[test]
 fn lambda_handlers_succeed_fail_time_out_and_crash() {
-    for (name, command, error) in runtimes() {
+    for (name, command, cwd, error) in runtimes() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = config(dir.path(), &command, 30.0, 2);
+        let cfg = config(dir.path(), &command, &cwd, 30.0, 2);
 
         // Success, through lambda:invoke and through the plain function ARN.
         let (r, _) = run(
@@ -159,7 +184,7 @@ fn lambda_handlers_succeed_fail_time_out_and_crash() {
             "{name}: {r}"
         );
         // The function's own timeout: Lambda.Unknown, as AWS reports it.
-        let short = config(dir.path(), &command, 1.0, 2);
+        let short = config(dir.path(), &command, &cwd, 1.0, 2);
         let (r, _) = run(
             dir.path(),
             &short,
@@ -190,9 +215,9 @@ fn lambda_handlers_succeed_fail_time_out_and_crash() {
 
 #[test]
 fn processes_are_reused_and_never_exceed_concurrency() {
-    let (_, command, _) = runtimes().remove(0);
+    let (_, command, cwd, _) = runtimes().remove(0);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &command, 30.0, 3);
+    let cfg = config(dir.path(), &command, &cwd, 30.0, 3);
     let def = json!({"StartAt": "M", "States": {"M": {
         "Type": "Map",
         "ItemProcessor": {
