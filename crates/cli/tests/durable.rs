@@ -54,20 +54,7 @@ fn a_map_run_killed_five_times_resumes_with_every_item_exactly_once() {
         String::from_utf8_lossy(&o.stderr)
     );
 
-    let key = v["output"]["ResultWriterDetails"]["Key"].as_str().unwrap();
-    let (manifest, lines) = s.results(key);
-    assert!(manifest["ResultFiles"]["FAILED"]
-        .as_array()
-        .unwrap()
-        .is_empty());
-    let mut seen = HashSet::new();
-    for (status, item) in &lines {
-        assert_eq!(status, "SUCCEEDED");
-        let id = item["id"].as_u64().unwrap();
-        assert!(seen.insert(id), "item {id} written twice");
-    }
-    assert_eq!(seen.len() as u64, ITEMS, "every item written once");
-    assert!(seen.iter().all(|i| *i < ITEMS));
+    s.exactly_once(&v, ITEMS);
 
     let d = s.describe("crashy");
     assert_eq!(d["status"], "SUCCEEDED");

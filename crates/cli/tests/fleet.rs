@@ -184,25 +184,28 @@ fn finish(c: &mut Command) -> Value {
     common::json_output(&o)
 }
 
-/// Every item of `0..n` in the SUCCEEDED results exactly once, nothing failed.
-fn exactly_once(s: &Setup, out: &Value, n: u64) {
-    assert_eq!(out["status"], "SUCCEEDED", "{out}");
-    let key = out["output"]["ResultWriterDetails"]["Key"]
-        .as_str()
-        .unwrap();
-    let (manifest, lines) = s.results(key);
-    assert!(manifest["ResultFiles"]["FAILED"]
-        .as_array()
-        .unwrap()
-        .is_empty());
-    let mut seen = HashSet::new();
-    for (status, item) in &lines {
-        assert_eq!(status, "SUCCEEDED");
-        let id = item["id"].as_u64().unwrap();
-        assert!(seen.insert(id), "item {id} written twice");
+/// Waits until the test function has been called `n` times.
+fn wait_for_calls(s: &Setup, n: usize) {
+    let start = Instant::now();
+    while s.calls() < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the fleet made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(5));
     }
-    assert_eq!(seen.len() as u64, n, "every item written once");
-    assert!(seen.iter().all(|i| *i < n));
+}
+
+/// Starts the coordinator in the background, its output captured.
+fn spawn(c: &mut Command) -> Child {
+    c.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn exactly_once(s: &Setup, out: &Value, n: u64) {
+    s.exactly_once(out, n);
 }
 
 fn sleepy(items: u64, batch: u64, ms: u64, max_concurrency: u64) -> (Setup, u64) {
@@ -228,18 +231,12 @@ fn fifty_thousand_items_over_three_workers_survive_a_killed_worker() {
     let mut fleet: Vec<Worker> = (0..3).map(|_| worker(&s, &nats, "shoal.toml", 4)).collect();
     wait_for_workers(&nats, 3);
     let start = Instant::now();
-    let run = coordinator(&s, &nats, &["run", "def.json", "--name", "fleet"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    while s.calls() < 100 {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the fleet made no progress"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let run = spawn(&mut coordinator(
+        &s,
+        &nats,
+        &["run", "def.json", "--name", "fleet"],
+    ));
+    wait_for_calls(&s, 100);
     fleet[0].kill();
     let killed_at = s.calls();
     let o = run.wait_with_output().unwrap();
@@ -291,14 +288,7 @@ fn a_killed_coordinator_resumes_and_collects_what_the_fleet_finished() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while s.calls() < 40 {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the fleet made no progress"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_calls(&s, 40);
     let _ = Command::new("kill")
         .args(["-KILL", "--", &format!("-{}", run.id())])
         .status();
@@ -323,19 +313,12 @@ fn a_nats_restart_mid_run_is_ridden_out() {
     let mut nats = Nats::start(&s.path("nats"));
     let _fleet: Vec<Worker> = (0..2).map(|_| worker(&s, &nats, "shoal.toml", 4)).collect();
     wait_for_workers(&nats, 2);
-    let run = coordinator(&s, &nats, &["run", "def.json", "--name", "bumpy"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while s.calls() < 40 {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the fleet made no progress"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let run = spawn(&mut coordinator(
+        &s,
+        &nats,
+        &["run", "def.json", "--name", "bumpy"],
+    ));
+    wait_for_calls(&s, 40);
     nats.down();
     std::thread::sleep(Duration::from_secs(2));
     nats.up();
@@ -355,23 +338,13 @@ fn nats_gone_for_good_fails_the_run_with_a_clear_error() {
     let mut nats = Nats::start(&s.path("nats"));
     let _fleet = worker(&s, &nats, "shoal.toml", 4);
     wait_for_workers(&nats, 1);
-    let run = coordinator(
+    let run = spawn(&mut coordinator(
         &s,
         &nats,
         &["run", "def.json", "--name", "gone", "--nats-patience", "3"],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    ));
     let start = Instant::now();
-    while s.calls() < 20 {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the fleet made no progress"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_calls(&s, 20);
     nats.down();
     let o = run.wait_with_output().unwrap();
     let out = common::json_output(&o);
@@ -723,21 +696,12 @@ fn workers_on_separate_hosts_survive_one_cut_off_mid_run() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let run = s
-        .command(&["run", "def.json", "--name", "netsplit"])
-        .args(s.env_args())
-        .args(["--nats", &url, "--nats-ack-wait", "2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    while s.calls() < 40 {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the fleet made no progress"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let run = spawn(
+        s.command(&["run", "def.json", "--name", "netsplit"])
+            .args(s.env_args())
+            .args(["--nats", &url, "--nats-ack-wait", "2"]),
+    );
+    wait_for_calls(&s, 40);
     net.cut(0);
     let cut_at = s.calls();
     let o = run.wait_with_output().unwrap();

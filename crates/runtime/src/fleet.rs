@@ -575,12 +575,7 @@ impl Fleet {
         if let Some(r) = runs.get(run) {
             return Ok(r.feed.clone());
         }
-        let _ = self
-            .setup
-            .work
-            .purge()
-            .filter(format!("shoal.work.*.{run}"))
-            .await;
+        self.purge_work(run).await;
         let name = format!("r-{run}");
         let consumer = self
             .setup
@@ -641,6 +636,16 @@ impl Fleet {
         Ok(feed)
     }
 
+    /// Drops a run's queued children (not those a worker holds).
+    async fn purge_work(&self, run: &str) {
+        let _ = self
+            .setup
+            .work
+            .purge()
+            .filter(format!("shoal.work.*.{run}"))
+            .await;
+    }
+
     /// A map run ended here: its queued work and uncollected results go.
     pub async fn finish_run(&self, spec: &MapRunSpec) {
         let run = spec.run_id();
@@ -649,12 +654,7 @@ impl Fleet {
         }
         // Best effort, and brief: with NATS gone the run must still end.
         let cleanup = async {
-            let _ = self
-                .setup
-                .work
-                .purge()
-                .filter(format!("shoal.work.*.{run}"))
-                .await;
+            self.purge_work(run).await;
             let _ = self
                 .setup
                 .results

@@ -123,6 +123,27 @@ impl Setup {
         self.dir.path().join(p)
     }
 
+    /// Every item `{"id": 0..n}` in the SUCCEEDED results exactly once, nothing failed.
+    pub fn exactly_once(&self, out: &Value, n: u64) {
+        assert_eq!(out["status"], "SUCCEEDED", "{out}");
+        let key = out["output"]["ResultWriterDetails"]["Key"]
+            .as_str()
+            .unwrap();
+        let (manifest, lines) = self.results(key);
+        assert!(manifest["ResultFiles"]["FAILED"]
+            .as_array()
+            .unwrap()
+            .is_empty());
+        let mut seen = std::collections::HashSet::new();
+        for (status, item) in &lines {
+            assert_eq!(status, "SUCCEEDED");
+            let id = item["id"].as_u64().unwrap();
+            assert!(seen.insert(id), "item {id} written twice");
+        }
+        assert_eq!(seen.len() as u64, n, "every item written once");
+        assert!(seen.iter().all(|i| *i < n));
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_shoal"));
         c.current_dir(self.dir.path())
