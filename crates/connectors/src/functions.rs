@@ -389,7 +389,7 @@ impl Functions {
         };
         let cpu = self
             .cpu
-            .get_or_init(|| Arc::new(tokio::sync::Semaphore::new(default_concurrency())))
+            .get_or_init(|| Arc::new(tokio::sync::Semaphore::new(shoal_resize::cpu_slots())))
             .clone();
         let objects: Arc<dyn shoal_resize::Objects> = Arc::new(StoreObjects(store.clone()));
         match shoal_resize::process_batch(event, objects, cpu, false).await {

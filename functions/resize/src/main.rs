@@ -64,8 +64,7 @@ impl Objects for S3 {
 async fn main() -> Result<(), lambda_runtime::Error> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let objects: Arc<dyn Objects> = Arc::new(S3::default());
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cpu = Arc::new(tokio::sync::Semaphore::new(cores));
+    let cpu = Arc::new(tokio::sync::Semaphore::new(shoal_resize::cpu_slots()));
     let keep = std::env::var("KEEP_ASPECT").is_ok_and(|v| v == "1");
     lambda_runtime::run(service_fn(move |e: LambdaEvent<Value>| {
         let (objects, cpu) = (objects.clone(), cpu.clone());

@@ -55,7 +55,7 @@ fn main() -> Result<(), String> {
             ((cw as f64 * scale) as u32).max(1),
             ((ch as f64 * scale) as u32).max(1),
         );
-        let small = shoal_resize::resize_rgb(crop, cw, ch, tw, th)?;
+        let small = shoal_resize::resize_rgb(&crop, cw, ch, tw, th)?;
         let mut jpg = Vec::new();
         jpeg_encoder::Encoder::new(&mut jpg, 85)
             .encode(&small, tw as u16, th as u16, jpeg_encoder::ColorType::Rgb)
