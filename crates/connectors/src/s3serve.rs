@@ -38,11 +38,19 @@ fn failure(e: Error) -> Response<Full<Bytes>> {
     }
 }
 
-/// A weak but stable ETag: the body's length and a 64-bit FNV hash.
+/// A weak but stable ETag: the body's length and a 64-bit FNV-style hash taken eight
+/// bytes at a time (byte by byte it was 2.5 % of the seed demo's CPU).
 fn etag(body: &[u8]) -> String {
+    let step = |h: u64, w: u64| (h ^ w).wrapping_mul(0x0100_0000_01b3);
+    let mut chunks = body.chunks_exact(8);
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in body {
-        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = step(h, u64::from_le_bytes(w));
+    }
+    for b in chunks.remainder() {
+        h = step(h, u64::from(*b));
     }
     format!("\"{:x}-{h:016x}\"", body.len())
 }
