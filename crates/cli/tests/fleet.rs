@@ -204,8 +204,14 @@ fn spawn(c: &mut Command) -> Child {
         .unwrap()
 }
 
-fn exactly_once(s: &Setup, out: &Value, n: u64) {
-    s.exactly_once(out, n);
+/// A finished run: every item exactly once, every batch succeeded.
+fn all_done(s: &Setup, out: &Value, name: &str, items: u64, batches: u64) {
+    s.exactly_once(out, items);
+    let d = s.describe(name);
+    assert_eq!(
+        d["mapRuns"][0]["executionCounts"]["succeeded"], batches,
+        "{d}"
+    );
 }
 
 fn sleepy(items: u64, batch: u64, ms: u64, max_concurrency: u64) -> (Setup, u64) {
@@ -242,10 +248,8 @@ fn fifty_thousand_items_over_three_workers_survive_a_killed_worker() {
     let o = run.wait_with_output().unwrap();
     let elapsed = start.elapsed();
     let out = common::json_output(&o);
-    exactly_once(&s, &out, ITEMS);
+    all_done(&s, &out, "fleet", ITEMS, batches);
     let d = s.describe("fleet");
-    let counts = &d["mapRuns"][0]["executionCounts"];
-    assert_eq!(counts["succeeded"], batches, "{d}");
     assert_eq!(
         d["mapRuns"][0]["itemCounts"]["resultsWritten"], ITEMS,
         "{d}"
@@ -297,12 +301,7 @@ fn a_killed_coordinator_resumes_and_collects_what_the_fleet_finished() {
     // The workers finish what they hold while no coordinator listens.
     std::thread::sleep(Duration::from_millis(500));
     let out = finish(&mut coordinator(&s, &nats, &["resume", "boss"]));
-    exactly_once(&s, &out, ITEMS);
-    let d = s.describe("boss");
-    assert_eq!(
-        d["mapRuns"][0]["executionCounts"]["succeeded"], batches,
-        "{d}"
-    );
+    all_done(&s, &out, "boss", ITEMS, batches);
     eprintln!("{} invocations for {batches} batches", s.calls());
 }
 
@@ -324,12 +323,7 @@ fn a_nats_restart_mid_run_is_ridden_out() {
     nats.up();
     let o = run.wait_with_output().unwrap();
     let out = common::json_output(&o);
-    exactly_once(&s, &out, ITEMS);
-    let d = s.describe("bumpy");
-    assert_eq!(
-        d["mapRuns"][0]["executionCounts"]["succeeded"], batches,
-        "{d}"
-    );
+    all_done(&s, &out, "bumpy", ITEMS, batches);
 }
 
 #[test]
@@ -386,7 +380,7 @@ fn a_mixed_fleet_routes_each_batch_to_a_worker_that_has_its_function() {
     let special = worker(&s, &nats, "special.toml", 4);
     wait_for_workers(&nats, 2);
     let out = finish(&mut coordinator(&s, &nats, &["run", "def.json"]));
-    exactly_once(&s, &out, 1_000);
+    s.exactly_once(&out, 1_000);
     // Heartbeats come each second: wait for one after the run.
     std::thread::sleep(Duration::from_millis(1_500));
     let all = workers(&nats);
@@ -706,12 +700,7 @@ fn workers_on_separate_hosts_survive_one_cut_off_mid_run() {
     let cut_at = s.calls();
     let o = run.wait_with_output().unwrap();
     let out = common::json_output(&o);
-    exactly_once(&s, &out, ITEMS);
-    let d = s.describe("netsplit");
-    assert_eq!(
-        d["mapRuns"][0]["executionCounts"]["succeeded"], batches,
-        "{d}"
-    );
+    all_done(&s, &out, "netsplit", ITEMS, batches);
     eprintln!(
         "{} invocations for {batches} batches; host 0 cut off after {cut_at}",
         s.calls()
@@ -738,7 +727,7 @@ fn a_token_protected_nats_needs_the_token() {
     let _w = Worker(w.spawn().unwrap(), false);
     let mut run = coordinator(&s, &nats, &["run", "def.json"]);
     with_token(&mut run);
-    exactly_once(&s, &finish(&mut run), 1_000);
+    s.exactly_once(&finish(&mut run), 1_000);
     // Without it: a clear error naming NATS, at once.
     let o = coordinator(&s, &nats, &["run", "def.json"])
         .output()
