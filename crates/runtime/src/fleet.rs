@@ -351,7 +351,6 @@ struct Run {
 
 /// The coordinator's side: hands a map run's children to the fleet.
 pub struct Fleet {
-    client: async_nats::Client,
     js: Context,
     setup: Setup,
     options: FleetOptions,
@@ -361,7 +360,6 @@ pub struct Fleet {
     consumers: tokio::sync::Mutex<HashSet<String>>,
     runs: tokio::sync::Mutex<HashMap<String, Run>>,
     down_since: Arc<Mutex<Option<Instant>>>,
-    last_result: Arc<AtomicU64>,
     watchdog: tokio::task::JoinHandle<()>,
 }
 
@@ -384,7 +382,6 @@ impl Fleet {
         let js = jetstream::new(client.clone());
         let setup = setup(&js).await?;
         let down_since = Arc::new(Mutex::new(None));
-        let last_result = Arc::new(AtomicU64::new(0));
         let watchdog = {
             let client = client.clone();
             let down = down_since.clone();
@@ -413,7 +410,6 @@ impl Fleet {
             .unwrap_or(0)
             ^ u64::from(std::process::id()).rotate_left(32);
         Ok(Arc::new(Fleet {
-            client,
             js,
             setup,
             options,
@@ -422,7 +418,6 @@ impl Fleet {
             consumers: Default::default(),
             runs: Default::default(),
             down_since,
-            last_result,
             watchdog,
         }))
     }
@@ -598,7 +593,6 @@ impl Fleet {
         let feed: Arc<Mutex<Feed>> = Default::default();
         let pump = {
             let feed = feed.clone();
-            let last = self.last_result.clone();
             tokio::spawn(async move {
                 loop {
                     let Ok(mut msgs) = consumer.messages().await else {
@@ -608,7 +602,6 @@ impl Fleet {
                     while let Some(m) = msgs.next().await {
                         let Ok(m) = m else { continue };
                         if let Ok(done) = serde_json::from_slice::<Done>(&m.payload) {
-                            last.store(done.index, Ordering::Relaxed);
                             let index = done.index;
                             let end = done.end();
                             let mut f = lock(&feed);
@@ -668,10 +661,6 @@ impl Fleet {
                 .await;
         };
         let _ = tokio::time::timeout(Duration::from_secs(3), cleanup).await;
-    }
-
-    pub fn client(&self) -> &async_nats::Client {
-        &self.client
     }
 }
 
