@@ -124,24 +124,47 @@ impl Drop for Worker {
 }
 
 fn worker(s: &Setup, nats: &Nats, config: &str, concurrency: usize) -> Worker {
-    let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .current_dir(s.dir.path())
+    Worker::start(&mut worker_command(
+        s,
+        &[],
+        &nats.url(),
+        config,
+        concurrency,
+    ))
+}
+
+/// `shoal worker` in the test folder, run through `prefix` (say, `ip netns exec NS`).
+fn worker_command(s: &Setup, prefix: &[&str], url: &str, config: &str, slots: usize) -> Command {
+    let shoal = env!("CARGO_BIN_EXE_shoal");
+    let mut c = Command::new(prefix.first().copied().unwrap_or(shoal));
+    if !prefix.is_empty() {
+        c.args(&prefix[1..]).arg(shoal);
+    }
+    c.current_dir(s.dir.path())
         .args([
             "worker",
             "--nats",
-            &nats.url(),
+            url,
             "--buckets",
             "buckets",
             "--config",
             config,
         ])
-        .args(["--concurrency", &concurrency.to_string()])
-        .process_group(0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Worker(child, false)
+        .args(["--concurrency", &slots.to_string()]);
+    c
+}
+
+impl Worker {
+    /// Starts it in its own process group.
+    fn start(c: &mut Command) -> Worker {
+        let child = c
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Worker(child, false)
+    }
 }
 
 fn workers(nats: &Nats) -> Vec<Value> {
@@ -652,26 +675,9 @@ fn workers_on_separate_hosts_survive_one_cut_off_mid_run() {
     }
     let hosts: Vec<Worker> = (0..2)
         .map(|h| {
-            let child = Command::new("ip")
-                .args(["netns", "exec", &format!("{}ns{h}", net.tag)])
-                .arg(env!("CARGO_BIN_EXE_shoal"))
-                .current_dir(s.dir.path())
-                .args([
-                    "worker",
-                    "--nats",
-                    &url,
-                    "--buckets",
-                    "buckets",
-                    "--config",
-                    "shoal.toml",
-                ])
-                .args(["--concurrency", "4"])
-                .process_group(0)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            Worker(child, false)
+            let ns = format!("{}ns{h}", net.tag);
+            let prefix = ["ip", "netns", "exec", ns.as_str()];
+            Worker::start(&mut worker_command(&s, &prefix, &url, "shoal.toml", 4))
         })
         .collect();
     let listed = |url: &str| -> Vec<Value> {
@@ -717,14 +723,9 @@ fn a_token_protected_nats_needs_the_token() {
     let with_token = |c: &mut Command| {
         c.env("NATS_TOKEN", "s3cret");
     };
-    let mut w = Command::new(env!("CARGO_BIN_EXE_shoal"));
-    w.current_dir(s.dir.path())
-        .args(["worker", "--nats", &nats.url(), "--config", "shoal.toml"])
-        .process_group(0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut w = worker_command(&s, &[], &nats.url(), "shoal.toml", 8);
     with_token(&mut w);
-    let _w = Worker(w.spawn().unwrap(), false);
+    let _w = Worker::start(&mut w);
     let mut run = coordinator(&s, &nats, &["run", "def.json"]);
     with_token(&mut run);
     s.exactly_once(&finish(&mut run), 1_000);
