@@ -136,7 +136,9 @@ fn distributed_map_reads_items_from_a_local_bucket() {
     let o = shoal(&["run", &def, "--buckets", &buckets]);
     assert_eq!(
         stdout(&o).trim(),
-        r#"[{"name":"a;b","n":"1"},{"name":"c","n":"2"}]"#
+        r#"[{"name":"a;b","n":"1"},{"name":"c","n":"2"}]"#,
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
     );
 
     let escape = def.replace("m.json", "e.json");

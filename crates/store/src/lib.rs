@@ -293,8 +293,20 @@ fn connect(path: &Path) -> Result<Connection> {
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(sqlite(path))?;
     // WAL + NORMAL: a killed process loses nothing; only a power cut may lose the last commits.
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(sqlite(path))?;
+    // Switching a new file to WAL can report SQLITE_BUSY without calling the busy handler
+    // while another process does the same, so retry it here.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => break r.map_err(sqlite(path))?,
+        }
+    }
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(sqlite(path))?;
     Ok(conn)
@@ -338,7 +350,9 @@ impl Db {
             source,
         })?;
         // SQLite reports a read-only folder only as "unable to open database file".
-        let probe = dir.join(format!(".shoal-probe-{}", std::process::id()));
+        static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let probe = dir.join(format!(".shoal-probe-{}-{n}", std::process::id()));
         std::fs::write(&probe, b"")
             .and_then(|()| std::fs::remove_file(&probe))
             .map_err(|source| Error::Folder {
@@ -991,6 +1005,23 @@ mod tests {
             db.execution("nope"),
             Err(Error::ExecutionDoesNotExist(_))
         ));
+    }
+
+    #[test]
+    fn many_openers_of_a_new_store_all_succeed() {
+        // Parallel `shoal run`s on a fresh state folder once failed with "database is locked".
+        for _ in 0..30 {
+            let dir = tempfile::tempdir().unwrap();
+            let openers: Vec<_> = (0..6)
+                .map(|_| {
+                    let d = dir.path().to_path_buf();
+                    std::thread::spawn(move || Db::open(&d).map(|_| ()))
+                })
+                .collect();
+            for o in openers {
+                o.join().unwrap().unwrap();
+            }
+        }
     }
 
     #[test]
