@@ -575,7 +575,9 @@ impl Db {
         self.flush()?;
         let mut conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.path.clone();
-        let tx = conn.transaction().map_err(sqlite(&path))?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sqlite(&path))?;
         let n = tx
             .execute(
                 "UPDATE executions SET status = 'ABORTED', stop_ms = ?2, error = ?3, cause = ?4
@@ -853,7 +855,7 @@ fn write_loop(
 }
 
 fn commit(conn: &mut Connection, ops: Vec<Op>) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     for op in ops {
         match op {
             Op::Append {
