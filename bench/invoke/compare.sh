@@ -2,7 +2,7 @@
 # The same lambda_runtime function (functions/testfn, echo) invoked over Lambda's Invoke
 # API, behind `shoal serve` and behind `cargo lambda watch` (pip install cargo-lambda),
 # alternated in one run: N invocations over C keep-alive connections each, for C in
-# 1 4 16. Both serve 2 function processes at most.
+# 1 4 16. Both serve 4 function processes at most (bench/invoke/shoal.toml).
 #   bench/invoke/compare.sh [N]     (default 20000; cargo-lambda on PATH)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,7 +15,7 @@ trap cleanup EXIT
 sp=$(free); cp=$(free)
 (cd bench/invoke && exec ../../target/release/shoal serve --listen "127.0.0.1:$sp" --state-dir "$work/state" --config shoal.toml) \
   >"$work/serve.log" 2>&1 & pids+=($!)
-(cd functions/testfn && exec cargo lambda watch --release -A 127.0.0.1 -P "$cp" --concurrency 2) >"$work/cl.log" 2>&1 & pids+=($!)
+(cd functions/testfn && exec cargo lambda watch --release -A 127.0.0.1 -P "$cp" --concurrency 4) >"$work/cl.log" 2>&1 & pids+=($!)
 shoal_url=http://127.0.0.1:$sp/2015-03-31/functions/testfn/invocations
 cl_url=http://127.0.0.1:$cp/2015-03-31/functions/shoal-testfn/invocations
 # Warm both (cargo lambda builds and starts the function on the first call).

@@ -471,6 +471,8 @@ where
     while let Ok((stream, _)) = listener.accept().await {
         let (state, handler) = (state.clone(), handler.clone());
         conns.spawn(async move {
+            // Request/response over loopback: never hold a small write back for an ACK.
+            let _ = stream.set_nodelay(true);
             let io = hyper_util::rt::TokioIo::new(stream);
             let svc = hyper::service::service_fn(move |req| {
                 let fut = handler(state.clone(), req);
