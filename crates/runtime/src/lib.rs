@@ -14,6 +14,8 @@ pub use durable::{decode_event, encode_event, Error};
 use durable::{Journal, MapDurable};
 pub use shoal_engine::maprun::Tolerance;
 
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::Value;
 use shoal_asl::StateMachine;
 use shoal_connectors::functions::Functions;
@@ -416,6 +418,10 @@ impl Runtime {
         let mut effects = open;
         // Owned here: when this future is dropped (StopExecution), its tasks stop too.
         let mut tasks = JoinSet::new();
+        // Function calls run inside this task, not in tasks of their own: a spawned task
+        // and a channel per call cost a Map of 100,000 invocations a tenth of its time
+        // and ~17 KB per waiting child.
+        let mut calls: FuturesUnordered<BoxFuture<'static, Event>> = FuturesUnordered::new();
         loop {
             for effect in effects.drain(..) {
                 match effect {
@@ -434,23 +440,20 @@ impl Runtime {
                         timeout_seconds,
                         ..
                     } if Functions::handles(&resource) => {
-                        let tx = channel.get_or_insert_with(mpsc::unbounded_channel).0.clone();
-                        outstanding += 1;
                         let functions = self.functions.clone();
                         let request_id = shoal_expr::uuid_v4(&self.entropy());
                         let timeout = timeout_seconds
                             .filter(|t| *t > 0.0)
                             .map(std::time::Duration::from_secs_f64);
-                        while tasks.try_join_next().is_some() {}
-                        tasks.spawn(async move {
-                            let r = functions
+                        calls.push(Box::pin(async move {
+                            match functions
                                 .invoke_task(&resource, input, timeout, request_id)
-                                .await;
-                            let _ = tx.send(match r {
+                                .await
+                            {
                                 Ok(output) => Event::TaskSucceeded { id, output },
                                 Err(failure) => Event::TaskFailed { id, failure },
-                            });
-                        });
+                            }
+                        }));
                     }
                     Effect::Invoke { id, resource, .. } => queue.push_back(Event::TaskFailed {
                         id,
@@ -477,13 +480,14 @@ impl Runtime {
                 Some(e) => e,
                 None => {
                     let next = timers.peek().map(|Reverse((at, _))| self.instant(*at));
-                    if next.is_none() && outstanding == 0 {
+                    if next.is_none() && outstanding == 0 && calls.is_empty() {
                         return Ok(Outcome::Failed(Failure::runtime(
                             "the execution is stuck: no event can arrive",
                         )));
                     }
                     let rx = channel.as_mut().map(|c| &mut c.1);
                     tokio::select! {
+                        Some(e) = calls.next(), if !calls.is_empty() => e,
                         Some(e) = async { rx?.recv().await }, if outstanding > 0 => {
                             outstanding -= 1;
                             e
@@ -831,7 +835,8 @@ impl Runtime {
         progress.peak.fetch_max(n, Ordering::SeqCst);
         let _live = Live(&progress.live);
         let end = match fleet {
-            Some(f) => match f.run_child(&spec, &child).await {
+            // Boxed: its future is large, and this one is held by every waiting child.
+            Some(f) => match Box::pin(f.run_child(&spec, &child)).await {
                 Ok(end) => end,
                 Err(f) => ChildEnd::Failed(f),
             },
