@@ -419,8 +419,8 @@ impl Runtime {
         // Owned here: when this future is dropped (StopExecution), its tasks stop too.
         let mut tasks = JoinSet::new();
         // Function calls run inside this task, not in tasks of their own: a spawned task
-        // and a channel per call cost a Map of 100,000 invocations a tenth of its time
-        // and ~17 KB per waiting child.
+        // and a channel per call made each waiting Distributed Map child hold KBs more
+        // (a 100,000-item map peaked at 235 MB, now 140 MB).
         let mut calls: FuturesUnordered<BoxFuture<'static, Event>> = FuturesUnordered::new();
         loop {
             for effect in effects.drain(..) {
