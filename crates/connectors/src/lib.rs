@@ -120,29 +120,80 @@ impl LocalBuckets {
         Ok(dir)
     }
 
-    pub fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>> {
-        check_key(key)?;
-        let path = self.bucket_dir(bucket)?.join(key);
-        match std::fs::read(&path) {
-            Ok(b) => Ok(b),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NoSuchKey {
+    /// The bucket's folder, without checking that it exists: callers look only when a
+    /// file operation fails, which saves a `stat` on every object.
+    fn bucket_path(&self, bucket: &str) -> Result<PathBuf> {
+        check_bucket(bucket)?;
+        Ok(self.root.join(bucket))
+    }
+
+    /// Why `path` in `bucket` was not found: the bucket or the key.
+    fn not_found(&self, bucket: &str, key: &str) -> Error {
+        if self.root.join(bucket).is_dir() {
+            Error::NoSuchKey {
                 bucket: bucket.into(),
                 key: key.into(),
-            }),
+            }
+        } else {
+            Error::NoSuchBucket(bucket.into())
+        }
+    }
+
+    /// An object's file, open, and its metadata.
+    pub fn open(&self, bucket: &str, key: &str) -> Result<(std::fs::File, std::fs::Metadata)> {
+        check_key(key)?;
+        let path = self.bucket_path(bucket)?.join(key);
+        match std::fs::File::open(&path) {
+            Ok(f) => match f.metadata() {
+                Ok(m) if m.is_file() => Ok((f, m)),
+                Ok(_) => Err(self.not_found(bucket, key)),
+                Err(e) => Err(io(&path)(e)),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(self.not_found(bucket, key)),
             Err(e) => Err(io(&path)(e)),
         }
     }
 
+    pub fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>> {
+        let (mut f, m) = self.open(bucket, key)?;
+        let mut body = Vec::with_capacity(m.len() as usize);
+        std::io::Read::read_to_end(&mut f, &mut body)
+            .map_err(|e| io(&self.root.join(bucket).join(key))(e))?;
+        Ok(body)
+    }
+
     /// Writes through a temporary file and a rename, so no reader sees half an object.
+    /// Folders are made only when the first write fails for want of them.
     pub fn put(&self, bucket: &str, key: &str, body: &[u8]) -> Result<()> {
+        static PUTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
         check_key(key)?;
-        let path = self.bucket_dir(bucket)?.join(key);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        let path = self.bucket_path(bucket)?.join(key);
+        // Unique per write: two writers of one key, or of `a.jpg` and `a.png`, never share it.
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(format!(
+            ".shoal-tmp-{}-{}",
+            PID.get_or_init(std::process::id),
+            PUTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let tmp = PathBuf::from(tmp);
+        match std::fs::write(&tmp, body) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !self.root.join(bucket).is_dir() {
+                    return Err(Error::NoSuchBucket(bucket.into()));
+                }
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(io(parent))?;
+                }
+                std::fs::write(&tmp, body).map_err(io(&tmp))?;
+            }
+            Err(e) => return Err(io(&tmp)(e)),
         }
-        let tmp = path.with_extension(format!("shoal-tmp-{}", std::process::id()));
-        std::fs::write(&tmp, body).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))
+        std::fs::rename(&tmp, &path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io(&path)(e)
+        })
     }
 
     /// Every object under `prefix`, in key order (as S3 lists them).
@@ -227,22 +278,7 @@ impl Store {
     pub async fn open(&self, bucket: &str, key: &str) -> Result<Body> {
         match self {
             Store::None => Err(Error::NoBuckets),
-            Store::Local(l) => {
-                check_key(key)?;
-                let path = l.bucket_dir(bucket)?.join(key);
-                match std::fs::File::open(&path) {
-                    Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => Ok(Body::File(f)),
-                    Ok(_) => Err(Error::NoSuchKey {
-                        bucket: bucket.into(),
-                        key: key.into(),
-                    }),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NoSuchKey {
-                        bucket: bucket.into(),
-                        key: key.into(),
-                    }),
-                    Err(e) => Err(io(&path)(e)),
-                }
-            }
+            Store::Local(l) => l.open(bucket, key).map(|(f, _)| Body::File(f)),
             Store::S3(s) => s.open(bucket, key).await.map(Body::Stream),
         }
     }
