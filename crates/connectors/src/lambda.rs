@@ -9,6 +9,7 @@ use crate::functions::FunctionConfig;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,6 +52,7 @@ pub struct Pool {
     config: FunctionConfig,
     region: String,
     account: String,
+    arn_header: HeaderValue,
     tx: mpsc::UnboundedSender<Invocation>,
     rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Invocation>>,
     counters: Mutex<Counters>,
@@ -89,6 +91,7 @@ impl Pool {
             config,
             region: "us-east-1".into(),
             account: "123456789012".into(),
+            arn_header: Pool::arn_value(name, "us-east-1", "123456789012"),
             tx,
             rx: tokio::sync::Mutex::new(rx),
             counters: Mutex::default(),
@@ -114,6 +117,12 @@ impl Pool {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((key.to_string(), value.to_string()));
+    }
+
+    /// The ARN as the invocation header carries it, made once.
+    fn arn_value(name: &str, region: &str, account: &str) -> HeaderValue {
+        HeaderValue::from_str(&format!("arn:aws:lambda:{region}:{account}:function:{name}"))
+            .unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 
     pub fn arn(&self) -> String {
@@ -437,24 +446,27 @@ async fn next(proc: &Arc<Proc>) -> Response<Full<Bytes>> {
     }
     let mut r = respond(StatusCode::OK, inv.payload.clone());
     let h = r.headers_mut();
-    let put = |h: &mut hyper::HeaderMap, k: &'static str, v: String| {
-        if let Ok(v) = v.parse() {
+    // The trace id's Root: the epoch seconds, then 24 hex digits of the request id.
+    let mut trace = format!("Root=1-{:08x}-", chrono::Utc::now().timestamp());
+    trace.extend(inv.id.chars().filter(|c| *c != '-').take(24));
+    trace.push_str(";Sampled=0");
+    for (k, v) in [
+        ("Lambda-Runtime-Aws-Request-Id", HeaderValue::from_str(&inv.id)),
+        (
+            "Lambda-Runtime-Deadline-Ms",
+            Ok(HeaderValue::from(inv.deadline_ms)),
+        ),
+        ("Lambda-Runtime-Invoked-Function-Arn", Ok(pool.arn_header.clone())),
+        ("Lambda-Runtime-Trace-Id", HeaderValue::from_str(&trace)),
+        (
+            "Content-Type",
+            Ok(HeaderValue::from_static("application/json")),
+        ),
+    ] {
+        if let Ok(v) = v {
             h.insert(k, v);
         }
-    };
-    put(h, "Lambda-Runtime-Aws-Request-Id", inv.id.clone());
-    put(h, "Lambda-Runtime-Deadline-Ms", inv.deadline_ms.to_string());
-    put(h, "Lambda-Runtime-Invoked-Function-Arn", pool.arn());
-    put(
-        h,
-        "Lambda-Runtime-Trace-Id",
-        format!(
-            "Root=1-{:08x}-{};Sampled=0",
-            chrono::Utc::now().timestamp(),
-            &inv.id.replace('-', "")[..24]
-        ),
-    );
-    put(h, "Content-Type", "application/json".into());
+    }
     *proc.log_id.lock().unwrap_or_else(|p| p.into_inner()) = inv.id.clone();
     pool.holders
         .lock()

@@ -354,7 +354,7 @@ pub(crate) fn hash(data: &str, alg: &str) -> Result<String, String> {
             ))
         }
     };
-    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::hex(&digest))
 }
 
 pub(crate) fn partition(arr: &[Value], size: i64) -> Result<Value, String> {

@@ -94,15 +94,30 @@ pub fn uuid_v4(e: &dyn Entropy) -> String {
     bytes[8..].copy_from_slice(&b.to_be_bytes());
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let h: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    let mut out = String::with_capacity(36);
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        push_hex(&mut out, *b);
+    }
+    out
+}
+
+/// Lowercase hex, two digits per byte.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        push_hex(&mut out, *b);
+    }
+    out
+}
+
+// One `format!` per byte was an allocation each: 17 per execution name.
+fn push_hex(out: &mut String, b: u8) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.push(DIGITS[usize::from(b >> 4)] as char);
+    out.push(DIGITS[usize::from(b & 15)] as char);
 }
 
 /// Workflow variables visible to an expression.
@@ -176,4 +191,26 @@ pub fn type_name(v: &Value) -> &'static str {
 /// Is this string an ASL expression in the current language (a path or an intrinsic call)?
 pub fn is_jsonata_expr(s: &str) -> bool {
     s.starts_with("{%") && s.ends_with("%}") && s.len() >= 4
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_are_version_4_in_the_canonical_form() {
+        let e = SplitMix::new(7);
+        let u = uuid_v4(&e);
+        let parts: Vec<&str> = u.split('-').collect();
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12],
+            "{u}"
+        );
+        assert!(u.chars().all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(parts[2].starts_with('4'), "{u}");
+        assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"), "{u}");
+        assert_ne!(u, uuid_v4(&e));
+        assert_eq!(hex(&[0, 0xab, 0x0f]), "00ab0f");
+    }
 }
