@@ -11,13 +11,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// How an invocation ended, before Step Functions' shaping.
 #[derive(Debug)]
@@ -53,8 +53,10 @@ pub struct Pool {
     region: String,
     account: String,
     arn_header: HeaderValue,
-    tx: mpsc::UnboundedSender<Invocation>,
-    rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Invocation>>,
+    /// Invocations no process has taken yet. Each `/next` waits on `ready`, so an
+    /// invocation wakes one waiting process and nothing else.
+    queue: Mutex<VecDeque<Invocation>>,
+    ready: tokio::sync::Notify,
     counters: Mutex<Counters>,
     started: AtomicUsize,
     peak: AtomicUsize,
@@ -85,15 +87,14 @@ fn respond(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> 
 
 impl Pool {
     pub fn new(name: &str, config: FunctionConfig) -> Arc<Pool> {
-        let (tx, rx) = mpsc::unbounded_channel();
         Arc::new(Pool {
             name: name.to_string(),
             config,
             region: "us-east-1".into(),
             account: "123456789012".into(),
             arn_header: Pool::arn_value(name, "us-east-1", "123456789012"),
-            tx,
-            rx: tokio::sync::Mutex::new(rx),
+            queue: Mutex::default(),
+            ready: tokio::sync::Notify::new(),
             counters: Mutex::default(),
             started: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
@@ -121,8 +122,10 @@ impl Pool {
 
     /// The ARN as the invocation header carries it, made once.
     fn arn_value(name: &str, region: &str, account: &str) -> HeaderValue {
-        HeaderValue::from_str(&format!("arn:aws:lambda:{region}:{account}:function:{name}"))
-            .unwrap_or_else(|_| HeaderValue::from_static(""))
+        HeaderValue::from_str(&format!(
+            "arn:aws:lambda:{region}:{account}:function:{name}"
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 
     pub fn arn(&self) -> String {
@@ -168,9 +171,11 @@ impl Pool {
             }
             spawn
         };
-        if self.tx.send(inv).is_err() {
-            return Reply::Unknown("the function's queue is closed".into());
-        }
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(inv);
+        self.ready.notify_one();
         if spawn {
             let pool = self.clone();
             tokio::spawn(async move { pool.run_process().await });
@@ -231,12 +236,12 @@ impl Pool {
             if proc.taken.load(Ordering::SeqCst) == 0 {
                 // It died before asking for work (a bad command, a crash at start):
                 // the invocation that needed it fails rather than waiting forever.
-                if let Some(inv) = self
-                    .rx
-                    .try_lock()
-                    .ok()
-                    .and_then(|mut rx| rx.try_recv().ok())
-                {
+                let next = self
+                    .queue
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .pop_front();
+                if let Some(inv) = next {
                     self.lock().queued -= 1;
                     failed.push(inv);
                 }
@@ -425,20 +430,29 @@ async fn handle(proc: Arc<Proc>, req: Request<Incoming>) -> Response<Full<Bytes>
 async fn next(proc: &Arc<Proc>) -> Response<Full<Bytes>> {
     let pool = &proc.pool;
     pool.lock().idle += 1;
-    let inv = {
-        let mut rx = pool.rx.lock().await;
-        rx.recv().await
-    };
-    {
-        let mut c = pool.lock();
-        c.idle -= 1;
-        if inv.is_some() {
-            c.queued -= 1;
+    // Counted idle until it takes work or its process goes away mid-wait.
+    struct Idle<'a>(&'a Pool);
+    impl Drop for Idle<'_> {
+        fn drop(&mut self) {
+            self.0.lock().idle -= 1;
         }
     }
-    let Some(inv) = inv else {
-        return respond(StatusCode::GONE, "");
+    let idle = Idle(pool);
+    let inv = loop {
+        // `notify_one` keeps a permit when nobody waits, so a push between this
+        // check and the wait is not missed.
+        let next = pool
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front();
+        if let Some(inv) = next {
+            break inv;
+        }
+        pool.ready.notified().await;
     };
+    drop(idle);
+    pool.lock().queued -= 1;
     proc.taken.fetch_add(1, Ordering::SeqCst);
     if inv.reply.is_closed() {
         // Its caller gave up (a Task timeout) before any process took it.
@@ -451,12 +465,18 @@ async fn next(proc: &Arc<Proc>) -> Response<Full<Bytes>> {
     trace.extend(inv.id.chars().filter(|c| *c != '-').take(24));
     trace.push_str(";Sampled=0");
     for (k, v) in [
-        ("Lambda-Runtime-Aws-Request-Id", HeaderValue::from_str(&inv.id)),
+        (
+            "Lambda-Runtime-Aws-Request-Id",
+            HeaderValue::from_str(&inv.id),
+        ),
         (
             "Lambda-Runtime-Deadline-Ms",
             Ok(HeaderValue::from(inv.deadline_ms)),
         ),
-        ("Lambda-Runtime-Invoked-Function-Arn", Ok(pool.arn_header.clone())),
+        (
+            "Lambda-Runtime-Invoked-Function-Arn",
+            Ok(pool.arn_header.clone()),
+        ),
         ("Lambda-Runtime-Trace-Id", HeaderValue::from_str(&trace)),
         (
             "Content-Type",

@@ -207,7 +207,9 @@ mod tests {
             [8, 4, 4, 4, 12],
             "{u}"
         );
-        assert!(u.chars().all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(u
+            .chars()
+            .all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert!(parts[2].starts_with('4'), "{u}");
         assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"), "{u}");
         assert_ne!(u, uuid_v4(&e));
