@@ -135,6 +135,14 @@ impl Pool {
         )
     }
 
+    /// The oldest invocation no process has taken.
+    fn pop(&self) -> Option<Invocation> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Counters> {
         self.counters.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -236,12 +244,7 @@ impl Pool {
             if proc.taken.load(Ordering::SeqCst) == 0 {
                 // It died before asking for work (a bad command, a crash at start):
                 // the invocation that needed it fails rather than waiting forever.
-                let next = self
-                    .queue
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .pop_front();
-                if let Some(inv) = next {
+                if let Some(inv) = self.pop() {
                     self.lock().queued -= 1;
                     failed.push(inv);
                 }
@@ -441,12 +444,7 @@ async fn next(proc: &Arc<Proc>) -> Response<Full<Bytes>> {
     let inv = loop {
         // `notify_one` keeps a permit when nobody waits, so a push between this
         // check and the wait is not missed.
-        let next = pool
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop_front();
-        if let Some(inv) = next {
+        if let Some(inv) = pool.pop() {
             break inv;
         }
         pool.ready.notified().await;
