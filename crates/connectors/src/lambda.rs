@@ -9,9 +9,10 @@ use crate::functions::FunctionConfig;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::HeaderValue;
+use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -363,18 +364,32 @@ impl Pool {
 }
 
 async fn handle(proc: Arc<Proc>, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let path = req.uri().path().to_string();
-    let method = req.method().clone();
-    let rest = path.strip_prefix("/2018-06-01/runtime/").unwrap_or("");
-    match (method, rest.split('/').collect::<Vec<_>>().as_slice()) {
-        (Method::GET, ["invocation", "next"]) => next(&proc).await,
-        (Method::POST, ["invocation", id, kind @ ("response" | "error")]) => {
-            let header = req
-                .headers()
+    // Routed on the parts, so the body can be taken without copying the path.
+    let (parts, body) = req.into_parts();
+    let rest = parts
+        .uri
+        .path()
+        .strip_prefix("/2018-06-01/runtime/")
+        .unwrap_or("");
+    let mut segments = [""; 4];
+    let mut n = 0;
+    for seg in rest.split('/') {
+        if n == segments.len() {
+            n += 1;
+            break;
+        }
+        segments[n] = seg;
+        n += 1;
+    }
+    match (&parts.method, &segments[..n.min(segments.len())]) {
+        (&Method::GET, ["invocation", "next"]) => next(&proc).await,
+        (&Method::POST, ["invocation", id, kind @ ("response" | "error")]) if n == 3 => {
+            let header = parts
+                .headers
                 .get("Lambda-Runtime-Function-Error-Type")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let body = match req.into_body().collect().await {
+            let body = match body.collect().await {
                 Ok(b) => b.to_bytes(),
                 Err(e) => return respond(StatusCode::BAD_REQUEST, e.to_string()),
             };
@@ -411,9 +426,8 @@ async fn handle(proc: Arc<Proc>, req: Request<Incoming>) -> Response<Full<Bytes>
             let _ = inv.reply.send(reply);
             respond(StatusCode::ACCEPTED, "{\"status\":\"OK\"}")
         }
-        (Method::POST, ["init", "error"]) => {
-            let body = req
-                .into_body()
+        (&Method::POST, ["init", "error"]) => {
+            let body = body
                 .collect()
                 .await
                 .map(|b| b.to_bytes())
@@ -428,6 +442,12 @@ async fn handle(proc: Arc<Proc>, req: Request<Incoming>) -> Response<Full<Bytes>
         _ => respond(StatusCode::NOT_FOUND, "{\"errorType\":\"NotFound\"}"),
     }
 }
+
+// Made once: a `&str` header name that is not a standard one is copied on every insert.
+const REQUEST_ID: HeaderName = HeaderName::from_static("lambda-runtime-aws-request-id");
+const DEADLINE: HeaderName = HeaderName::from_static("lambda-runtime-deadline-ms");
+const FUNCTION_ARN: HeaderName = HeaderName::from_static("lambda-runtime-invoked-function-arn");
+const TRACE_ID: HeaderName = HeaderName::from_static("lambda-runtime-trace-id");
 
 /// `GET /next`: waits for the function's next invocation and hands it to this process.
 async fn next(proc: &Arc<Proc>) -> Response<Full<Bytes>> {
@@ -458,33 +478,24 @@ async fn next(proc: &Arc<Proc>) -> Response<Full<Bytes>> {
     }
     let mut r = respond(StatusCode::OK, inv.payload.clone());
     let h = r.headers_mut();
+    h.reserve(5);
     // The trace id's Root: the epoch seconds, then 24 hex digits of the request id.
-    let mut trace = format!("Root=1-{:08x}-", chrono::Utc::now().timestamp());
+    let mut trace = String::with_capacity(48);
+    let _ = write!(trace, "Root=1-{:08x}-", chrono::Utc::now().timestamp());
     trace.extend(inv.id.chars().filter(|c| *c != '-').take(24));
     trace.push_str(";Sampled=0");
-    for (k, v) in [
-        (
-            "Lambda-Runtime-Aws-Request-Id",
-            HeaderValue::from_str(&inv.id),
-        ),
-        (
-            "Lambda-Runtime-Deadline-Ms",
-            Ok(HeaderValue::from(inv.deadline_ms)),
-        ),
-        (
-            "Lambda-Runtime-Invoked-Function-Arn",
-            Ok(pool.arn_header.clone()),
-        ),
-        ("Lambda-Runtime-Trace-Id", HeaderValue::from_str(&trace)),
-        (
-            "Content-Type",
-            Ok(HeaderValue::from_static("application/json")),
-        ),
-    ] {
-        if let Ok(v) = v {
-            h.insert(k, v);
-        }
+    if let Ok(v) = HeaderValue::from_str(&inv.id) {
+        h.insert(REQUEST_ID, v);
     }
+    h.insert(DEADLINE, HeaderValue::from(inv.deadline_ms));
+    h.insert(FUNCTION_ARN, pool.arn_header.clone());
+    if let Ok(v) = HeaderValue::from_str(&trace) {
+        h.insert(TRACE_ID, v);
+    }
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     *proc.log_id.lock().unwrap_or_else(|p| p.into_inner()) = inv.id.clone();
     pool.holders
         .lock()

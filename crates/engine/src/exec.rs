@@ -1410,6 +1410,7 @@ impl Execution {
                 max_concurrency: max_concurrency as usize,
                 tolerance,
                 writer,
+                child_names: Default::default(),
             };
             let id = self.effect_id();
             self.effects.push(Effect::StartMapRun {

@@ -33,7 +33,12 @@ pub struct MapRunSpec {
     pub max_concurrency: usize,
     pub tolerance: Tolerance,
     pub writer: Option<WriterSpec>,
+    /// Children's ARN prefix, state machine ARN and name, and role, made on first use.
+    pub child_names: ChildNames,
 }
+
+#[derive(Debug, Clone, Default)]
+pub struct ChildNames(std::sync::OnceLock<(String, String, String, String)>);
 
 /// Where the items come from.
 #[derive(Debug, Clone)]
@@ -417,19 +422,31 @@ impl MapRunSpec {
 
     /// `$$.Execution` and `$$.StateMachine` for the child named `name`.
     pub fn child_info(&self, name: &str, start_ms: i64) -> ExecutionInfo {
-        let kind = if self.express { "express" } else { "execution" };
-        let base = &self.state_machine_arn;
-        let sm_name = base.rsplit(':').next().unwrap_or("");
+        // Formatted once per run, not once per child.
+        let (prefix, sm_arn, sm_name, role) = self.child_names.0.get_or_init(|| {
+            let kind = if self.express { "express" } else { "execution" };
+            let base = &self.state_machine_arn;
+            let sm_name = base.rsplit(':').next().unwrap_or("");
+            (
+                format!(
+                    "{}/{}:",
+                    base.replacen(":stateMachine:", &format!(":{kind}:"), 1),
+                    self.label
+                ),
+                format!("{base}/{}", self.label),
+                format!("{sm_name}/{}", self.label),
+                crate::exec::role_arn(),
+            )
+        });
+        let mut execution_arn = String::with_capacity(prefix.len() + name.len());
+        execution_arn.push_str(prefix);
+        execution_arn.push_str(name);
         ExecutionInfo {
-            execution_arn: format!(
-                "{}/{}:{name}",
-                base.replacen(":stateMachine:", &format!(":{kind}:"), 1),
-                self.label
-            ),
+            execution_arn,
             name: name.to_string(),
-            state_machine_arn: format!("{base}/{}", self.label),
-            state_machine_name: format!("{sm_name}/{}", self.label),
-            role_arn: crate::exec::role_arn(),
+            state_machine_arn: sm_arn.clone(),
+            state_machine_name: sm_name.clone(),
+            role_arn: role.clone(),
             start_time_ms: start_ms,
             redrive_count: 0,
         }
