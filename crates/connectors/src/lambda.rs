@@ -34,7 +34,8 @@ pub enum Reply {
 }
 
 struct Invocation {
-    id: String,
+    /// Shared by the queue, the holder maps and the log prefix: one allocation.
+    id: Arc<str>,
     payload: Bytes,
     deadline_ms: i64,
     reply: oneshot::Sender<Reply>,
@@ -65,16 +66,16 @@ pub struct Pool {
     /// Set by shoal for every function (the local S3 endpoint); the function's own env wins.
     extra_env: Mutex<Vec<(String, String)>>,
     /// Which process holds each running invocation, so a timeout can kill it.
-    holders: Mutex<HashMap<String, Arc<Proc>>>,
+    holders: Mutex<HashMap<Arc<str>, Arc<Proc>>>,
 }
 
 /// What a process's Runtime API server knows about it.
 struct Proc {
     pool: Arc<Pool>,
     /// The invocation it is working on, by request id.
-    current: Mutex<HashMap<String, Invocation>>,
+    current: Mutex<HashMap<Arc<str>, Invocation>>,
     /// The request id, for its log lines.
-    log_id: Mutex<String>,
+    log_id: Mutex<Arc<str>>,
     kill: tokio::sync::Notify,
     /// Invocations it took; one that dies without taking any fails the next in line.
     taken: AtomicUsize,
@@ -164,6 +165,7 @@ impl Pool {
         let deadline_ms = chrono::Utc::now().timestamp_millis() + timeout.as_millis() as i64;
         self.invocations.fetch_add(1, Ordering::SeqCst);
         let (reply, rx) = oneshot::channel();
+        let id: Arc<str> = Arc::from(id);
         let inv = Invocation {
             id: id.clone(),
             payload,
@@ -206,12 +208,12 @@ impl Pool {
             .holders
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+            .remove(&*id);
         if let (Some(p), Reply::TaskTimeout | Reply::Unknown(_)) = (holder, &r) {
             p.current
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
+                .remove(&*id);
             p.kill.notify_one();
         }
         r
@@ -225,7 +227,7 @@ impl Pool {
             let proc = Arc::new(Proc {
                 pool: self.clone(),
                 current: Mutex::default(),
-                log_id: Mutex::default(),
+                log_id: Mutex::new(Arc::from("")),
                 kill: tokio::sync::Notify::new(),
                 taken: AtomicUsize::new(0),
             });
@@ -346,7 +348,11 @@ impl Pool {
             tokio::spawn(async move {
                 let mut lines = BufReader::new(out).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
-                    let id = proc.log_id.lock().map(|g| g.clone()).unwrap_or_default();
+                    let id = proc
+                        .log_id
+                        .lock()
+                        .map(|g| g.clone())
+                        .unwrap_or_else(|_| Arc::from(""));
                     eprintln!("[{} {id}] {line}", proc.pool.name);
                 }
             });
@@ -489,7 +495,8 @@ async fn next(proc: &Arc<Proc>) -> Response<Full<Bytes>> {
     }
     h.insert(DEADLINE, HeaderValue::from(inv.deadline_ms));
     h.insert(FUNCTION_ARN, pool.arn_header.clone());
-    if let Ok(v) = HeaderValue::from_str(&trace) {
+    // Handed over, not copied.
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(trace)) {
         h.insert(TRACE_ID, v);
     }
     h.insert(
