@@ -127,9 +127,13 @@ impl LocalBuckets {
         Ok(self.root.join(bucket))
     }
 
-    /// Why `path` in `bucket` was not found: the bucket or the key.
+    fn bucket_exists(&self, bucket: &str) -> bool {
+        self.root.join(bucket).is_dir()
+    }
+
+    /// Why `key` in `bucket` was not found: the bucket or the key.
     fn not_found(&self, bucket: &str, key: &str) -> Error {
-        if self.root.join(bucket).is_dir() {
+        if self.bucket_exists(bucket) {
             Error::NoSuchKey {
                 bucket: bucket.into(),
                 key: key.into(),
@@ -180,7 +184,7 @@ impl LocalBuckets {
         match std::fs::write(&tmp, body) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if !self.root.join(bucket).is_dir() {
+                if !self.bucket_exists(bucket) {
                     return Err(Error::NoSuchBucket(bucket.into()));
                 }
                 if let Some(parent) = path.parent() {
