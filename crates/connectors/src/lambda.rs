@@ -7,10 +7,6 @@
 
 use crate::functions::FunctionConfig;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::header::{HeaderName, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -49,12 +45,14 @@ struct Counters {
     queued: usize,
 }
 
+const REGION: &str = "us-east-1";
+const ACCOUNT: &str = "123456789012";
+
 pub struct Pool {
     name: String,
     config: FunctionConfig,
     region: String,
-    account: String,
-    arn_header: HeaderValue,
+    arn_header: String,
     /// Invocations no process has taken yet. Each `/next` waits on `ready`, so an
     /// invocation wakes one waiting process and nothing else.
     queue: Mutex<VecDeque<Invocation>>,
@@ -81,20 +79,14 @@ struct Proc {
     taken: AtomicUsize,
 }
 
-fn respond(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body.into()));
-    *r.status_mut() = status;
-    r
-}
-
 impl Pool {
     pub fn new(name: &str, config: FunctionConfig) -> Arc<Pool> {
         Arc::new(Pool {
             name: name.to_string(),
             config,
-            region: "us-east-1".into(),
-            account: "123456789012".into(),
-            arn_header: Pool::arn_value(name, "us-east-1", "123456789012"),
+            region: REGION.into(),
+            // The invocation header carries it: made once.
+            arn_header: format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"),
             queue: Mutex::default(),
             ready: tokio::sync::Notify::new(),
             counters: Mutex::default(),
@@ -122,19 +114,8 @@ impl Pool {
             .push((key.to_string(), value.to_string()));
     }
 
-    /// The ARN as the invocation header carries it, made once.
-    fn arn_value(name: &str, region: &str, account: &str) -> HeaderValue {
-        HeaderValue::from_str(&format!(
-            "arn:aws:lambda:{region}:{account}:function:{name}"
-        ))
-        .unwrap_or_else(|_| HeaderValue::from_static(""))
-    }
-
     pub fn arn(&self) -> String {
-        format!(
-            "arn:aws:lambda:{}:{}:function:{}",
-            self.region, self.account, self.name
-        )
+        self.arn_header.clone()
     }
 
     /// The oldest invocation no process has taken.
@@ -272,7 +253,7 @@ impl Pool {
     ) -> std::io::Result<std::process::ExitStatus> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let server = tokio::spawn(crate::serve_http(listener, proc.clone(), handle));
+        let server = tokio::spawn(serve_runtime_api(listener, proc.clone()));
         let mut cmd = tokio::process::Command::new(
             self.config
                 .command
@@ -369,12 +350,31 @@ impl Pool {
     }
 }
 
-async fn handle(proc: Arc<Proc>, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    // Routed on the parts, so the body can be taken without copying the path.
-    let (parts, body) = req.into_parts();
-    let rest = parts
-        .uri
-        .path()
+/// The Runtime API for one process: its connections, each a loop of requests.
+async fn serve_runtime_api(listener: TcpListener, proc: Arc<Proc>) {
+    let mut conns = tokio::task::JoinSet::new();
+    while let Ok((stream, _)) = listener.accept().await {
+        conns.spawn(serve_conn(crate::http1::Conn::new(stream), proc.clone()));
+    }
+}
+
+enum Route {
+    Next,
+    /// `/invocation/{id}/response` or, with `error`, `/invocation/{id}/error`.
+    Reply {
+        id: String,
+        error: bool,
+    },
+    InitError,
+    NotFound,
+}
+
+fn route(req: &httparse::Request<'_, '_>) -> (Route, Option<String>) {
+    let path = req.path.unwrap_or("");
+    let rest = path
+        .split('?')
+        .next()
+        .unwrap_or("")
         .strip_prefix("/2018-06-01/runtime/")
         .unwrap_or("");
     let mut segments = [""; 4];
@@ -387,130 +387,151 @@ async fn handle(proc: Arc<Proc>, req: Request<Incoming>) -> Response<Full<Bytes>
         segments[n] = seg;
         n += 1;
     }
-    match (&parts.method, &segments[..n.min(segments.len())]) {
-        (&Method::GET, ["invocation", "next"]) => next(&proc).await,
-        (&Method::POST, ["invocation", id, kind @ ("response" | "error")]) if n == 3 => {
-            let header = parts
-                .headers
-                .get("Lambda-Runtime-Function-Error-Type")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let body = match body.collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => return respond(StatusCode::BAD_REQUEST, e.to_string()),
-            };
-            let inv = proc
-                .current
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(*id);
-            proc.pool
-                .holders
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(*id);
-            let Some(inv) = inv else {
-                return respond(
-                    StatusCode::BAD_REQUEST,
-                    format!("{{\"errorMessage\":\"unknown request id {id}\",\"errorType\":\"InvalidRequestID\"}}"),
-                );
-            };
-            let reply = if *kind == "response" {
-                Reply::Ok(body)
-            } else {
-                let error_type = serde_json::from_slice::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| {
-                        v.get("errorType")
-                            .and_then(|t| t.as_str())
-                            .map(str::to_string)
-                    })
-                    .or(header)
-                    .unwrap_or_else(|| "Lambda.Unknown".into());
-                Reply::HandlerError { error_type, body }
-            };
-            let _ = inv.reply.send(reply);
-            respond(StatusCode::ACCEPTED, "{\"status\":\"OK\"}")
-        }
-        (&Method::POST, ["init", "error"]) => {
-            let body = body
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            eprintln!(
-                "[{}] init error: {}",
-                proc.pool.name,
-                String::from_utf8_lossy(&body)
-            );
-            respond(StatusCode::ACCEPTED, "{\"status\":\"OK\"}")
-        }
-        _ => respond(StatusCode::NOT_FOUND, "{\"errorType\":\"NotFound\"}"),
-    }
+    let r = match (req.method.unwrap_or(""), &segments[..n.min(segments.len())]) {
+        ("GET", ["invocation", "next"]) => Route::Next,
+        ("POST", ["invocation", id, kind @ ("response" | "error")]) if n == 3 => Route::Reply {
+            id: id.to_string(),
+            error: *kind == "error",
+        },
+        ("POST", ["init", "error"]) => Route::InitError,
+        _ => Route::NotFound,
+    };
+    let error_type = match r {
+        Route::Reply { error: true, .. } => req
+            .headers
+            .iter()
+            .find(|h| {
+                h.name
+                    .eq_ignore_ascii_case("Lambda-Runtime-Function-Error-Type")
+            })
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+            .map(str::to_string),
+        _ => None,
+    };
+    (r, error_type)
 }
 
-// Made once: a `&str` header name that is not a standard one is copied on every insert.
-const REQUEST_ID: HeaderName = HeaderName::from_static("lambda-runtime-aws-request-id");
-const DEADLINE: HeaderName = HeaderName::from_static("lambda-runtime-deadline-ms");
-const FUNCTION_ARN: HeaderName = HeaderName::from_static("lambda-runtime-invoked-function-arn");
-const TRACE_ID: HeaderName = HeaderName::from_static("lambda-runtime-trace-id");
+const ACCEPTED: &[u8] = b"{\"status\":\"OK\"}";
+const JSON: (&str, &[u8]) = ("Content-Type", b"application/json");
+
+async fn serve_conn(mut conn: crate::http1::Conn, proc: Arc<Proc>) -> std::io::Result<()> {
+    while let Some(((route, error_type), body)) = conn.read_request(route).await? {
+        match route {
+            Route::Next => next(&proc, &mut conn).await?,
+            Route::Reply { id, error } => {
+                let inv = proc
+                    .current
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(id.as_str());
+                proc.pool
+                    .holders
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(id.as_str());
+                let Some(inv) = inv else {
+                    let msg = format!(
+                        "{{\"errorMessage\":\"unknown request id {id}\",\"errorType\":\"InvalidRequestID\"}}"
+                    );
+                    conn.respond("400 Bad Request", &[JSON], msg.as_bytes())
+                        .await?;
+                    continue;
+                };
+                let reply = if !error {
+                    Reply::Ok(body)
+                } else {
+                    let error_type = serde_json::from_slice::<serde_json::Value>(&body)
+                        .ok()
+                        .and_then(|v| {
+                            v.get("errorType")
+                                .and_then(|t| t.as_str())
+                                .map(str::to_string)
+                        })
+                        .or(error_type)
+                        .unwrap_or_else(|| "Lambda.Unknown".into());
+                    Reply::HandlerError { error_type, body }
+                };
+                let _ = inv.reply.send(reply);
+                conn.respond("202 Accepted", &[JSON], ACCEPTED).await?;
+            }
+            Route::InitError => {
+                eprintln!(
+                    "[{}] init error: {}",
+                    proc.pool.name,
+                    String::from_utf8_lossy(&body)
+                );
+                conn.respond("202 Accepted", &[JSON], ACCEPTED).await?;
+            }
+            Route::NotFound => {
+                conn.respond("404 Not Found", &[JSON], b"{\"errorType\":\"NotFound\"}")
+                    .await?
+            }
+        }
+        if conn.closing() {
+            break;
+        }
+    }
+    Ok(())
+}
 
 /// `GET /next`: waits for the function's next invocation and hands it to this process.
-async fn next(proc: &Arc<Proc>) -> Response<Full<Bytes>> {
+async fn next(proc: &Arc<Proc>, conn: &mut crate::http1::Conn) -> std::io::Result<()> {
     let pool = &proc.pool;
-    pool.lock().idle += 1;
-    // Counted idle until it takes work or its process goes away mid-wait.
-    struct Idle<'a>(&'a Pool);
-    impl Drop for Idle<'_> {
-        fn drop(&mut self) {
-            self.0.lock().idle -= 1;
-        }
-    }
-    let idle = Idle(pool);
     let inv = loop {
-        // `notify_one` keeps a permit when nobody waits, so a push between this
-        // check and the wait is not missed.
-        if let Some(inv) = pool.pop() {
+        pool.lock().idle += 1;
+        // Counted idle until it takes work or its process goes away mid-wait.
+        struct Idle<'a>(&'a Pool);
+        impl Drop for Idle<'_> {
+            fn drop(&mut self) {
+                self.0.lock().idle -= 1;
+            }
+        }
+        let idle = Idle(pool);
+        let inv = loop {
+            // `notify_one` keeps a permit when nobody waits, so a push between this
+            // check and the wait is not missed.
+            if let Some(inv) = pool.pop() {
+                break inv;
+            }
+            pool.ready.notified().await;
+        };
+        drop(idle);
+        pool.lock().queued -= 1;
+        proc.taken.fetch_add(1, Ordering::SeqCst);
+        // Its caller gave up (a Task timeout) before any process took it.
+        if !inv.reply.is_closed() {
             break inv;
         }
-        pool.ready.notified().await;
     };
-    drop(idle);
-    pool.lock().queued -= 1;
-    proc.taken.fetch_add(1, Ordering::SeqCst);
-    if inv.reply.is_closed() {
-        // Its caller gave up (a Task timeout) before any process took it.
-        return Box::pin(next(proc)).await;
-    }
-    let mut r = respond(StatusCode::OK, inv.payload.clone());
-    let h = r.headers_mut();
-    h.reserve(5);
     // The trace id's Root: the epoch seconds, then 24 hex digits of the request id.
     let mut trace = String::with_capacity(48);
     let _ = write!(trace, "Root=1-{:08x}-", chrono::Utc::now().timestamp());
     trace.extend(inv.id.chars().filter(|c| *c != '-').take(24));
     trace.push_str(";Sampled=0");
-    if let Ok(v) = HeaderValue::from_str(&inv.id) {
-        h.insert(REQUEST_ID, v);
-    }
-    h.insert(DEADLINE, HeaderValue::from(inv.deadline_ms));
-    h.insert(FUNCTION_ARN, pool.arn_header.clone());
-    // Handed over, not copied.
-    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(trace)) {
-        h.insert(TRACE_ID, v);
-    }
-    h.insert(
-        hyper::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    let deadline = inv.deadline_ms.to_string();
     *proc.log_id.lock().unwrap_or_else(|p| p.into_inner()) = inv.id.clone();
     pool.holders
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(inv.id.clone(), proc.clone());
+    let (id, payload) = (inv.id.clone(), inv.payload.clone());
     proc.current
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(inv.id.clone(), inv);
-    r
+    conn.respond(
+        "200 OK",
+        &[
+            JSON,
+            ("Lambda-Runtime-Aws-Request-Id", id.as_bytes()),
+            ("Lambda-Runtime-Deadline-Ms", deadline.as_bytes()),
+            (
+                "Lambda-Runtime-Invoked-Function-Arn",
+                pool.arn_header.as_bytes(),
+            ),
+            ("Lambda-Runtime-Trace-Id", trace.as_bytes()),
+        ],
+        &payload,
+    )
+    .await
 }

@@ -6,6 +6,7 @@
 
 pub mod functions;
 pub mod http;
+mod http1;
 pub mod items;
 pub mod lambda;
 pub mod results;
