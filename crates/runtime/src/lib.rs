@@ -417,7 +417,8 @@ impl Runtime {
         let mut outstanding = 0usize;
         let mut effects = open;
         // Owned here: when this future is dropped (StopExecution), its tasks stop too.
-        let mut tasks = JoinSet::new();
+        // Made on first use: most executions (every map child) start no map run.
+        let mut tasks: Option<JoinSet<()>> = None;
         // Function calls run inside this task, not in tasks of their own: a spawned task
         // and a channel per call made each waiting Distributed Map child hold KBs more
         // (a 100,000-item map peaked at 235 MB, now 140 MB).
@@ -468,6 +469,7 @@ impl Runtime {
                             execution: j.arn.clone(),
                             redrive: j.redrive,
                         });
+                        let tasks = tasks.get_or_insert_with(JoinSet::new);
                         while tasks.try_join_next().is_some() {}
                         tasks.spawn(async move {
                             let result = rt.map_run_with(spec, state, durable).await;
