@@ -12,11 +12,26 @@ use std::io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Larger heads get 431; larger bodies 413 (a Lambda response is at most 6 MB on AWS).
+/// Larger heads get 431; larger bodies 413 (S3's limit for one PutObject).
 const MAX_HEAD: usize = 64 * 1024;
-const MAX_BODY: usize = 128 * 1024 * 1024;
-/// Bodies up to this size go out in the same write as the head.
-const INLINE_BODY: usize = 64 * 1024;
+const MAX_BODY: usize = 5 << 30;
+/// Bodies up to this size are copied behind the head; larger ones go out by writev.
+const COPY_BODY: usize = 4 * 1024;
+
+/// Serves each connection of `listener` with `serve`, until the listener fails or
+/// the task is dropped (which drops the connections too).
+pub async fn accept<S, F, Fut>(listener: tokio::net::TcpListener, state: S, serve: F)
+where
+    S: Clone,
+    F: Fn(Conn, S) -> Fut,
+    Fut: std::future::Future<Output = io::Result<()>> + Send + 'static,
+{
+    let mut conns = tokio::task::JoinSet::new();
+    while let Ok((stream, _)) = listener.accept().await {
+        while conns.try_join_next().is_some() {}
+        conns.spawn(serve(Conn::new(stream), state.clone()));
+    }
+}
 
 pub struct Conn {
     stream: TcpStream,
@@ -102,7 +117,8 @@ impl Conn {
                 return self.refuse("413 Payload Too Large").await;
             }
             while self.buf.len() < n {
-                self.buf.reserve(n - self.buf.len());
+                // Grown as bytes arrive, not by what the head claims.
+                self.buf.reserve((n - self.buf.len()).min(1 << 20));
                 if self.stream.read_buf(&mut self.buf).await? == 0 {
                     return Err(io::ErrorKind::UnexpectedEof.into());
                 }
@@ -183,11 +199,31 @@ impl Conn {
         ))
     }
 
-    /// Writes one response (`status` as in "200 OK"); small ones in a single write.
+    /// Writes one response (`status` as in "200 OK") in a single write or writev.
     pub async fn respond(
         &mut self,
         status: &str,
         headers: &[(&str, &[u8])],
+        body: &[u8],
+    ) -> io::Result<()> {
+        self.send(status, headers, body.len(), body).await
+    }
+
+    /// A response to HEAD: the length of the body a GET would get, and no body.
+    pub async fn respond_head(
+        &mut self,
+        status: &str,
+        headers: &[(&str, &[u8])],
+        length: usize,
+    ) -> io::Result<()> {
+        self.send(status, headers, length, b"").await
+    }
+
+    async fn send(
+        &mut self,
+        status: &str,
+        headers: &[(&str, &[u8])],
+        length: usize,
         body: &[u8],
     ) -> io::Result<()> {
         let out = &mut self.out;
@@ -205,15 +241,22 @@ impl Conn {
             out.extend_from_slice(b"Connection: close\r\n");
         }
         out.extend_from_slice(b"Content-Length: ");
-        out.extend_from_slice(itoa(body.len() as u64, &mut [0; 20]));
+        out.extend_from_slice(itoa(length as u64, &mut [0; 20]));
         out.extend_from_slice(b"\r\n\r\n");
-        if body.len() <= INLINE_BODY {
+        if body.len() <= COPY_BODY {
             out.extend_from_slice(body);
-            self.stream.write_all(&self.out).await
-        } else {
-            self.stream.write_all(&self.out).await?;
-            self.stream.write_all(body).await
+            return self.stream.write_all(&self.out).await;
         }
+        let mut bufs = [io::IoSlice::new(&self.out), io::IoSlice::new(body)];
+        let mut left = &mut bufs[..];
+        while !left.is_empty() {
+            let n = self.stream.write_vectored(left).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            io::IoSlice::advance_slices(&mut left, n);
+        }
+        Ok(())
     }
 }
 

@@ -253,7 +253,7 @@ impl Pool {
     ) -> std::io::Result<std::process::ExitStatus> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let server = tokio::spawn(serve_runtime_api(listener, proc.clone()));
+        let server = tokio::spawn(crate::http1::accept(listener, proc.clone(), serve_conn));
         let mut cmd = tokio::process::Command::new(
             self.config
                 .command
@@ -347,14 +347,6 @@ impl Pool {
         };
         server.abort();
         status
-    }
-}
-
-/// The Runtime API for one process: its connections, each a loop of requests.
-async fn serve_runtime_api(listener: TcpListener, proc: Arc<Proc>) {
-    let mut conns = tokio::task::JoinSet::new();
-    while let Ok((stream, _)) = listener.accept().await {
-        conns.spawn(serve_conn(crate::http1::Conn::new(stream), proc.clone()));
     }
 }
 

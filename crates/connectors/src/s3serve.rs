@@ -4,38 +4,35 @@
 //! without a separate S3 server. Requests are not authenticated: it listens on
 //! 127.0.0.1 only.
 
+use crate::http1::Conn;
 use crate::{Error, LocalBuckets};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
-fn xml_error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
+const XML: (&str, &[u8]) = ("Content-Type", b"application/xml");
+
+async fn xml_error(
+    conn: &mut Conn,
+    status: &str,
+    code: &str,
+    message: &str,
+) -> std::io::Result<()> {
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
     );
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert("Content-Type", "application/xml".parse().expect("a header"));
-    r
+    conn.respond(status, &[XML], body.as_bytes()).await
 }
 
-fn failure(e: Error) -> Response<Full<Bytes>> {
-    match e {
-        Error::NoSuchKey { .. } => xml_error(StatusCode::NOT_FOUND, "NoSuchKey", &e.to_string()),
-        Error::NoSuchBucket(_) => xml_error(StatusCode::NOT_FOUND, "NoSuchBucket", &e.to_string()),
+async fn failure(conn: &mut Conn, e: Error) -> std::io::Result<()> {
+    let (status, code) = match e {
+        Error::NoSuchKey { .. } => ("404 Not Found", "NoSuchKey"),
+        Error::NoSuchBucket(_) => ("404 Not Found", "NoSuchBucket"),
         Error::InvalidKey { .. } | Error::InvalidBucket(_) => {
-            xml_error(StatusCode::BAD_REQUEST, "InvalidArgument", &e.to_string())
+            ("400 Bad Request", "InvalidArgument")
         }
-        other => xml_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalError",
-            &other.to_string(),
-        ),
-    }
+        _ => ("500 Internal Server Error", "InternalError"),
+    };
+    xml_error(conn, status, code, &e.to_string()).await
 }
 
 /// A weak but stable ETag: the body's length and a 64-bit FNV-style hash taken eight
@@ -55,87 +52,107 @@ fn etag(body: &[u8]) -> String {
     format!("\"{:x}-{h:016x}\"", body.len())
 }
 
-async fn handle(buckets: LocalBuckets, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let path = req.uri().path().trim_start_matches('/').to_string();
-    let decoded = percent_decode(&path);
-    let Some((bucket, key)) = decoded.split_once('/') else {
-        return xml_error(
-            StatusCode::NOT_IMPLEMENTED,
-            "NotImplemented",
-            "shoal serves GetObject, HeadObject and PutObject only",
-        );
-    };
-    let (bucket, key) = (bucket.to_string(), key.to_string());
-    let method = req.method().clone();
-    match method {
-        Method::GET | Method::HEAD => {
-            let opened = match buckets.open(&bucket, &key) {
-                Ok(o) => o,
-                Err(e) => return failure(e),
+#[derive(Clone, Copy, PartialEq)]
+enum Op {
+    Get,
+    Head,
+    Put,
+    Other,
+}
+
+const NOT_IMPLEMENTED: &str = "shoal serves GetObject, HeadObject and PutObject only";
+
+async fn serve_conn(mut conn: Conn, buckets: LocalBuckets) -> std::io::Result<()> {
+    while let Some(((op, path), body)) = conn
+        .read_request(|r| {
+            let op = match r.method.unwrap_or("") {
+                "GET" => Op::Get,
+                "HEAD" => Op::Head,
+                "PUT" => Op::Put,
+                _ => Op::Other,
             };
-            let (file, meta) = opened;
-            // HEAD reads the object too: its ETag is a hash of the bytes.
-            match read_small_inline(file, meta.len()).await {
-                Ok(body) => {
-                    let tag = etag(&body);
-                    let body = if method == Method::HEAD {
-                        Bytes::new()
-                    } else {
-                        Bytes::from(body)
-                    };
-                    let mut resp = Response::new(Full::new(body));
-                    let h = resp.headers_mut();
-                    let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
-                    for (k, v) in [
-                        ("ETag", tag),
-                        ("Content-Length", meta.len().to_string()),
-                        ("Content-Type", "application/octet-stream".into()),
-                        ("Last-Modified", httpdate::fmt_http_date(modified)),
-                    ] {
-                        if let Ok(v) = v.parse() {
-                            h.insert(k, v);
+            // The SDKs add queries such as `?x-id=GetObject`: the key is the path.
+            let path = r.path.unwrap_or("").split('?').next().unwrap_or("");
+            (op, percent_decode(path.trim_start_matches('/')))
+        })
+        .await?
+    {
+        let Some((bucket, key)) = path.split_once('/') else {
+            xml_error(
+                &mut conn,
+                "501 Not Implemented",
+                "NotImplemented",
+                NOT_IMPLEMENTED,
+            )
+            .await?;
+            continue;
+        };
+        match op {
+            Op::Get | Op::Head => {
+                let (file, meta) = match buckets.open(bucket, key) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        failure(&mut conn, e).await?;
+                        continue;
+                    }
+                };
+                // HEAD reads the object too: its ETag is a hash of the bytes.
+                match read_small_inline(file, meta.len()).await {
+                    Ok(data) => {
+                        let tag = etag(&data);
+                        let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                        let modified = httpdate::fmt_http_date(modified);
+                        let headers: [(&str, &[u8]); 3] = [
+                            ("ETag", tag.as_bytes()),
+                            ("Content-Type", b"application/octet-stream"),
+                            ("Last-Modified", modified.as_bytes()),
+                        ];
+                        if op == Op::Head {
+                            conn.respond_head("200 OK", &headers, data.len()).await?;
+                        } else {
+                            conn.respond("200 OK", &headers, &data).await?;
                         }
                     }
-                    resp
-                }
-                Err(e) => failure(Error::Io {
-                    path: format!("{bucket}/{key}"),
-                    source: e,
-                }),
-            }
-        }
-        Method::PUT => {
-            let body = match req.into_body().collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => {
-                    return xml_error(StatusCode::BAD_REQUEST, "IncompleteBody", &e.to_string())
-                }
-            };
-            let tag = etag(&body);
-            let r = if body.len() <= INLINE_IO {
-                buckets.put(&bucket, &key, &body)
-            } else {
-                tokio::task::spawn_blocking(move || buckets.put(&bucket, &key, &body))
-                    .await
-                    .unwrap_or_else(|e| Err(Error::Task(e.to_string())))
-            };
-            match r {
-                Ok(()) => {
-                    let mut resp = Response::new(Full::new(Bytes::new()));
-                    if let Ok(v) = tag.parse() {
-                        resp.headers_mut().insert("ETag", v);
+                    Err(e) => {
+                        let path = format!("{bucket}/{key}");
+                        failure(&mut conn, Error::Io { path, source: e }).await?
                     }
-                    resp
                 }
-                Err(e) => failure(e),
+            }
+            Op::Put => {
+                let tag = etag(&body);
+                let r = if body.len() <= INLINE_IO {
+                    buckets.put(bucket, key, &body)
+                } else {
+                    let (buckets, bucket, key) =
+                        (buckets.clone(), bucket.to_string(), key.to_string());
+                    tokio::task::spawn_blocking(move || buckets.put(&bucket, &key, &body))
+                        .await
+                        .unwrap_or_else(|e| Err(Error::Task(e.to_string())))
+                };
+                match r {
+                    Ok(()) => {
+                        conn.respond("200 OK", &[("ETag", tag.as_bytes())], b"")
+                            .await?
+                    }
+                    Err(e) => failure(&mut conn, e).await?,
+                }
+            }
+            Op::Other => {
+                xml_error(
+                    &mut conn,
+                    "501 Not Implemented",
+                    "NotImplemented",
+                    NOT_IMPLEMENTED,
+                )
+                .await?
             }
         }
-        _ => xml_error(
-            StatusCode::NOT_IMPLEMENTED,
-            "NotImplemented",
-            "shoal serves GetObject, HeadObject and PutObject only",
-        ),
+        if conn.closing() {
+            break;
+        }
     }
+    Ok(())
 }
 
 /// Objects up to this size are read and written on the serving thread. Handing each to
@@ -178,7 +195,7 @@ fn percent_decode(s: &str) -> String {
 pub async fn serve(buckets: LocalBuckets) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(crate::serve_http(listener, buckets, handle));
+    tokio::spawn(crate::http1::accept(listener, buckets, serve_conn));
     Ok(addr)
 }
 
@@ -214,5 +231,19 @@ mod tests {
             s3.get("b", "missing").await,
             Err(Error::NoSuchKey { .. })
         ));
+        // HEAD says the length and sends no body: the next response on the same
+        // connection starts right after its head.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"HEAD /b/in.txt HTTP/1.1\r\n\r\nGET /b/in.txt?x-id=GetObject HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).await.unwrap();
+        let parts: Vec<&str> = out.split("\r\n\r\n").collect();
+        assert_eq!(parts.len(), 3, "{out}");
+        assert!(parts[0].contains("Content-Length: 5"), "{out}");
+        assert!(parts[1].starts_with("HTTP/1.1 200 OK"), "{out}");
+        assert_eq!(parts[2], "hello", "{out}");
     }
 }
