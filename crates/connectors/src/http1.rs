@@ -302,7 +302,7 @@ fn framing(req: &httparse::Request<'_, '_>) -> Option<Framing> {
     Some(f)
 }
 
-fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+pub(crate) fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;

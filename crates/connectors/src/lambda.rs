@@ -8,7 +8,7 @@
 use crate::functions::FunctionConfig;
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
-use std::fmt::Write as _;
+use std::io::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -496,11 +496,19 @@ async fn next(proc: &Arc<Proc>, conn: &mut crate::http1::Conn) -> std::io::Resul
         }
     };
     // The trace id's Root: the epoch seconds, then 24 hex digits of the request id.
-    let mut trace = String::with_capacity(48);
-    let _ = write!(trace, "Root=1-{:08x}-", chrono::Utc::now().timestamp());
-    trace.extend(inv.id.chars().filter(|c| *c != '-').take(24));
-    trace.push_str(";Sampled=0");
-    let deadline = inv.deadline_ms.to_string();
+    // Both headers are written on the stack: this runs once per invocation.
+    let mut trace = [0u8; 64];
+    let trace_len = {
+        let mut w = std::io::Cursor::new(&mut trace[..]);
+        let _ = write!(w, "Root=1-{:08x}-", chrono::Utc::now().timestamp());
+        for b in inv.id.bytes().filter(|b| *b != b'-').take(24) {
+            let _ = w.write_all(&[b]);
+        }
+        let _ = w.write_all(b";Sampled=0");
+        w.position() as usize
+    };
+    let mut deadline = [0u8; 20];
+    let deadline = crate::http1::itoa(inv.deadline_ms.max(0) as u64, &mut deadline);
     *proc.log_id.lock().unwrap_or_else(|p| p.into_inner()) = inv.id.clone();
     pool.holders
         .lock()
@@ -516,12 +524,12 @@ async fn next(proc: &Arc<Proc>, conn: &mut crate::http1::Conn) -> std::io::Resul
         &[
             JSON,
             ("Lambda-Runtime-Aws-Request-Id", id.as_bytes()),
-            ("Lambda-Runtime-Deadline-Ms", deadline.as_bytes()),
+            ("Lambda-Runtime-Deadline-Ms", deadline),
             (
                 "Lambda-Runtime-Invoked-Function-Arn",
                 pool.arn_header.as_bytes(),
             ),
-            ("Lambda-Runtime-Trace-Id", trace.as_bytes()),
+            ("Lambda-Runtime-Trace-Id", &trace[..trace_len]),
         ],
         &payload,
     )
