@@ -74,7 +74,8 @@ impl Conn {
     ) -> io::Result<Option<(R, Bytes)>> {
         let (seen, framing, head_len) = loop {
             if !self.buf.is_empty() {
-                let mut headers = [httparse::EMPTY_HEADER; 32];
+                // As many as hyper allows: S3 clients send a dozen, plus user metadata.
+                let mut headers = [httparse::EMPTY_HEADER; 100];
                 let mut req = httparse::Request::new(&mut headers);
                 match req.parse(&self.buf) {
                     Ok(httparse::Status::Complete(n)) => {
@@ -374,6 +375,14 @@ mod tests {
                 "{out}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn many_headers_are_accepted() {
+        let meta: String = (0..90).map(|i| format!("x-amz-meta-k{i}: v\r\n")).collect();
+        let raw = format!("PUT /m HTTP/1.1\r\n{meta}Content-Length: 2\r\n\r\nok");
+        let out = exchange(raw.as_bytes(), 4096).await;
+        assert_eq!(bodies(&out), ["/m|ok"], "{out}");
     }
 
     #[tokio::test]
