@@ -52,7 +52,8 @@ pub struct Pool {
     name: String,
     config: FunctionConfig,
     region: String,
-    arn_header: String,
+    /// Made once: every invocation's header carries it.
+    arn: String,
     /// Invocations no process has taken yet. Each `/next` waits on `ready`, so an
     /// invocation wakes one waiting process and nothing else.
     queue: Mutex<VecDeque<Invocation>>,
@@ -85,8 +86,7 @@ impl Pool {
             name: name.to_string(),
             config,
             region: REGION.into(),
-            // The invocation header carries it: made once.
-            arn_header: format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"),
+            arn: format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"),
             queue: Mutex::default(),
             ready: tokio::sync::Notify::new(),
             counters: Mutex::default(),
@@ -115,7 +115,7 @@ impl Pool {
     }
 
     pub fn arn(&self) -> String {
-        self.arn_header.clone()
+        self.arn.clone()
     }
 
     /// The oldest invocation no process has taken.
@@ -525,10 +525,7 @@ async fn next(proc: &Arc<Proc>, conn: &mut crate::http1::Conn) -> std::io::Resul
             JSON,
             ("Lambda-Runtime-Aws-Request-Id", id.as_bytes()),
             ("Lambda-Runtime-Deadline-Ms", deadline),
-            (
-                "Lambda-Runtime-Invoked-Function-Arn",
-                pool.arn_header.as_bytes(),
-            ),
+            ("Lambda-Runtime-Invoked-Function-Arn", pool.arn.as_bytes()),
             ("Lambda-Runtime-Trace-Id", &trace[..trace_len]),
         ],
         &payload,
