@@ -5,51 +5,74 @@
 #   (c) Pillow, 128x128 Lanczos q75, in 2 processes
 #   (d) vipsthumbnail through xargs -P2 (when installed)
 # and the kernel floor: the single-thread resize time x photos / cores.
-#   bench/resize.sh PHOTO_DIR [PYTHON_WITH_PILLOW]
+#   bench/resize.sh PHOTO_DIR [PYTHON_WITH_PILLOW]     (ROUNDS=3 by default)
+# This VM's speed drifts by a third within minutes, so each round measures the kernel
+# right before (a) and (b), and each round's ratio is against its own kernel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-photos="$(cd "$1" && pwd)"; py="${2:-python3}"
+photos="$(cd "$1" && pwd)"; py="${2:-python3}"; rounds="${ROUNDS:-3}"
 cores=$(nproc)
 cargo build --release -q -p shoal-cli -p shoal-resize
+cargo build --release -q -p shoal-resize --example kernel
 # tmpfs when there is one: disk writeback on these VMs swamps the figures.
 work=$(mktemp -d -p "$( [ -d /dev/shm ] && echo /dev/shm || echo /tmp )"); trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/buckets/photos"
 cp -r "$photos" "$work/buckets/photos/images"
 n=$(ls "$photos" | wc -l)
-# The kernel's single pass varies by a third on a noisy VM: the median of three.
-kernels=$(for _ in 1 2 3; do
-  cargo run --release -q -p shoal-resize --example kernel -- "$photos" | "$py" -c "import json,sys; print(json.load(sys.stdin)['ms_per_photo'])"
-done)
-kernel=$(echo "$kernels" | sort -n | sed -n 2p)
-floor=$("$py" -c "print($kernel * $n / $cores / 1000)")
-row() { # name seconds cpu_seconds
-  "$py" -c "
-n=$n; s=$2; cpu=$3; floor=$floor
-print(f'| $1 | {n} | {s:.2f} | {n/s:,.0f} | {cpu*1000/n:.2f} | {s/floor:.2f} |')"
-}
-# Wall seconds, and the whole machine's CPU seconds meanwhile (from /proc/stat), so
-# that function processes count too; the third field is 0.
-cpu() { awk '/^cpu /{print ($2+$3+$4+$7+$8)/100}' /proc/stat; }
-timed() {
+# The whole machine's CPU seconds (from /proc/stat), so that function processes count too.
+cpu() { awk '/^cpu /{printf "%.2f\n", ($2+$3+$4+$7+$8)/100}' /proc/stat; }
+timed() { # prints "wall_seconds cpu_seconds"
   local c0 t0 c1 t1
   c0=$(cpu); t0=$(date +%s.%N)
   "$@" >/dev/null 2>&1
   t1=$(date +%s.%N); c1=$(cpu)
-  "$py" -c "print(f'{$t1 - $t0:.3f} {$c1 - $c0:.2f} 0')"
+  "$py" -c "print(f'{$t1 - $t0:.3f} {$c1 - $c0:.2f}')"
 }
-echo "kernel: $kernel ms per photo on one thread (median of $(echo $kernels)); floor on $cores cores: $floor s"
-echo "| run | photos | seconds | images/s | CPU ms per image | ratio to kernel floor |"
-echo "|---|---|---|---|---|---|"
-for variant in process builtin; do
-  input=examples/resize-photos/input.json
-  [ $variant = builtin ] && input=examples/resize-photos/input-builtin.json
+kernel() { target/release/examples/kernel "$photos" | "$py" -c "import json,sys; print(json.load(sys.stdin)['ms_per_photo'])"; }
+shoal() { # variant
+  local input=examples/resize-photos/input.json
+  [ "$1" = builtin ] && input=examples/resize-photos/input-builtin.json
   rm -rf "$work/buckets/thumbnails"; mkdir -p "$work/buckets/thumbnails"
-  t=$(timed target/release/shoal run examples/resize-photos/state-machine.asl.json --input "@$input" \
-      --buckets "$work/buckets" --config examples/resize-photos/shoal.toml --json)
-  set -- $t
+  timed target/release/shoal run examples/resize-photos/state-machine.asl.json --input "@$input" \
+    --buckets "$work/buckets" --config examples/resize-photos/shoal.toml --json
   test "$(ls "$work/buckets/thumbnails/images" | wc -l)" = "$n"
-  row "(a/b) shoal, $variant function" "$1" "$("$py" -c "print($2 + $3)")"
+}
+results="$work/results"
+for r in $(seq "$rounds"); do
+  k=$(kernel)
+  for variant in process builtin; do
+    echo "$r $variant $k $(shoal $variant)" >> "$results"
+  done
 done
+"$py" - "$results" "$n" "$cores" <<'EOF'
+import statistics, sys
+path, n, cores = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rows = [l.split() for l in open(path)]
+print("| round | kernel ms/photo | floor s | (a) process s | (a) images/s | (a) ratio | (b) builtin s | (b) images/s | (b) ratio |")
+print("|---|---|---|---|---|---|---|---|---|")
+ratios = {"process": [], "builtin": []}
+rounds = sorted({r[0] for r in rows}, key=int)
+for rd in rounds:
+    by = {r[1]: r for r in rows if r[0] == rd}
+    k = float(by["process"][2])
+    floor = k * n / cores / 1000
+    cells = [rd, f"{k:.3f}", f"{floor:.3f}"]
+    for v in ("process", "builtin"):
+        s = float(by[v][3])
+        ratios[v].append(s / floor)
+        cells += [f"{s:.2f}", f"{n / s:,.0f}", f"{s / floor:.2f}"]
+    print("| " + " | ".join(cells) + " |")
+for v, label in (("process", "(a)"), ("builtin", "(b)")):
+    walls = [float(r[3]) for r in rows if r[1] == v]
+    cpus = [float(r[4]) for r in rows if r[1] == v]
+    print(f"{label} {v}: median {n / statistics.median(walls):,.0f} images/s, "
+          f"median ratio {statistics.median(ratios[v]):.2f}, "
+          f"CPU {statistics.median(cpus) * 1000 / n:.2f} ms per image")
+EOF
+echo
+echo "| run | photos | seconds | images/s | CPU ms per image |"
+echo "|---|---|---|---|---|"
+row() { "$py" -c "n=$n; s=$2; cpu=$3; print(f'| $1 | {n} | {s:.2f} | {n/s:,.0f} | {cpu*1000/n:.2f} |')"; }
 mkdir -p "$work/pil"
 t=$(timed "$py" -c "
 import os, sys
@@ -64,12 +87,12 @@ if __name__ == '__main__':
         p.map(one, sorted(os.listdir(src)), chunksize=16)
 " "$photos" "$work/pil")
 set -- $t
-row "(c) Pillow $("$py" -c 'import PIL; print(PIL.__version__)'), 2 processes" "$1" "$("$py" -c "print($2 + $3)")"
+row "(c) Pillow $("$py" -c 'import PIL; print(PIL.__version__)'), 2 processes" "$1" "$2"
 if command -v vipsthumbnail >/dev/null; then
   mkdir -p "$work/vips"
   t=$(cd "$photos" && timed sh -c "ls | xargs -P2 -n 50 vipsthumbnail -s 128x128! -o '$work/vips/%s.jpg[Q=75]'")
   set -- $t
-  row "(d) vipsthumbnail, xargs -P2" "$1" "$("$py" -c "print($2 + $3)")"
+  row "(d) vipsthumbnail, xargs -P2" "$1" "$2"
 else
-  echo "| (d) vipsthumbnail | not installed here | | | | |"
+  echo "| (d) vipsthumbnail | not installed here | | | |"
 fi

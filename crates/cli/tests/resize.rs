@@ -78,82 +78,87 @@ fn seed_definition_resizes_every_photo_and_reports_a_corrupt_one() {
     std::fs::write(
         dir.path().join("shoal.toml"),
         format!(
-            "[functions.resize]\ncommand = [{:?}]\ntimeout_seconds = 30\nconcurrency = 2\n",
+            "[functions.resize]\ncommand = [{:?}]\ntimeout_seconds = 30\nconcurrency = 2\n\
+             [functions.resize-builtin]\nbuiltin = \"resize\"\n",
             function.display().to_string()
         ),
     )
     .unwrap();
     let example = root.join("examples/resize-photos");
-    let o = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .arg("run")
-        .arg(example.join("state-machine.asl.json"))
-        .arg("--input")
-        .arg(format!("@{}", example.join("input.json").display()))
-        .arg("--buckets")
-        .arg(dir.path().join("buckets"))
-        .arg("--config")
-        .arg(dir.path().join("shoal.toml"))
-        .arg("--json")
-        .output()
-        .unwrap();
-    let r: Value = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
-    assert_eq!(r["status"], "SUCCEEDED", "{r}");
-    let batches = r["output"].as_array().unwrap();
-    assert_eq!(batches.len(), 4, "301 photos in batches of 100");
-    let succeeded: u64 = batches
-        .iter()
-        .map(|b| b["succeeded"].as_u64().unwrap())
-        .sum();
-    assert_eq!(succeeded, u64::from(n));
-    let failed: Vec<&Value> = batches
-        .iter()
-        .flat_map(|b| b["failed"].as_array().unwrap())
-        .collect();
-    assert_eq!(failed.len(), 1, "{r}");
-    assert_eq!(failed[0]["key"], "images/p0150-corrupt.jpg");
-    assert!(failed[0]["error"].as_str().unwrap().contains("JPEG"), "{r}");
+    // The Lambda process, then the same code as a builtin, over the same photos.
+    for input in ["input.json", "input-builtin.json"] {
+        let _ = std::fs::remove_dir_all(dir.path().join("buckets/thumbnails/images"));
+        let o = Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .arg("run")
+            .arg(example.join("state-machine.asl.json"))
+            .arg("--input")
+            .arg(format!("@{}", example.join(input).display()))
+            .arg("--buckets")
+            .arg(dir.path().join("buckets"))
+            .arg("--config")
+            .arg(dir.path().join("shoal.toml"))
+            .arg("--json")
+            .output()
+            .unwrap();
+        let r: Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+        assert_eq!(r["status"], "SUCCEEDED", "{r}");
+        let batches = r["output"].as_array().unwrap();
+        assert_eq!(batches.len(), 4, "301 photos in batches of 100");
+        let succeeded: u64 = batches
+            .iter()
+            .map(|b| b["succeeded"].as_u64().unwrap())
+            .sum();
+        assert_eq!(succeeded, u64::from(n));
+        let failed: Vec<&Value> = batches
+            .iter()
+            .flat_map(|b| b["failed"].as_array().unwrap())
+            .collect();
+        assert_eq!(failed.len(), 1, "{r}");
+        assert_eq!(failed[0]["key"], "images/p0150-corrupt.jpg");
+        assert!(failed[0]["error"].as_str().unwrap().contains("JPEG"), "{r}");
 
-    for i in 0..n {
-        let key = format!("p{i:04}.jpg");
-        let out = std::fs::read(dir.path().join("buckets/thumbnails/images").join(&key))
-            .unwrap_or_else(|e| panic!("{key}: {e}"));
-        let thumb = image::load_from_memory_with_format(&out, image::ImageFormat::Jpeg)
-            .unwrap_or_else(|e| panic!("{key} is not a JPEG: {e}"))
-            .to_rgb8();
-        assert_eq!(thumb.dimensions(), (128, 128), "{key}");
-        let src = image::load_from_memory(&std::fs::read(images.join(&key)).unwrap())
-            .unwrap()
-            .to_rgb8();
-        let diff = |want: &[f64]| {
-            thumb
-                .as_raw()
-                .iter()
-                .zip(want)
-                .map(|(a, b)| (f64::from(*a) - b).abs())
-                .sum::<f64>()
-                / want.len() as f64
-        };
-        // Lanczos rings at the pattern's hard edges where an area average does not;
-        // a different photo is much further off.
-        let own = diff(&reference(&src));
-        assert!(
-            own < 20.0,
-            "{key}: mean difference {own:.1} from the reference"
-        );
-        let other = format!("p{:04}.jpg", (i + 1) % n);
-        let other = image::load_from_memory(&std::fs::read(images.join(&other)).unwrap())
-            .unwrap()
-            .to_rgb8();
-        let theirs = diff(&reference(&image::imageops::resize(
-            &other,
-            src.width(),
-            src.height(),
-            image::imageops::FilterType::Triangle,
-        )));
-        assert!(
-            theirs > 2.0 * own,
-            "{key}: {own:.1} from itself, {theirs:.1} from another"
-        );
+        for i in 0..n {
+            let key = format!("p{i:04}.jpg");
+            let out = std::fs::read(dir.path().join("buckets/thumbnails/images").join(&key))
+                .unwrap_or_else(|e| panic!("{key}: {e}"));
+            let thumb = image::load_from_memory_with_format(&out, image::ImageFormat::Jpeg)
+                .unwrap_or_else(|e| panic!("{key} is not a JPEG: {e}"))
+                .to_rgb8();
+            assert_eq!(thumb.dimensions(), (128, 128), "{key}");
+            let src = image::load_from_memory(&std::fs::read(images.join(&key)).unwrap())
+                .unwrap()
+                .to_rgb8();
+            let diff = |want: &[f64]| {
+                thumb
+                    .as_raw()
+                    .iter()
+                    .zip(want)
+                    .map(|(a, b)| (f64::from(*a) - b).abs())
+                    .sum::<f64>()
+                    / want.len() as f64
+            };
+            // Lanczos rings at the pattern's hard edges where an area average does not;
+            // a different photo is much further off.
+            let own = diff(&reference(&src));
+            assert!(
+                own < 20.0,
+                "{key}: mean difference {own:.1} from the reference"
+            );
+            let other = format!("p{:04}.jpg", (i + 1) % n);
+            let other = image::load_from_memory(&std::fs::read(images.join(&other)).unwrap())
+                .unwrap()
+                .to_rgb8();
+            let theirs = diff(&reference(&image::imageops::resize(
+                &other,
+                src.width(),
+                src.height(),
+                image::imageops::FilterType::Triangle,
+            )));
+            assert!(
+                theirs > 2.0 * own,
+                "{key}: {own:.1} from itself, {theirs:.1} from another"
+            );
+        }
     }
 }

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 use shoal_connectors::{S3Options, Store};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -314,4 +315,56 @@ fn distributed_map_on_seaweedfs() {
             .contains("s3://data/nope.jsonl"),
         "{out}"
     );
+
+    // The seed demo's definition with the resize builtin, its photos on SeaweedFS.
+    for i in 0..30u16 {
+        let (w, h) = (300 + i, 200);
+        let px: Vec<u8> = (0..u32::from(w) * u32::from(h))
+            .flat_map(|p| [(p % 251) as u8, (p / 97 % 256) as u8, (i * 8) as u8])
+            .collect();
+        let mut jpeg = Vec::new();
+        jpeg_encoder::Encoder::new(&mut jpeg, 90)
+            .encode(&px, w, h, jpeg_encoder::ColorType::Rgb)
+            .unwrap();
+        put(format!("images/p{i:02}.jpg"), jpeg);
+    }
+    put(
+        "images/corrupt.jpg".into(),
+        b"\xFF\xD8 not a photo".to_vec(),
+    );
+    let config = tmp.path().join("shoal.toml");
+    std::fs::write(&config, "[functions.resize]\nbuiltin = \"resize\"\n").unwrap();
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/resize-photos/state-machine.asl.json");
+    let input = json!({"input": {
+        "source_bucket_name": "data", "bucket_path": "images/", "destination_bucket_name": "out",
+        "lambda_processor_arn": "arn:aws:lambda:us-east-1:123456789012:function:resize"}});
+    let o = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args([
+            "run",
+            seed.to_str().unwrap(),
+            "--json",
+            "--input",
+            &input.to_string(),
+        ])
+        .args([
+            "--s3-endpoint",
+            &weed.endpoint,
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let out = result(&o);
+    assert_eq!(out["status"], "SUCCEEDED", "{out}");
+    assert_eq!(out["output"][0]["succeeded"], 30, "{out}");
+    assert_eq!(
+        out["output"][0]["failed"][0]["key"], "images/corrupt.jpg",
+        "{out}"
+    );
+    for i in 0..30 {
+        let thumb = get("out", &format!("images/p{i:02}.jpg"));
+        let img = image::load_from_memory_with_format(&thumb, image::ImageFormat::Jpeg).unwrap();
+        assert_eq!((img.width(), img.height()), (128, 128));
+    }
 }

@@ -93,23 +93,34 @@ pub struct Functions {
     by_name: HashMap<String, Function>,
     /// The buckets builtins read and write.
     store: std::sync::OnceLock<Arc<crate::Store>>,
-    cpu: std::sync::OnceLock<Arc<tokio::sync::Semaphore>>,
+    resize: std::sync::OnceLock<Arc<shoal_resize::Workers>>,
 }
 
-/// The resize builtin's view of the buckets.
-struct StoreObjects(Arc<crate::Store>);
+/// The resize builtin's view of the buckets, on one of its worker threads. Local files
+/// are read and written right there; S3 requests run on shoal's runtime, whose clients
+/// they share.
+struct StoreObjects {
+    store: Arc<crate::Store>,
+    runtime: tokio::runtime::Handle,
+}
 
 impl shoal_resize::Objects for StoreObjects {
     fn get<'a>(
         &'a self,
         bucket: &'a str,
         key: &'a str,
-    ) -> futures::future::BoxFuture<'a, Result<Vec<u8>, String>> {
+    ) -> futures::future::LocalBoxFuture<'a, Result<Vec<u8>, String>> {
         Box::pin(async move {
-            // A small local file is faster to read in place than through a blocking task.
-            match &*self.0 {
+            match &*self.store {
                 crate::Store::Local(l) => l.get(bucket, key).map_err(|e| e.to_string()),
-                s => s.get(bucket, key).await.map_err(|e| e.to_string()),
+                _ => {
+                    let (store, b, k) = (self.store.clone(), bucket.to_string(), key.to_string());
+                    self.runtime
+                        .spawn(async move { store.get(&b, &k).await })
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())
+                }
             }
         })
     }
@@ -118,11 +129,18 @@ impl shoal_resize::Objects for StoreObjects {
         bucket: &'a str,
         key: &'a str,
         body: Vec<u8>,
-    ) -> futures::future::BoxFuture<'a, Result<(), String>> {
+    ) -> futures::future::LocalBoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            match &*self.0 {
+            match &*self.store {
                 crate::Store::Local(l) => l.put(bucket, key, &body).map_err(|e| e.to_string()),
-                s => s.put(bucket, key, body).await.map_err(|e| e.to_string()),
+                _ => {
+                    let (store, b, k) = (self.store.clone(), bucket.to_string(), key.to_string());
+                    self.runtime
+                        .spawn(async move { store.put(&b, &k, body).await })
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())
+                }
             }
         })
     }
@@ -387,12 +405,25 @@ impl Functions {
             Ok(v) => v,
             Err(e) => return Reply::Unknown(format!("the payload is not JSON: {e}")),
         };
-        let cpu = self
-            .cpu
-            .get_or_init(|| Arc::new(tokio::sync::Semaphore::new(shoal_resize::cpu_slots())))
-            .clone();
-        let objects: Arc<dyn shoal_resize::Objects> = Arc::new(StoreObjects(store.clone()));
-        match shoal_resize::process_batch(event, objects, cpu, false).await {
+        let workers = match self.resize.get() {
+            Some(w) => w.clone(),
+            None => {
+                let (store, runtime) = (store.clone(), tokio::runtime::Handle::current());
+                let started = shoal_resize::Workers::start(shoal_resize::cpu_slots(), move || {
+                    Box::new(StoreObjects {
+                        store: store.clone(),
+                        runtime: runtime.clone(),
+                    })
+                });
+                match started {
+                    Ok(w) => self.resize.get_or_init(|| Arc::new(w)).clone(),
+                    Err(e) => {
+                        return Reply::Unknown(format!("the resize builtin cannot start: {e}"))
+                    }
+                }
+            }
+        };
+        match workers.run_batch(event, false).await {
             Ok(v) => Reply::Ok(Bytes::from(v.to_string())),
             Err(shoal_resize::BatchFailed(v)) => {
                 let error_type = "Resize.BatchFailed".to_string();

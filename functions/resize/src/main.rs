@@ -6,24 +6,27 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use futures::future::BoxFuture;
+use futures::future::LocalBoxFuture;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::ClientConfigKey;
 use object_store::{path::Path, ObjectStoreExt};
 use serde_json::Value;
-use shoal_resize::{process_batch, Objects};
+use shoal_resize::{Objects, Workers};
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::rc::Rc;
+use std::sync::Arc;
 
+/// One worker thread's S3 clients, one per bucket.
 #[derive(Default)]
 struct S3 {
-    clients: Mutex<HashMap<String, Arc<AmazonS3>>>,
+    clients: RefCell<HashMap<String, Rc<AmazonS3>>>,
 }
 
 impl S3 {
-    fn client(&self, bucket: &str) -> Result<Arc<AmazonS3>, String> {
-        let mut c = self.clients.lock().map_err(|e| e.to_string())?;
-        if let Some(s) = c.get(bucket) {
+    fn client(&self, bucket: &str) -> Result<Rc<AmazonS3>, String> {
+        if let Some(s) = self.clients.borrow().get(bucket) {
             return Ok(s.clone());
         }
         let mut b = AmazonS3Builder::from_env()
@@ -32,16 +35,31 @@ impl S3 {
         if let Ok(e) =
             std::env::var("AWS_ENDPOINT_URL_S3").or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
         {
-            b = b.with_endpoint(e).with_virtual_hosted_style_request(false);
+            // Plain HTTP needs no certificates: loading the system's took milliseconds
+            // per client, and there is one client per bucket per thread.
+            let plain = e.starts_with("http://");
+            b = b
+                .with_endpoint(e)
+                .with_virtual_hosted_style_request(false)
+                .with_config(
+                    AmazonS3ConfigKey::Client(ClientConfigKey::NoSystemCertificates),
+                    plain.to_string(),
+                );
         }
-        let s = Arc::new(b.build().map_err(|e| e.to_string())?);
-        c.insert(bucket.to_string(), s.clone());
+        let s = Rc::new(b.build().map_err(|e| e.to_string())?);
+        self.clients
+            .borrow_mut()
+            .insert(bucket.to_string(), s.clone());
         Ok(s)
     }
 }
 
 impl Objects for S3 {
-    fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Vec<u8>, String>> {
+    fn get<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> LocalBoxFuture<'a, Result<Vec<u8>, String>> {
         Box::pin(async move {
             let c = self.client(bucket)?;
             let r = c.get(&Path::from(key)).await.map_err(|e| e.to_string())?;
@@ -53,7 +71,7 @@ impl Objects for S3 {
         bucket: &'a str,
         key: &'a str,
         body: Vec<u8>,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> LocalBoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let c = self.client(bucket)?;
             c.put(&Path::from(key), body.into())
@@ -64,16 +82,19 @@ impl Objects for S3 {
     }
 }
 
-#[tokio::main]
+// The Runtime API loop only waits for batches: the photos' I/O runs on the workers.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let objects: Arc<dyn Objects> = Arc::new(S3::default());
-    let cpu = Arc::new(tokio::sync::Semaphore::new(shoal_resize::cpu_slots()));
+    let workers = Arc::new(Workers::start(shoal_resize::cpu_slots(), || {
+        Box::new(S3::default())
+    })?);
     let keep = std::env::var("KEEP_ASPECT").is_ok_and(|v| v == "1");
     lambda_runtime::run(service_fn(move |e: LambdaEvent<Value>| {
-        let (objects, cpu) = (objects.clone(), cpu.clone());
+        let workers = workers.clone();
         async move {
-            process_batch(e.payload, objects, cpu, keep)
+            workers
+                .run_batch(e.payload, keep)
                 .await
                 .map_err(|f| Diagnostic {
                     error_type: "Resize.BatchFailed".into(),
