@@ -56,6 +56,8 @@ fn start_weed() -> Weed {
         "-s3".into(),
         format!("-s3.port={s3}"),
         "-master.volumeSizeLimitMB=64".into(),
+        // A bucket is a collection with volumes of its own: room for a few buckets.
+        "-volume.max=64".into(),
         "-master.telemetry=false".into(),
     ];
     for flag in [
@@ -135,7 +137,7 @@ fn dm(reader: Value, processor_states: Value, extra: Value) -> Value {
 #[test]
 fn distributed_map_on_seaweedfs() {
     let weed = start_weed();
-    for b in ["data", "out"] {
+    for b in ["data", "out", "thumbs1", "thumbs2"] {
         assert_eq!(http(&weed.endpoint, "PUT", &format!("/{b}")), Some(200));
     }
     std::env::set_var("AWS_ACCESS_KEY_ID", "shoal");
@@ -332,39 +334,58 @@ fn distributed_map_on_seaweedfs() {
         "images/corrupt.jpg".into(),
         b"\xFF\xD8 not a photo".to_vec(),
     );
-    let config = tmp.path().join("shoal.toml");
-    std::fs::write(&config, "[functions.resize]\nbuiltin = \"resize\"\n").unwrap();
-    let seed = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/resize-photos/state-machine.asl.json");
-    let input = json!({"input": {
-        "source_bucket_name": "data", "bucket_path": "images/", "destination_bucket_name": "out",
-        "lambda_processor_arn": "arn:aws:lambda:us-east-1:123456789012:function:resize"}});
-    let o = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args([
-            "run",
-            seed.to_str().unwrap(),
-            "--json",
-            "--input",
-            &input.to_string(),
-        ])
-        .args([
-            "--s3-endpoint",
-            &weed.endpoint,
-            "--config",
-            config.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let out = result(&o);
-    assert_eq!(out["status"], "SUCCEEDED", "{out}");
-    assert_eq!(out["output"][0]["succeeded"], 30, "{out}");
-    assert_eq!(
-        out["output"][0]["failed"][0]["key"], "images/corrupt.jpg",
-        "{out}"
+    // In shoal, then as a Lambda process whose object_store client signs its requests
+    // and talks to SeaweedFS itself.
+    let function = Path::new(env!("CARGO_BIN_EXE_shoal"))
+        .parent()
+        .unwrap()
+        .join("shoal-resize");
+    let builtin = "[functions.resize]\nbuiltin = \"resize\"\n".to_string();
+    let process = format!(
+        "[functions.resize]\ncommand = [{:?}]\n",
+        function.to_str().unwrap()
     );
-    for i in 0..30 {
-        let thumb = get("out", &format!("images/p{i:02}.jpg"));
-        let img = image::load_from_memory_with_format(&thumb, image::ImageFormat::Jpeg).unwrap();
-        assert_eq!((img.width(), img.height()), (128, 128));
+    for (config_text, out_bucket) in [(builtin, "thumbs1"), (process, "thumbs2")] {
+        let config = tmp.path().join("shoal.toml");
+        std::fs::write(&config, &config_text).unwrap();
+        let seed = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/resize-photos/state-machine.asl.json");
+        let input = json!({"input": {
+            "source_bucket_name": "data", "bucket_path": "images/", "destination_bucket_name": out_bucket,
+            "lambda_processor_arn": "arn:aws:lambda:us-east-1:123456789012:function:resize"}});
+        let o = Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args([
+                "run",
+                seed.to_str().unwrap(),
+                "--json",
+                "--input",
+                &input.to_string(),
+            ])
+            .args([
+                "--s3-endpoint",
+                &weed.endpoint,
+                "--config",
+                config.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        let out = result(&o);
+        assert_eq!(
+            out["status"],
+            "SUCCEEDED",
+            "{config_text}: {out} {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(out["output"][0]["succeeded"], 30, "{config_text}: {out}");
+        assert_eq!(
+            out["output"][0]["failed"][0]["key"], "images/corrupt.jpg",
+            "{out}"
+        );
+        for i in 0..30 {
+            let thumb = get(out_bucket, &format!("images/p{i:02}.jpg"));
+            let img =
+                image::load_from_memory_with_format(&thumb, image::ImageFormat::Jpeg).unwrap();
+            assert_eq!((img.width(), img.height()), (128, 128));
+        }
     }
 }

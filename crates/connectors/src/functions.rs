@@ -109,16 +109,20 @@ impl shoal_resize::Objects for StoreObjects {
         &'a self,
         bucket: &'a str,
         key: &'a str,
-    ) -> futures::future::LocalBoxFuture<'a, Result<Vec<u8>, String>> {
+    ) -> futures::future::LocalBoxFuture<'a, Result<bytes::Bytes, String>> {
         Box::pin(async move {
             match &*self.store {
-                crate::Store::Local(l) => l.get(bucket, key).map_err(|e| e.to_string()),
+                crate::Store::Local(l) => l
+                    .get(bucket, key)
+                    .map(Into::into)
+                    .map_err(|e| e.to_string()),
                 _ => {
                     let (store, b, k) = (self.store.clone(), bucket.to_string(), key.to_string());
                     self.runtime
                         .spawn(async move { store.get(&b, &k).await })
                         .await
                         .map_err(|e| e.to_string())?
+                        .map(Into::into)
                         .map_err(|e| e.to_string())
                 }
             }

@@ -227,7 +227,7 @@ pub trait Objects {
         &'a self,
         bucket: &'a str,
         key: &'a str,
-    ) -> LocalBoxFuture<'a, Result<Vec<u8>, String>>;
+    ) -> LocalBoxFuture<'a, Result<bytes::Bytes, String>>;
     fn put<'a>(
         &'a self,
         bucket: &'a str,
@@ -446,13 +446,13 @@ mod tests {
             &'a self,
             bucket: &'a str,
             key: &'a str,
-        ) -> LocalBoxFuture<'a, Result<Vec<u8>, String>> {
+        ) -> LocalBoxFuture<'a, Result<bytes::Bytes, String>> {
             let found = self
                 .0
                 .lock()
                 .unwrap()
                 .get(&(bucket.into(), key.into()))
-                .cloned();
+                .map(|b| bytes::Bytes::from(b.clone()));
             Box::pin(async move { found.ok_or_else(|| format!("NoSuchKey: {bucket}/{key}")) })
         }
         fn put<'a>(

@@ -6,6 +6,8 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod plain_http;
+
 use futures::future::LocalBoxFuture;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
@@ -44,7 +46,8 @@ impl S3 {
                 .with_config(
                     AmazonS3ConfigKey::Client(ClientConfigKey::NoSystemCertificates),
                     plain.to_string(),
-                );
+                )
+                .with_http_connector(plain_http::PlainHttpConnector);
         }
         let s = Rc::new(b.build().map_err(|e| e.to_string())?);
         self.clients
@@ -59,11 +62,11 @@ impl Objects for S3 {
         &'a self,
         bucket: &'a str,
         key: &'a str,
-    ) -> LocalBoxFuture<'a, Result<Vec<u8>, String>> {
+    ) -> LocalBoxFuture<'a, Result<bytes::Bytes, String>> {
         Box::pin(async move {
             let c = self.client(bucket)?;
             let r = c.get(&Path::from(key)).await.map_err(|e| e.to_string())?;
-            Ok(r.bytes().await.map_err(|e| e.to_string())?.to_vec())
+            r.bytes().await.map_err(|e| e.to_string())
         })
     }
     fn put<'a>(
