@@ -85,6 +85,22 @@ pub fn run(job: Job, opts: Options) -> Result<Outcome> {
             let _ = stop.send(());
             let _ = handle.await;
         }
+        // AWS's cause for a map run over its tolerance names no item: say which failed first.
+        for p in runtime.map_runs() {
+            if let Some((child, f)) = p.first_failure() {
+                let failed = p.tally().items.failed;
+                let mut cause = f.cause.unwrap_or_default();
+                if cause.len() > 500 {
+                    let cut = (0..=500).rev().find(|i| cause.is_char_boundary(*i)).unwrap_or(0);
+                    cause.truncate(cut);
+                    cause.push('…');
+                }
+                eprintln!(
+                    "shoal: map run {}: {failed} items failed; the first, child execution {child}: {}: {cause}",
+                    p.map_run_arn, f.error
+                );
+            }
+        }
         for (name, calls, started, peak) in runtime.functions().stats() {
             eprintln!("shoal: function {name}: {calls} invocations, {started} processes started, at most {peak} at once");
         }

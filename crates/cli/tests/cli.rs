@@ -158,6 +158,45 @@ fn distributed_map_reads_items_from_a_local_bucket() {
     );
 }
 
+#[test]
+fn a_failed_map_run_names_its_first_failed_child_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    // Items 0-5; the children fail on 3 and 5, with their own Error and Cause.
+    let def = write(
+        dir.path(),
+        "m.json",
+        r#"{"StartAt":"M","States":{"M":{"Type":"Map","End":true,"MaxConcurrency":1,"ToleratedFailureCount":1,
+            "ItemsPath":"$.items",
+            "ItemProcessor":{"ProcessorConfig":{"Mode":"DISTRIBUTED","ExecutionType":"EXPRESS"},"StartAt":"C",
+              "States":{"C":{"Type":"Choice","Choices":[{"Variable":"$.bad","BooleanEquals":true,"Next":"F"}],"Default":"P"},
+                "P":{"Type":"Pass","End":true},
+                "F":{"Type":"Fail","Error":"Photo.Corrupt","CausePath":"$.why"}}}}}}"#,
+    );
+    let items: Vec<String> = (0..6)
+        .map(|i| {
+            format!(
+                r#"{{"bad":{},"why":"item {i} is corrupt"}}"#,
+                i == 3 || i == 5
+            )
+        })
+        .collect();
+    let input = format!(r#"{{"items":[{}]}}"#, items.join(","));
+    let o = shoal(&["run", &def, "--input", &input, "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("States.ExceedToleratedFailureThreshold"),
+        "{}",
+        stdout(&o)
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains(
+            "2 items failed; the first, child execution 3: Photo.Corrupt: item 3 is corrupt"
+        ),
+        "{stderr}"
+    );
+}
+
 /// Runs a Distributed Map reading `bucket/key` as `input_type`; returns the `--json` result.
 fn read_items(buckets: &Path, bucket: &str, key: &str, input_type: &str) -> serde_json::Value {
     let def = write(

@@ -568,6 +568,8 @@ pub struct MapRun {
     max_concurrency: usize,
     new_failures: Vec<(u64, u64, Failure)>,
     new_outputs: Vec<(u64, Value)>,
+    /// The first child to fail, and how: AWS's tolerated-failure cause names neither.
+    pub first_failure: Option<(u64, Failure)>,
 }
 
 /// Which children have ended, compactly: every index below `low`, those in `above`,
@@ -655,6 +657,7 @@ impl MapRun {
             durable: false,
             new_failures: Vec::new(),
             new_outputs: Vec::new(),
+            first_failure: None,
         }
     }
 
@@ -798,6 +801,9 @@ impl MapRun {
             self.failure = Some(Tolerance::threshold_failure());
         }
         self.done.insert(child.index);
+        if let (ChildEnd::Failed(f), None) = (&end, &self.first_failure) {
+            self.first_failure = Some((child.index, f.clone()));
+        }
         if self.durable {
             if let ChildEnd::Failed(f) = &end {
                 self.new_failures

@@ -58,6 +58,8 @@ pub struct MapRunProgress {
     /// UpdateMapRun's request, picked up by the map run's loop.
     update: Mutex<Option<MapRunUpdate>>,
     wake: tokio::sync::Notify,
+    /// The first child to fail (its index and error), once the run has ended.
+    first_failure: Mutex<Option<(u64, shoal_expr::Failure)>>,
 }
 
 /// UpdateMapRun: what to change; `None` keeps the current value.
@@ -80,6 +82,13 @@ impl MapRunProgress {
         }
         *self.update.lock().unwrap_or_else(|p| p.into_inner()) = Some(u);
         self.wake.notify_one();
+    }
+
+    pub fn first_failure(&self) -> Option<(u64, shoal_expr::Failure)> {
+        self.first_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn tally(&self) -> Tally {
@@ -541,6 +550,7 @@ impl Runtime {
             peak: AtomicU64::new(0),
             update: Mutex::new(None),
             wake: tokio::sync::Notify::new(),
+            first_failure: Mutex::new(None),
         });
         self.map_runs
             .lock()
@@ -791,6 +801,10 @@ impl Runtime {
         };
         let result = mr.finish(details);
         *progress.tally.lock().unwrap_or_else(|p| p.into_inner()) = mr.tally.clone();
+        *progress
+            .first_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = mr.first_failure.clone();
         if let Some(d) = &durable {
             match &result {
                 Ok(v) => base.result = Some(v.to_string()),
