@@ -104,6 +104,19 @@ struct StoreObjects {
     runtime: tokio::runtime::Handle,
 }
 
+impl StoreObjects {
+    /// Runs a store call on shoal's runtime, where the store's S3 connections live.
+    async fn on_shoal<T: Send + 'static>(
+        &self,
+        call: impl std::future::Future<Output = crate::Result<T>> + Send + 'static,
+    ) -> Result<T, String> {
+        match self.runtime.spawn(call).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
 impl shoal_resize::Objects for StoreObjects {
     fn get<'a>(
         &'a self,
@@ -118,12 +131,9 @@ impl shoal_resize::Objects for StoreObjects {
                     .map_err(|e| e.to_string()),
                 _ => {
                     let (store, b, k) = (self.store.clone(), bucket.to_string(), key.to_string());
-                    self.runtime
-                        .spawn(async move { store.get(&b, &k).await })
+                    self.on_shoal(async move { store.get(&b, &k).await })
                         .await
-                        .map_err(|e| e.to_string())?
                         .map(Into::into)
-                        .map_err(|e| e.to_string())
                 }
             }
         })
@@ -139,11 +149,8 @@ impl shoal_resize::Objects for StoreObjects {
                 crate::Store::Local(l) => l.put(bucket, key, &body).map_err(|e| e.to_string()),
                 _ => {
                     let (store, b, k) = (self.store.clone(), bucket.to_string(), key.to_string());
-                    self.runtime
-                        .spawn(async move { store.put(&b, &k, body).await })
+                    self.on_shoal(async move { store.put(&b, &k, body).await })
                         .await
-                        .map_err(|e| e.to_string())?
-                        .map_err(|e| e.to_string())
                 }
             }
         })
