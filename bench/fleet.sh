@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 photos="$(cd "$1" && pwd)"; n=${2:-200000}; reps=${3:-3}
 shoal=$PWD/target/release/shoal
 nats_server=${NATS_SERVER:-$PWD/target/lambda-venv/bin/nats-server}
-cargo build --release -q -p shoal-cli -p shoal-resize
+cargo build --release -q -p shoal-cli -p shoal-resize --features shoal-cli/resize
 work=$(mktemp -d -p "$( [ -d /dev/shm ] && echo /dev/shm || echo /tmp )")
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }

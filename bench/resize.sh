@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 photos="$(cd "$1" && pwd)"; py="${2:-python3}"; rounds="${ROUNDS:-3}"
 cores=$(nproc)
-cargo build --release -q -p shoal-cli -p shoal-resize
+cargo build --release -q -p shoal-cli -p shoal-resize --features shoal-cli/resize
 cargo build --release -q -p shoal-resize --example kernel
 # tmpfs when there is one: disk writeback on these VMs swamps the figures.
 work=$(mktemp -d -p "$( [ -d /dev/shm ] && echo /dev/shm || echo /tmp )"); trap 'rm -rf "$work"' EXIT

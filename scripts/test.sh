@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 scripts/build-deps.sh
 
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --features shoal-cli/resize -- -D warnings
 
 # Architecture invariant: the pure core has no async runtime and no I/O crates.
 for crate in shoal-asl shoal-expr shoal-engine; do
@@ -15,6 +15,13 @@ for crate in shoal-asl shoal-expr shoal-engine; do
     exit 1
   fi
 done
+
+# The plain shoal binary needs no C toolchain: the resize function (libjpeg-turbo, cmake,
+# nasm) joins only builds with `--features resize`.
+if cargo tree -p shoal-cli -e normal --prefix none | grep -Eq '^(shoal-resize|turbojpeg) '; then
+  echo "error: shoal-cli without --features resize depends on the resize function" >&2
+  exit 1
+fi
 
 # Real components for the integration tests: SeaweedFS as the S3 server.
 if ! command -v weed >/dev/null; then
@@ -57,4 +64,4 @@ fi
 SHOAL_STATE_DIR=$(mktemp -d)
 export SHOAL_STATE_DIR
 trap 'rm -rf "$SHOAL_STATE_DIR"' EXIT
-cargo test --workspace --release
+cargo test --workspace --release --features shoal-cli/resize

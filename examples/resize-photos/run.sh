@@ -17,7 +17,7 @@ work="$root/target/resize-demo"
 buckets="$work/buckets"
 
 scripts/build-deps.sh
-cargo build --release -q -p shoal-cli -p shoal-resize
+cargo build --release -q -p shoal-cli -p shoal-resize --features shoal-cli/resize
 
 if [ ! -d "$work/sources" ]; then
   mkdir -p "$work/wheel" "$work/sources"

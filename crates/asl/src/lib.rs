@@ -3,7 +3,10 @@
 //! Architecture invariant: parsing never stops at the first problem. [`parse`] returns
 //! the model it could build together with **every** diagnostic, each with a JSON pointer.
 
+pub mod identity;
 mod parse;
+mod resource;
+mod status;
 
 use indexmap::IndexMap;
 use serde_json::Value;
@@ -14,6 +17,8 @@ use shoal_expr::Path;
 use std::sync::Arc;
 
 pub use parse::{parse, parse_value, substitute, Parsed};
+pub use resource::{Pattern, Resource};
+pub use status::{ExecutionStatus, UnknownStatus};
 
 /// One problem found in a definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,7 +233,7 @@ pub enum Kind {
         result_path: ResultPath,
     },
     Task {
-        resource: String,
+        resource: Arc<Resource>,
         parameters: Option<Template>,
         timeout: Option<Num>,
         heartbeat: Option<Num>,
@@ -278,8 +283,8 @@ impl Kind {
 }
 
 /// Does a retrier or catcher's ErrorEquals match this error? `States.ALL` matches
-/// everything but the terminal `States.Runtime` and `States.DataLimitExceeded`.
-/// `States.TaskFailed` is a wildcard too, for everything but `States.Timeout`.
+/// everything but the terminal `States.Runtime`. `States.TaskFailed` is a wildcard too,
+/// for everything but `States.Runtime`, `States.Timeout` and `States.DataLimitExceeded`.
 pub fn error_matches(error_equals: &[String], error: &str) -> bool {
     use shoal_expr::errors::{ALL, DATA_LIMIT_EXCEEDED, RUNTIME, TASK_FAILED, TIMEOUT};
     // AWS's documentation calls DataLimitExceeded terminal too, but its recorded runs

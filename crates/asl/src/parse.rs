@@ -689,13 +689,20 @@ impl Cx {
                         );
                     }
                 }
-                if let Some(r) = &resource {
-                    if r.ends_with(".waitForTaskToken") {
-                        self.err(at(ptr, "Resource"), SCHEMA, "the .waitForTaskToken integration pattern is not supported by shoal yet");
+                let resource = match resource.as_deref().map(Resource::parse) {
+                    Some(Ok(r)) => r,
+                    Some(Err(why)) => {
+                        self.err(
+                            at(ptr, "Resource"),
+                            SCHEMA,
+                            format!("Value is not a valid resource ARN: {why}"),
+                        );
+                        Resource::invalid()
                     }
-                }
+                    None => Resource::invalid(),
+                };
                 Kind::Task {
-                    resource: resource.unwrap_or_default(),
+                    resource: Arc::new(resource),
                     parameters: self.template(m, ptr, params_key, lang),
                     timeout,
                     heartbeat,

@@ -3,10 +3,10 @@
 use anyhow::Result;
 use serde_json::Value;
 use shoal_asl::StateMachine;
-use shoal_connectors::functions::Functions;
-use shoal_connectors::{S3Options, Store};
+use shoal_buckets::{Buckets, S3Options};
 use shoal_engine::{ExecutionInfo, Outcome};
 use shoal_runtime::{MapRunProgress, Runtime};
+use shoal_tasks::Functions;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,8 +23,8 @@ pub struct Options {
 }
 
 pub struct FleetSetup {
-    pub nats: shoal_runtime::fleet::NatsOptions,
-    pub options: shoal_runtime::fleet::FleetOptions,
+    pub nats: shoal_fleet::NatsOptions,
+    pub options: shoal_fleet::FleetOptions,
 }
 
 /// What to run: a new execution, or one the store holds.
@@ -58,7 +58,7 @@ pub fn run(job: Job, opts: Options) -> Result<Outcome> {
     let fast_forward = opts.fast_forward;
     let db = opts.db.clone();
     rt.block_on(async move {
-        let runtime = build(opts).await?;
+        let runtime = build(opts).await?.runtime;
         let bar = (std::io::stderr().is_terminal() && !fast_forward)
             .then(|| spawn_progress(runtime.clone()));
         let outcome = match job {
@@ -101,26 +101,35 @@ pub fn run(job: Job, opts: Options) -> Result<Outcome> {
                 );
             }
         }
-        for (name, calls, started, peak) in runtime.functions().stats() {
-            eprintln!("shoal: function {name}: {calls} invocations, {started} processes started, at most {peak} at once");
+        for s in runtime.tasks().functions().stats() {
+            eprintln!(
+                "shoal: function {}: {} invocations, {} processes started, at most {} at once",
+                s.name, s.invocations, s.started, s.peak
+            );
         }
         Ok(outcome?)
     })
 }
 
+/// A runtime, and the fleet its map runs go to in fleet mode.
+pub struct Built {
+    pub runtime: Arc<Runtime>,
+    pub fleet: Option<Arc<shoal_fleet::Fleet>>,
+}
+
 /// The runtime for these options: buckets, functions (and the local S3 endpoint their
 /// processes need), the state store. Call within a tokio runtime.
-pub async fn build(opts: Options) -> Result<Arc<Runtime>> {
-    let store = match (&opts.buckets, &opts.s3_endpoint) {
-        (Some(dir), _) => Store::local(dir),
-        (None, Some(url)) => Store::s3(S3Options {
+pub async fn build(opts: Options) -> Result<Built> {
+    let buckets = match (&opts.buckets, &opts.s3_endpoint) {
+        (Some(dir), _) => Some(Buckets::local(dir)),
+        (None, Some(url)) => Some(Buckets::s3(S3Options {
             endpoint: Some(url.clone()),
             region: None,
-        }),
+        })),
         (None, None) if std::env::var_os("AWS_ENDPOINT_URL").is_some() => {
-            Store::s3(S3Options::default())
+            Some(Buckets::s3(S3Options::default()))
         }
-        (None, None) => Store::None,
+        (None, None) => None,
     };
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -130,16 +139,16 @@ pub async fn build(opts: Options) -> Result<Arc<Runtime>> {
     // Function processes reach the buckets over S3: the local folders through shoal's
     // own endpoint, or the same S3 endpoint shoal uses.
     if opts.functions.has_processes() {
-        let endpoint = match &store {
-            Store::Local(l) => Some(format!(
+        let endpoint = match &buckets {
+            Some(Buckets::Local(l)) => Some(format!(
                 "http://{}",
-                shoal_connectors::s3serve::serve(l.clone()).await?
+                shoal_lambda::s3serve::serve(l.clone()).await?
             )),
             _ => opts.s3_endpoint.clone(),
         };
         if let Some(e) = endpoint {
             opts.functions.add_env("AWS_ENDPOINT_URL", &e);
-            if matches!(store, Store::Local(_)) {
+            if matches!(buckets, Some(Buckets::Local(_))) {
                 // The local endpoint checks no signature: spare object_store's clients
                 // the signing (3-4 % of the seed demo's CPU) and the payload hashing.
                 opts.functions.add_env("AWS_UNSIGNED_PAYLOAD", "true");
@@ -157,19 +166,20 @@ pub async fn build(opts: Options) -> Result<Arc<Runtime>> {
     }
     let fleet = match &opts.fleet {
         Some(f) => {
-            let fleet = shoal_runtime::fleet::Fleet::connect(&f.nats, f.options.clone()).await?;
+            let fleet = shoal_fleet::Fleet::connect(&f.nats, f.options.clone()).await?;
             eprintln!("shoal: map runs go to the fleet on {}", f.nats.url);
             Some(fleet)
         }
         None => None,
     };
-    Ok(Runtime::new(shoal_runtime::Options {
-        store,
-        functions: opts.functions,
+    let runtime = Runtime::new(shoal_runtime::Options {
+        buckets,
+        tasks: shoal_tasks::Tasks::new(opts.functions),
         seed,
         db: opts.db,
-        fleet,
-    }))
+        fleet: fleet.clone().map(|f| f as Arc<dyn shoal_runtime::Remote>),
+    });
+    Ok(Built { runtime, fleet })
 }
 
 /// Redraws one stderr line per map run, four times a second.

@@ -1,6 +1,8 @@
 //! The `shoal` binary. Data goes to stdout; progress and logs go to stderr.
 
 mod drive;
+#[cfg(feature = "resize")]
+mod resize;
 
 // Map runs allocate many small JSON values across threads; glibc malloc is the bottleneck there.
 #[global_allocator]
@@ -59,7 +61,7 @@ struct NatsArgs {
 }
 
 impl NatsArgs {
-    fn options(&self) -> Result<Option<shoal_runtime::fleet::NatsOptions>> {
+    fn options(&self) -> Result<Option<shoal_fleet::NatsOptions>> {
         let Some(url) = &self.nats else {
             return Ok(None);
         };
@@ -72,7 +74,7 @@ impl NatsArgs {
             ),
             None => None,
         };
-        Ok(Some(shoal_runtime::fleet::NatsOptions {
+        Ok(Some(shoal_fleet::NatsOptions {
             url: url.clone(),
             creds: self.nats_creds.clone(),
             token: self.nats_token.clone(),
@@ -90,7 +92,7 @@ impl NatsArgs {
         }
         Ok(Some(drive::FleetSetup {
             nats,
-            options: shoal_runtime::fleet::FleetOptions {
+            options: shoal_fleet::FleetOptions {
                 ack_wait: std::time::Duration::from_secs_f64(self.nats_ack_wait),
                 max_deliver: self.nats_max_deliver,
                 patience: std::time::Duration::from_secs_f64(self.nats_patience),
@@ -310,11 +312,11 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 .enable_all()
                 .build()?;
             rt.block_on(async move {
-                let runtime = drive::build(opts).await?;
-                shoal_runtime::fleet::serve_worker(
+                let runtime = drive::build(opts).await?.runtime;
+                shoal_fleet::serve_worker(
                     runtime,
                     &nats,
-                    shoal_runtime::fleet::WorkerOptions { concurrency },
+                    shoal_fleet::WorkerOptions { concurrency },
                 )
                 .await?;
                 Ok(ExitCode::SUCCESS)
@@ -327,7 +329,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let all = rt.block_on(shoal_runtime::fleet::workers(&nats))?;
+            let all = rt.block_on(shoal_fleet::workers(&nats))?;
             let now = chrono::Utc::now().timestamp_millis();
             if json {
                 println!("{}", serde_json::to_value(&all)?);
@@ -364,17 +366,19 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 .enable_all()
                 .build()?;
             rt.block_on(async move {
-                let runtime = drive::build(opts).await?;
+                let drive::Built { runtime, fleet } = drive::build(opts).await?;
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen on {addr}"))?;
                 // Functions reach their siblings through this server's Lambda Invoke API.
                 let here = listener.local_addr()?;
                 runtime
+                    .tasks()
                     .functions()
                     .add_env("AWS_ENDPOINT_URL_LAMBDA", &format!("http://{here}"));
                 let server = shoal_server::Server::new(shoal_server::Options {
                     runtime,
+                    fleet,
                     db,
                     token,
                 });
@@ -391,7 +395,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let db = open_db(&cli.state_dir)?;
             let all = db.executions()?;
             if json {
-                let v: Vec<Value> = all.iter().map(|e| e.describe()).collect();
+                let v: Vec<Value> = all.iter().map(shoal_server::describe_execution).collect();
                 println!("{}", Value::Array(v));
             } else {
                 println!(
@@ -413,7 +417,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Describe { execution, json } => {
             let db = open_db(&cli.state_dir)?;
             let e = db.execution(&execution)?;
-            let mut d = e.describe();
+            let mut d = shoal_server::describe_execution(&e);
             let runs = db.map_runs(&e.arn)?;
             if json {
                 // AWS's DescribeExecution, plus DescribeMapRun's counters of its map runs.
@@ -467,13 +471,26 @@ fn open_db(dir: &Option<PathBuf>) -> Result<std::sync::Arc<shoal_store::Db>> {
     Ok(shoal_store::Db::open(&dir)?)
 }
 
+/// The builtins of this build: `identity` and `noop`, and `resize` with
+/// `--features resize`.
+fn builtins() -> shoal_tasks::Builtins {
+    #[allow(unused_mut)]
+    let mut b = shoal_tasks::builtin::standard();
+    #[cfg(feature = "resize")]
+    b.insert(
+        "resize".into(),
+        std::sync::Arc::new(resize::Resize::default()),
+    );
+    b
+}
+
 fn drive_options(env: &Env, db: Option<std::sync::Arc<shoal_store::Db>>) -> Result<drive::Options> {
     let config = env.config.clone().or_else(|| {
         let p = PathBuf::from("shoal.toml");
         p.exists().then_some(p)
     });
     let functions = match &config {
-        Some(p) => shoal_connectors::functions::Functions::load(p)?,
+        Some(p) => shoal_tasks::Functions::load(p, &builtins())?,
         None => Default::default(),
     };
     Ok(drive::Options {

@@ -2,7 +2,7 @@
 //! which `scripts/test.sh` does), started here on 127.0.0.1 and free ports.
 
 use serde_json::{json, Value};
-use shoal_connectors::{S3Options, Store};
+use shoal_buckets::{Buckets, S3Options};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -142,7 +142,7 @@ fn distributed_map_on_seaweedfs() {
     }
     std::env::set_var("AWS_ACCESS_KEY_ID", "shoal");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "shoal");
-    let store = Store::s3(S3Options {
+    let store = Buckets::s3(S3Options {
         endpoint: Some(weed.endpoint.clone()),
         region: None,
     });

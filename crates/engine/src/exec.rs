@@ -2,8 +2,9 @@
 //! each walking its own graph of states.
 
 use crate::maprun::{Batcher, MapRunSpec, Selector, Shape, Shaper, Source, Tolerance, WriterSpec};
-use crate::{Effect, EffectId, Event, HistoryEvent, Outcome};
+use crate::{Effect, EffectId, Event, ExecutionInfo, HistoryEvent, Outcome};
 use serde_json::{json, Map, Value};
+use shoal_asl::identity::iso_time;
 use shoal_asl::*;
 use shoal_expr::choice::parse_timestamp;
 use shoal_expr::jsonata::Bindings;
@@ -12,55 +13,6 @@ use shoal_expr::{compact, errors, type_name, Entropy, Failure, Path, Scope, Vars
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-
-/// Who and when: what `$$.Execution` and `$$.StateMachine` show.
-#[derive(Debug, Clone)]
-pub struct ExecutionInfo {
-    pub execution_arn: String,
-    pub name: String,
-    pub state_machine_arn: String,
-    pub state_machine_name: String,
-    pub role_arn: String,
-    pub start_time_ms: i64,
-    pub redrive_count: u32,
-}
-
-const REGION: &str = "us-east-1";
-const ACCOUNT: &str = "123456789012";
-
-impl ExecutionInfo {
-    /// AWS-shaped ARNs for a local execution.
-    pub fn local(
-        state_machine: &str,
-        name: &str,
-        start_time_ms: i64,
-        express: bool,
-        entropy: &dyn Entropy,
-    ) -> ExecutionInfo {
-        let sm_arn = format!("arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{state_machine}");
-        let execution_arn = if express {
-            format!(
-                "arn:aws:states:{REGION}:{ACCOUNT}:express:{state_machine}:{name}:{}",
-                shoal_expr::uuid_v4(entropy)
-            )
-        } else {
-            format!("arn:aws:states:{REGION}:{ACCOUNT}:execution:{state_machine}:{name}")
-        };
-        ExecutionInfo {
-            execution_arn,
-            name: name.to_string(),
-            state_machine_arn: sm_arn,
-            state_machine_name: state_machine.to_string(),
-            role_arn: role_arn(),
-            start_time_ms,
-            redrive_count: 0,
-        }
-    }
-}
-
-pub(crate) fn role_arn() -> String {
-    format!("arn:aws:iam::{ACCOUNT}:role/shoal-execution")
-}
 
 /// How an execution runs.
 #[derive(Debug, Clone, Copy)]
@@ -79,14 +31,6 @@ impl Default for Options {
             keep_input: true,
         }
     }
-}
-
-/// Milliseconds since the epoch as AWS's ISO-8601 text.
-pub fn iso_time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
 }
 
 type FrameId = usize;
@@ -887,7 +831,7 @@ impl Execution {
                 let id = self.effect_id();
                 self.record(
                     "TaskScheduled",
-                    |_| json!({"resource": resource, "parameters": compact(&input)}),
+                    |_| json!({"resource": resource.to_string(), "parameters": compact(&input)}),
                 );
                 self.effects.push(Effect::Invoke {
                     id,
@@ -1364,7 +1308,7 @@ impl Execution {
                         &ctx,
                         "MaxInputBytesPerBatch",
                     )?
-                    .unwrap_or(crate::maprun::PAYLOAD_LIMIT as f64)
+                    .unwrap_or(shoal_asl::identity::PAYLOAD_LIMIT as f64)
                     as usize,
                 batch_input: match &b.batch_input {
                     None => None,

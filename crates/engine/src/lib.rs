@@ -5,10 +5,13 @@
 //! from the injected [`Entropy`]. The runtime performs the effects.
 
 mod exec;
+mod info;
 pub mod maprun;
 
-pub use exec::{iso_time, Execution, ExecutionInfo, Options};
+pub use exec::{Execution, Options};
+pub use info::ExecutionInfo;
 pub use maprun::MapRunSpec;
+pub use shoal_asl::identity::{self, iso_time};
 pub use shoal_expr::{Entropy, Failure, SplitMix};
 
 use serde_json::Value;
@@ -23,7 +26,7 @@ pub enum Effect {
     Invoke {
         id: EffectId,
         state: String,
-        resource: String,
+        resource: std::sync::Arc<shoal_asl::Resource>,
         input: Value,
         timeout_seconds: Option<f64>,
         heartbeat_seconds: Option<f64>,

@@ -5,8 +5,9 @@
 //! The runtime streams items in, runs the children and writes results; every decision
 //! about them is made here, so that it is the same on one machine and on a fleet.
 
-use crate::exec::{iso_time, ExecutionInfo};
+use crate::ExecutionInfo;
 use serde_json::{json, Map, Value};
+use shoal_asl::identity::{self, iso_time};
 use shoal_asl::StateMachine;
 use shoal_expr::jsonata::Bindings;
 use shoal_expr::template::{Lang, Template};
@@ -14,7 +15,7 @@ use shoal_expr::{compact, errors, Failure, Scope, SplitMix, Vars};
 use std::sync::Arc;
 
 /// The largest map output (and batch input) AWS allows: 256 KiB.
-pub const PAYLOAD_LIMIT: usize = 262_144;
+pub use shoal_asl::identity::PAYLOAD_LIMIT;
 
 /// Everything needed to carry out one Distributed Map run.
 #[derive(Debug, Clone)]
@@ -435,7 +436,7 @@ impl MapRunSpec {
                 ),
                 format!("{base}/{}", self.label),
                 format!("{sm_name}/{}", self.label),
-                crate::exec::role_arn(),
+                identity::default_role_arn(),
             )
         });
         let mut execution_arn = String::with_capacity(prefix.len() + name.len());

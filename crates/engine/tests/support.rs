@@ -1,5 +1,6 @@
 //! A test host: runs an execution to completion on a virtual clock.
-//! `test:echo` returns its input; `test:fail:<Error>` always fails with that error.
+//! `arn:aws:states:::test:echo` returns its input; `arn:aws:states:::test:fail:<Error>`
+//! always fails with that error.
 //! Distributed Map children run one at a time on the same clock.
 
 use serde_json::Value;
@@ -62,14 +63,18 @@ fn drive(exec: &mut Execution, clock: &mut i64, run: &mut Run) -> Outcome {
                     ..
                 } => {
                     run.invocations += 1;
-                    queue.push_back(match resource.strip_prefix("test:fail:") {
+                    let action = match &*resource {
+                        shoal_asl::Resource::Service {
+                            service, action, ..
+                        } if service == "test" => action.as_str(),
+                        _ => "",
+                    };
+                    queue.push_back(match action.strip_prefix("fail:") {
                         Some(err) => Event::TaskFailed {
                             id,
                             failure: Failure::new(err, "always fails"),
                         },
-                        None if resource == "test:echo" => {
-                            Event::TaskSucceeded { id, output: input }
-                        }
+                        None if action == "echo" => Event::TaskSucceeded { id, output: input },
                         None => Event::TaskFailed {
                             id,
                             failure: Failure::runtime(format!("unknown resource {resource}")),

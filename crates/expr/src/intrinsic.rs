@@ -480,7 +480,7 @@ fn apply(f: Func, a: &[Value], scope: &Scope) -> Result<Value, String> {
             }
             let r = match a.get(2) {
                 Some(seed) => {
-                    crate::jsonata::JavaRandom::new(int_arg(seed, "the seed")?).next_f64()
+                    JavaRandom::new(int_arg(seed, "the seed")?).next_f64()
                 }
                 None => (scope.entropy.next_u64() >> 11) as f64 / (1u64 << 53) as f64,
             };
@@ -505,6 +505,24 @@ fn apply(f: Func, a: &[Value], scope: &Scope) -> Result<Value, String> {
         }
         Uuid => Value::String(crate::uuid_v4(scope.entropy)),
     })
+}
+
+/// java.util.Random, because AWS's `$random(seed)` follows its sequence.
+pub struct JavaRandom(u64);
+
+impl JavaRandom {
+    const MUL: u64 = 0x5_DEEC_E66D;
+    const MASK: u64 = (1 << 48) - 1;
+    pub fn new(seed: i64) -> JavaRandom {
+        JavaRandom((seed as u64 ^ Self::MUL) & Self::MASK)
+    }
+    fn next(&mut self, bits: u32) -> u64 {
+        self.0 = (self.0.wrapping_mul(Self::MUL).wrapping_add(0xB)) & Self::MASK;
+        self.0 >> (48 - bits)
+    }
+    pub fn next_f64(&mut self) -> f64 {
+        (((self.next(26)) << 27) + self.next(27)) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
 }
 
 #[cfg(test)]

@@ -38,24 +38,6 @@ pub fn compile(s: &str) -> Result<Expr, String> {
     Ok(Expr { text, ast })
 }
 
-/// java.util.Random, because AWS's `$random(seed)` follows its sequence.
-pub struct JavaRandom(u64);
-
-impl JavaRandom {
-    const MUL: u64 = 0x5_DEEC_E66D;
-    const MASK: u64 = (1 << 48) - 1;
-    pub fn new(seed: i64) -> JavaRandom {
-        JavaRandom((seed as u64 ^ Self::MUL) & Self::MASK)
-    }
-    fn next(&mut self, bits: u32) -> u64 {
-        self.0 = (self.0.wrapping_mul(Self::MUL).wrapping_add(0xB)) & Self::MASK;
-        self.0 >> (48 - bits)
-    }
-    pub fn next_f64(&mut self) -> f64 {
-        (((self.next(26)) << 27) + self.next(27)) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-}
-
 fn ev_err(msg: impl Into<String>) -> EvaluatorError {
     EvaluatorError::EvaluationError(msg.into())
 }
@@ -140,7 +122,7 @@ fn install_extras(ev: &mut Evaluator, entropy: &dyn Entropy) -> Result<(), Evalu
     })?;
     ev.register_fn_override("random", move |args: &[JValue]| {
         let r = match args.first() {
-            Some(s) => JavaRandom::new(
+            Some(s) => crate::intrinsic::JavaRandom::new(
                 s.as_f64()
                     .ok_or_else(|| ev_err("$random: the seed must be a number"))?
                     as i64,

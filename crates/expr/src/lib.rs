@@ -188,7 +188,7 @@ pub fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// Is this string an ASL expression in the current language (a path or an intrinsic call)?
+/// Is this string a JSONata expression, `{% ... %}`?
 pub fn is_jsonata_expr(s: &str) -> bool {
     s.starts_with("{%") && s.ends_with("%}") && s.len() >= 4
 }

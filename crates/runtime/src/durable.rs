@@ -2,6 +2,7 @@
 //! replays them into a fresh [`Execution`] and carries out what was still open; map
 //! runs checkpoint which children ended and where their result files stand.
 
+use shoal_asl::ExecutionStatus;
 use serde_json::{json, Value};
 use shoal_engine::maprun::{Counts, DoneSet, Restored};
 use shoal_engine::{Effect, EffectId, Event, Execution, Failure, Outcome};
@@ -24,7 +25,7 @@ pub enum Error {
         message: String,
     },
     #[error("{arn} is {status}: only a FAILED, TIMED_OUT or ABORTED execution can be redriven")]
-    NotRedrivable { arn: String, status: String },
+    NotRedrivable { arn: String, status: ExecutionStatus },
 }
 
 pub fn encode_event(e: &Event) -> String {
@@ -178,12 +179,12 @@ impl Journal {
 
     pub fn finish(&self, outcome: &Outcome, at_ms: i64) {
         let (status, output, error, cause) = match outcome {
-            Outcome::Succeeded(v) => ("SUCCEEDED", Some(v.to_string()), None, None),
+            Outcome::Succeeded(v) => (ExecutionStatus::Succeeded, Some(v.to_string()), None, None),
             Outcome::Failed(f) => {
                 let status = if f.error == shoal_expr::errors::TIMEOUT {
-                    "TIMED_OUT"
+                    ExecutionStatus::TimedOut
                 } else {
-                    "FAILED"
+                    ExecutionStatus::Failed
                 };
                 (status, None, Some(f.error.clone()), f.cause.clone())
             }

@@ -8,7 +8,6 @@
 //! runs checkpoint, so [`Runtime::resume`] can finish it after a crash.
 
 mod durable;
-pub mod fleet;
 
 pub use durable::{decode_event, encode_event, Error};
 use durable::{Journal, MapDurable};
@@ -17,15 +16,15 @@ pub use shoal_engine::maprun::Tolerance;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::Value;
-use shoal_asl::StateMachine;
-use shoal_connectors::functions::Functions;
-use shoal_connectors::items::Chunk;
-use shoal_connectors::results::{Encoded, Encoder, ResultWriter};
-use shoal_connectors::Store;
+use shoal_asl::{ExecutionStatus, StateMachine};
+use shoal_buckets::Buckets;
 use shoal_engine::maprun::{Child, ChildEnd, MapRun, Source, Tally};
 use shoal_engine::{
     Effect, Entropy, Event, Execution, ExecutionInfo, Failure, MapRunSpec, Outcome, SplitMix,
 };
+use shoal_mapio::items::Chunk;
+use shoal_mapio::results::{Encoded, Encoder, ResultWriter};
+use shoal_tasks::Tasks;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,16 +33,32 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+/// Somewhere else to run a map run's children: fleet mode (`shoal-fleet`) implements
+/// it, so the runtime needs no NATS and the fleet can drive this runtime on workers.
+pub trait Remote: Send + Sync {
+    /// Runs one child elsewhere and waits for its end.
+    fn run_child<'a>(
+        &'a self,
+        spec: &'a MapRunSpec,
+        child: &'a Child,
+    ) -> BoxFuture<'a, Result<ChildEnd, Failure>>;
+    /// Why the remote can no longer run children, once it cannot.
+    fn lost(&self) -> Option<Failure>;
+    /// A map run ended: what it left queued elsewhere can go.
+    fn finish_run<'a>(&'a self, spec: &'a MapRunSpec) -> BoxFuture<'a, ()>;
+}
+
 pub struct Options {
-    pub store: Store,
-    /// The functions Task states can call (`shoal.toml`).
-    pub functions: Functions,
+    /// The run's buckets (`--buckets` or an S3 endpoint), if it has any.
+    pub buckets: Option<Buckets>,
+    /// Every Task resource this runtime can carry out.
+    pub tasks: Tasks,
     /// Seeds the randomness of executions (names, `States.UUID`, jitter).
     pub seed: u64,
     /// The state store; without one nothing outlives the process.
     pub db: Option<Arc<shoal_store::Db>>,
     /// Run Distributed Map children on a NATS fleet instead of here.
-    pub fleet: Option<Arc<fleet::Fleet>>,
+    pub fleet: Option<Arc<dyn Remote>>,
 }
 
 /// A map run as it goes: readable from other threads (the progress bar, the API).
@@ -105,14 +120,14 @@ impl MapRunProgress {
 }
 
 pub struct Runtime {
-    store: Arc<Store>,
-    functions: Arc<Functions>,
+    buckets: Option<Arc<Buckets>>,
+    tasks: Arc<Tasks>,
     start_wall_ms: i64,
     t0: Instant,
     seeds: AtomicU64,
     map_runs: Mutex<Vec<Arc<MapRunProgress>>>,
     db: Option<Arc<shoal_store::Db>>,
-    fleet: Option<Arc<fleet::Fleet>>,
+    fleet: Option<Arc<dyn Remote>>,
 }
 
 /// How often a map run records its progress: what ended since is all a crash can cost.
@@ -145,11 +160,13 @@ impl Drop for Live<'_> {
 impl Runtime {
     /// Call within a tokio runtime.
     pub fn new(options: Options) -> Arc<Runtime> {
-        let store = Arc::new(options.store);
-        options.functions.attach_store(store.clone());
+        let buckets = options.buckets.map(Arc::new);
+        if let Some(b) = &buckets {
+            options.tasks.functions().attach_buckets(b.clone());
+        }
         Arc::new(Runtime {
-            store,
-            functions: Arc::new(options.functions),
+            buckets,
+            tasks: Arc::new(options.tasks),
             start_wall_ms: chrono::Utc::now().timestamp_millis(),
             t0: Instant::now(),
             seeds: AtomicU64::new(options.seed),
@@ -176,7 +193,7 @@ impl Runtime {
         SplitMix::new(n)
     }
 
-    pub fn fleet(&self) -> Option<&Arc<fleet::Fleet>> {
+    pub fn fleet(&self) -> Option<&Arc<dyn Remote>> {
         self.fleet.as_ref()
     }
 
@@ -200,8 +217,8 @@ impl Runtime {
         self.drive(&mut exec).await
     }
 
-    pub fn functions(&self) -> &Functions {
-        &self.functions
+    pub fn tasks(&self) -> &Tasks {
+        &self.tasks
     }
 
     /// Every map run started so far, newest last.
@@ -267,7 +284,7 @@ impl Runtime {
             definition: definition.to_string(),
             input: input.to_string(),
             seed,
-            status: "RUNNING".into(),
+            status: ExecutionStatus::Running,
             start_ms: info.start_time_ms,
             stop_ms: None,
             output: None,
@@ -311,14 +328,14 @@ impl Runtime {
     ) -> Result<Outcome, Error> {
         let db = self.db.clone().ok_or(Error::NoStore)?;
         let rec = db.execution(execution)?;
-        let done = match rec.status.as_str() {
-            "SUCCEEDED" => Some(Outcome::Succeeded(
+        let done = match rec.status {
+            ExecutionStatus::Succeeded => Some(Outcome::Succeeded(
                 rec.output
                     .as_deref()
                     .and_then(|o| serde_json::from_str(o).ok())
                     .unwrap_or_default(),
             )),
-            "RUNNING" => None,
+            ExecutionStatus::Running => None,
             _ => Some(Outcome::Failed(Failure {
                 error: rec.error.clone().unwrap_or_default(),
                 cause: rec.cause.clone(),
@@ -356,10 +373,10 @@ impl Runtime {
         );
         info.execution_arn = rec.arn.clone();
         info.state_machine_arn = rec.state_machine_arn.clone();
-        info.redrive_count = rec.redrive_count + u32::from(redrive && rec.status != "RUNNING");
+        info.redrive_count = rec.redrive_count + u32::from(redrive && rec.status != ExecutionStatus::Running);
         let mut entries = db.journal(&rec.arn)?;
-        let redriving = redrive && rec.status != "RUNNING";
-        if redriving && rec.status != "ABORTED" {
+        let redriving = redrive && rec.status != ExecutionStatus::Running;
+        if redriving && rec.status != ExecutionStatus::Aborted {
             // The last event is the one that failed the execution: it is taken back.
             if let Some(last) = entries.pop() {
                 db.truncate_journal(&rec.arn, last.seq)?;
@@ -449,17 +466,14 @@ impl Runtime {
                         input,
                         timeout_seconds,
                         ..
-                    } if Functions::handles(&resource) => {
-                        let functions = self.functions.clone();
+                    } if Tasks::handles(&resource) => {
+                        let tasks = self.tasks.clone();
                         let request_id = shoal_expr::uuid_v4(&self.entropy());
                         let timeout = timeout_seconds
                             .filter(|t| *t > 0.0)
                             .map(std::time::Duration::from_secs_f64);
                         calls.push(Box::pin(async move {
-                            match functions
-                                .invoke_task(&resource, input, timeout, request_id)
-                                .await
-                            {
+                            match tasks.run(&resource, input, timeout, request_id).await {
                                 Ok(output) => Event::TaskSucceeded { id, output },
                                 Err(failure) => Event::TaskFailed { id, failure },
                             }
@@ -467,10 +481,13 @@ impl Runtime {
                     }
                     Effect::Invoke { id, resource, .. } => queue.push_back(Event::TaskFailed {
                         id,
-                        failure: Failure::runtime(format!("The resource '{resource}' is not supported by this shoal build: no function or integration is registered for it")),
+                        failure: Tasks::unsupported(&resource),
                     }),
                     Effect::StartMapRun { id, state, spec } => {
-                        let tx = channel.get_or_insert_with(mpsc::unbounded_channel).0.clone();
+                        let tx = channel
+                            .get_or_insert_with(mpsc::unbounded_channel)
+                            .0
+                            .clone();
                         outstanding += 1;
                         let rt = self.clone();
                         let durable = journal.as_ref().map(|j| MapDurable {
@@ -625,8 +642,8 @@ impl Runtime {
                 resource,
                 parameters,
                 reader_config,
-            } => Some(shoal_connectors::items::read(
-                self.store.clone(),
+            } => Some(shoal_mapio::items::read(
+                self.buckets.clone(),
                 resource.clone(),
                 parameters.clone(),
                 reader_config.clone(),
@@ -636,7 +653,7 @@ impl Runtime {
             None => None,
             Some(w) => {
                 let made = ResultWriter::new(
-                    self.store.clone(),
+                    self.buckets.clone(),
                     &w.parameters,
                     &w.writer_config,
                     &spec.map_run_arn,
@@ -834,7 +851,7 @@ impl Runtime {
         child: Child,
         progress: Arc<MapRunProgress>,
         encoder: Option<Encoder>,
-        fleet: Option<Arc<fleet::Fleet>>,
+        fleet: Option<Arc<dyn Remote>>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Ended> + Send>> {
         Box::pin(self.run_child(spec, child, progress, encoder, fleet))
     }
@@ -845,7 +862,7 @@ impl Runtime {
         mut child: Child,
         progress: Arc<MapRunProgress>,
         encoder: Option<Encoder>,
-        fleet: Option<Arc<fleet::Fleet>>,
+        fleet: Option<Arc<dyn Remote>>,
     ) -> Ended {
         let n = progress.live.fetch_add(1, Ordering::SeqCst) + 1;
         progress.peak.fetch_max(n, Ordering::SeqCst);

@@ -2,7 +2,6 @@
 //! the counters. Time is tokio's paused clock, so Wait states take no real time.
 
 use serde_json::{json, Value};
-use shoal_connectors::Store;
 use shoal_engine::{ExecutionInfo, Failure, Outcome, SplitMix};
 use shoal_runtime::{Options, Runtime};
 use std::sync::Arc;
@@ -11,8 +10,8 @@ async fn run(definition: Value, input: Value) -> (Arc<Runtime>, Outcome) {
     let parsed = shoal_asl::parse(&definition.to_string());
     assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
     let rt = Runtime::new(Options {
-        store: Store::None,
-        functions: Default::default(),
+        buckets: None,
+        tasks: shoal_tasks::Tasks::new(Default::default()),
         seed: 1,
         db: None,
         fleet: None,

@@ -3,7 +3,6 @@
 //! one history and no event twice. The clock is tokio's paused one.
 
 use serde_json::{json, Value};
-use shoal_connectors::Store;
 use shoal_engine::{ExecutionInfo, Outcome, SplitMix};
 use shoal_runtime::{Options, Runtime};
 use std::sync::Arc;
@@ -13,8 +12,8 @@ use std::time::Duration;
 fn runtime(db: Option<Arc<shoal_store::Db>>) -> Arc<Runtime> {
     static SEEDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     Runtime::new(Options {
-        store: Store::None,
-        functions: Default::default(),
+        buckets: None,
+        tasks: shoal_tasks::Tasks::new(Default::default()),
         seed: SEEDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) * 7919,
         db,
         fleet: None,
@@ -64,7 +63,7 @@ async fn a_cut_off_execution_resumes_to_the_same_end() {
         let r = tokio::time::timeout(Duration::from_secs(cut), start(&rt, &name)).await;
         assert!(r.is_err(), "still running at {cut}s");
         db.flush().unwrap();
-        assert_eq!(db.execution(&name).unwrap().status, "RUNNING");
+        assert_eq!(db.execution(&name).unwrap().status, shoal_store::ExecutionStatus::Running);
 
         let rt = runtime(Some(db.clone()));
         let out = rt.resume(&name, false).await.unwrap();
@@ -75,7 +74,7 @@ async fn a_cut_off_execution_resumes_to_the_same_end() {
         assert_eq!(v["doubled"], Value::Array(doubled.clone()), "cut at {cut}s");
         assert_eq!(v["again"], Value::Array(doubled));
         let rec = db.execution(&name).unwrap();
-        assert_eq!(rec.status, "SUCCEEDED");
+        assert_eq!(rec.status, shoal_store::ExecutionStatus::Succeeded);
         // The UUID made before the cut is the one in the output: randomness replays.
         let out: Value = serde_json::from_str(rec.output.as_deref().unwrap()).unwrap();
         assert_eq!(out["id"], v["id"]);

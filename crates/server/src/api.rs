@@ -1,6 +1,7 @@
 //! The operations, with AWS's request fields, response shapes and error codes.
 
 use crate::{ApiError, Server};
+use shoal_store::ExecutionStatus;
 use serde_json::{json, Map, Value};
 use shoal_engine::{ExecutionInfo, Outcome};
 use shoal_runtime::MapRunUpdate;
@@ -16,6 +17,49 @@ type R<T = Value> = Result<T, ApiError>;
 
 fn secs(ms: i64) -> Value {
     serde_json::Number::from_f64(ms as f64 / 1000.0).map_or(Value::Null, Value::Number)
+}
+
+/// AWS's DescribeExecution shape (dates in epoch seconds, as the API sends them).
+pub fn describe_execution(e: &ExecutionRecord) -> Value {
+    let mut m = serde_json::Map::new();
+    let s = |v: &str| Value::String(v.to_string());
+    m.insert("executionArn".into(), s(&e.arn));
+    m.insert("stateMachineArn".into(), s(&e.state_machine_arn));
+    m.insert("name".into(), s(&e.name));
+    m.insert("status".into(), s(e.status.as_str()));
+    m.insert("startDate".into(), secs(e.start_ms));
+    if let Some(t) = e.stop_ms {
+        m.insert("stopDate".into(), secs(t));
+    }
+    m.insert("input".into(), s(&e.input));
+    m.insert("inputDetails".into(), serde_json::json!({"included": true}));
+    if let Some(o) = &e.output {
+        m.insert("output".into(), s(o));
+        m.insert(
+            "outputDetails".into(),
+            serde_json::json!({"included": true}),
+        );
+    }
+    if let Some(err) = &e.error {
+        m.insert("error".into(), s(err));
+    }
+    if let Some(c) = &e.cause {
+        m.insert("cause".into(), s(c));
+    }
+    m.insert("redriveCount".into(), Value::from(e.redrive_count));
+    if let Some(t) = e.redrive_ms {
+        m.insert("redriveDate".into(), secs(t));
+    }
+    let redrivable = e.status.is_redrivable();
+    m.insert(
+        "redriveStatus".into(),
+        s(if redrivable {
+            "REDRIVABLE"
+        } else {
+            "NOT_REDRIVABLE"
+        }),
+    );
+    Value::Object(m)
 }
 
 fn validation(field: &str, constraint: &str) -> ApiError {
@@ -177,7 +221,7 @@ fn history_event(h: &HistoryRow, include_data: bool) -> Value {
 fn list_item(e: &ExecutionRecord) -> Value {
     let mut v = json!({
         "executionArn": e.arn, "stateMachineArn": e.state_machine_arn, "name": e.name,
-        "status": e.status, "startDate": secs(e.start_ms), "redriveCount": e.redrive_count,
+        "status": e.status.as_str(), "startDate": secs(e.start_ms), "redriveCount": e.redrive_count,
     });
     if let Some(t) = e.stop_ms {
         v["stopDate"] = secs(t);
@@ -404,7 +448,7 @@ impl Server {
                 let old = self.db.execution(&arn)?;
                 let same = serde_json::from_str::<Value>(&old.input).ok()
                     == serde_json::from_str::<Value>(input_text).ok();
-                if same && old.status == "RUNNING" && !sync {
+                if same && old.status == ExecutionStatus::Running && !sync {
                     return Ok(json!({"executionArn": old.arn, "startDate": secs(old.start_ms)}));
                 }
                 return Err(ApiError::new(
@@ -438,7 +482,7 @@ impl Server {
         let mut v = json!({
             "executionArn": e.arn, "stateMachineArn": e.state_machine_arn, "name": e.name,
             "startDate": secs(e.start_ms), "stopDate": secs(e.stop_ms.unwrap_or_else(|| self.runtime.now_ms())),
-            "status": e.status, "input": e.input, "inputDetails": {"included": true},
+            "status": e.status.as_str(), "input": e.input, "inputDetails": {"included": true},
         });
         match outcome {
             Ok(Ok(Outcome::Succeeded(out))) => {
@@ -488,7 +532,7 @@ impl Server {
     }
 
     fn describe_execution(&self, p: &Value) -> R {
-        Ok(self.execution(p)?.describe())
+        Ok(describe_execution(&self.execution(p)?))
     }
 
     fn list_executions(&self, p: &Value) -> R {
@@ -522,7 +566,7 @@ impl Server {
             .executions()?
             .into_iter()
             .filter(|e| machine.is_none_or(|m| e.state_machine_arn == m))
-            .filter(|e| status.is_none_or(|s| e.status == s))
+            .filter(|e| status.is_none_or(|s| e.status.as_str() == s))
             .collect();
         let (items, next) = page(all, p, 100)?;
         let mut v = json!({"executions": items.iter().map(list_item).collect::<Vec<_>>()});
@@ -616,7 +660,7 @@ impl Server {
 
     fn redrive(self: &Arc<Self>, p: &Value) -> R {
         let e = self.execution(p)?;
-        if !matches!(e.status.as_str(), "FAILED" | "TIMED_OUT" | "ABORTED") {
+        if !e.status.is_redrivable() {
             return Err(ApiError::new(
                 "ExecutionNotRedrivable",
                 format!(
@@ -631,7 +675,7 @@ impl Server {
 
     /// shoal's own: the fleet's workers as they last announced themselves.
     async fn list_workers(&self) -> R {
-        let Some(fleet) = self.runtime.fleet() else {
+        let Some(fleet) = &self.fleet else {
             return Ok(json!({"fleet": false, "workers": []}));
         };
         let workers = fleet

@@ -7,6 +7,7 @@
 //! without a socket.
 
 mod api;
+pub use api::describe_execution;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -22,6 +23,8 @@ pub const MAX_BODY: usize = 2 * 1024 * 1024 + 64 * 1024;
 
 pub struct Options {
     pub runtime: Arc<Runtime>,
+    /// The fleet whose workers `ListWorkers` shows, in fleet mode.
+    pub fleet: Option<Arc<shoal_fleet::Fleet>>,
     pub db: Arc<Db>,
     /// Required on every request when set (see [`Server::authorized`]).
     pub token: Option<String>,
@@ -29,6 +32,7 @@ pub struct Options {
 
 pub struct Server {
     runtime: Arc<Runtime>,
+    fleet: Option<Arc<shoal_fleet::Fleet>>,
     db: Arc<Db>,
     token: Option<String>,
     /// Executions running in this process, so StopExecution can stop them.
@@ -111,6 +115,7 @@ impl Server {
     pub fn new(options: Options) -> Arc<Server> {
         Arc::new(Server {
             runtime: options.runtime,
+            fleet: options.fleet,
             db: options.db,
             token: options.token,
             running: Mutex::new(HashMap::new()),
@@ -123,7 +128,7 @@ impl Server {
             .db
             .executions()?
             .into_iter()
-            .filter(|e| e.status == "RUNNING")
+            .filter(|e| e.status == shoal_store::ExecutionStatus::Running)
             .map(|e| e.arn)
             .collect();
         for arn in &running {
@@ -160,7 +165,7 @@ impl Server {
 
     /// Serves HTTP on `listener` until the future is dropped.
     pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) {
-        shoal_connectors::serve_http(listener, self, |this: Arc<Server>, req| async move {
+        serve_http(listener, self, |this: Arc<Server>, req| async move {
             this.http(req).await
         })
         .await
@@ -262,7 +267,11 @@ impl Server {
         let payload = Bytes::copy_from_slice(if body.is_empty() { b"{}" } else { body });
         match header("x-amz-invocation-type").unwrap_or("RequestResponse") {
             "DryRun" | "Event" => {
-                if let Err(f) = functions.functions().invoke_api_check(&name, &request_id) {
+                if let Err(f) = functions
+                    .tasks()
+                    .functions()
+                    .invoke_api_check(&name, &request_id)
+                {
                     return lambda_error(
                         404,
                         "ResourceNotFoundException",
@@ -273,7 +282,11 @@ impl Server {
                 if !dry {
                     let rid = request_id.clone();
                     tokio::spawn(async move {
-                        let _ = functions.functions().invoke_api(&name, payload, &rid).await;
+                        let _ = functions
+                            .tasks()
+                            .functions()
+                            .invoke_api(&name, payload, &rid)
+                            .await;
                     });
                 }
                 Reply {
@@ -284,6 +297,7 @@ impl Server {
                 }
             }
             "RequestResponse" => match functions
+                .tasks()
                 .functions()
                 .invoke_api(&name, payload, &request_id)
                 .await
@@ -404,5 +418,33 @@ impl Server {
             Ok(v) => Reply::json(&v),
             Err(e) => e.reply(),
         }
+    }
+}
+
+/// Serves HTTP/1.1 on `listener`, calling `handler(state, request)`, until this future
+/// is dropped: its connections are tasks it owns, so dropping it stops them all.
+pub async fn serve_http<S, F, Fut>(listener: tokio::net::TcpListener, state: S, handler: F)
+where
+    S: Clone + Send + 'static,
+    F: Fn(S, hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = hyper::Response<http_body_util::Full<bytes::Bytes>>>
+        + Send
+        + 'static,
+{
+    let mut conns = tokio::task::JoinSet::new();
+    while let Ok((stream, _)) = listener.accept().await {
+        let (state, handler) = (state.clone(), handler.clone());
+        conns.spawn(async move {
+            // Request/response over loopback: never hold a small write back for an ACK.
+            let _ = stream.set_nodelay(true);
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let svc = hyper::service::service_fn(move |req| {
+                let fut = handler(state.clone(), req);
+                async move { Ok::<_, std::convert::Infallible>(fut.await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, svc)
+                .await;
+        });
     }
 }

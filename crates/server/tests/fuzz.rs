@@ -101,13 +101,14 @@ fn server() -> (Arc<Server>, tempfile::TempDir, tokio::runtime::Runtime) {
     let db = shoal_store::Db::open(dir.path()).unwrap();
     let server = rt.block_on(async {
         let runtime = shoal_runtime::Runtime::new(shoal_runtime::Options {
-            store: shoal_connectors::Store::None,
-            functions: Default::default(),
+            buckets: None,
+            tasks: shoal_tasks::Tasks::new(Default::default()),
             seed: 3,
             db: Some(db.clone()),
             fleet: None,
         });
         Server::new(Options {
+            fleet: None,
             runtime,
             db,
             token: None,

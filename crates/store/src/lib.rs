@@ -8,7 +8,7 @@
 //! stop rather than lose work silently.
 
 use rusqlite::{params, Connection, OptionalExtension};
-use serde_json::Value;
+pub use shoal_asl::ExecutionStatus;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -117,7 +117,7 @@ pub struct ExecutionRecord {
     pub definition: String,
     pub input: String,
     pub seed: u64,
-    pub status: String,
+    pub status: ExecutionStatus,
     pub start_ms: i64,
     pub stop_ms: Option<i64>,
     pub output: Option<String>,
@@ -127,55 +127,6 @@ pub struct ExecutionRecord {
     pub redrive_ms: Option<i64>,
     /// Added to the engine's history ids: a redriven execution replays fewer events than it stored.
     pub history_offset: u64,
-}
-
-impl ExecutionRecord {
-    /// AWS's DescribeExecution shape (dates in epoch seconds, as the API sends them).
-    pub fn describe(&self) -> Value {
-        let mut m = serde_json::Map::new();
-        let s = |v: &str| Value::String(v.to_string());
-        m.insert("executionArn".into(), s(&self.arn));
-        m.insert("stateMachineArn".into(), s(&self.state_machine_arn));
-        m.insert("name".into(), s(&self.name));
-        m.insert("status".into(), s(&self.status));
-        m.insert("startDate".into(), secs(self.start_ms));
-        if let Some(t) = self.stop_ms {
-            m.insert("stopDate".into(), secs(t));
-        }
-        m.insert("input".into(), s(&self.input));
-        m.insert("inputDetails".into(), serde_json::json!({"included": true}));
-        if let Some(o) = &self.output {
-            m.insert("output".into(), s(o));
-            m.insert(
-                "outputDetails".into(),
-                serde_json::json!({"included": true}),
-            );
-        }
-        if let Some(e) = &self.error {
-            m.insert("error".into(), s(e));
-        }
-        if let Some(c) = &self.cause {
-            m.insert("cause".into(), s(c));
-        }
-        m.insert("redriveCount".into(), Value::from(self.redrive_count));
-        if let Some(t) = self.redrive_ms {
-            m.insert("redriveDate".into(), secs(t));
-        }
-        let redrivable = matches!(self.status.as_str(), "FAILED" | "TIMED_OUT" | "ABORTED");
-        m.insert(
-            "redriveStatus".into(),
-            s(if redrivable {
-                "REDRIVABLE"
-            } else {
-                "NOT_REDRIVABLE"
-            }),
-        );
-        Value::Object(m)
-    }
-}
-
-fn secs(ms: i64) -> Value {
-    serde_json::Number::from_f64(ms as f64 / 1000.0).map_or(Value::Null, Value::Number)
 }
 
 /// A state machine registered through the API.
@@ -246,7 +197,7 @@ enum Op {
     },
     FinishExecution {
         arn: String,
-        status: String,
+        status: ExecutionStatus,
         stop_ms: i64,
         output: Option<String>,
         error: Option<String>,
@@ -435,7 +386,7 @@ impl Db {
                 e.definition,
                 e.input,
                 e.seed as i64,
-                e.status,
+                e.status.as_str(),
                 e.start_ms,
                 e.redrive_count,
                 e.history_offset as i64
@@ -478,7 +429,7 @@ impl Db {
     pub fn finish_execution(
         &self,
         arn: &str,
-        status: &str,
+        status: ExecutionStatus,
         stop_ms: i64,
         output: Option<String>,
         error: Option<String>,
@@ -486,7 +437,7 @@ impl Db {
     ) {
         self.send(Op::FinishExecution {
             arn: arn.to_string(),
-            status: status.to_string(),
+            status,
             stop_ms,
             output,
             error,
@@ -780,7 +731,9 @@ fn exec_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         definition: r.get(4)?,
         input: r.get(5)?,
         seed: r.get::<_, i64>(6)? as u64,
-        status: r.get(7)?,
+        status: r.get::<_, String>(7)?.parse().map_err(|e: shoal_asl::UnknownStatus| {
+            rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, Box::new(e))
+        })?,
         start_ms: r.get(8)?,
         stop_ms: r.get(9)?,
         output: r.get(10)?,
@@ -887,7 +840,7 @@ fn commit(conn: &mut Connection, ops: Vec<Op>) -> rusqlite::Result<()> {
                 tx.execute(
                     "UPDATE executions SET status = ?2, stop_ms = ?3, output = ?4, error = ?5, cause = ?6
                      WHERE arn = ?1",
-                    params![arn, status, stop_ms, output, error, cause],
+                    params![arn, status.as_str(), stop_ms, output, error, cause],
                 )?;
             }
             Op::MapRun(m) => {
@@ -959,7 +912,7 @@ mod tests {
             definition: "{}".into(),
             input: "{}".into(),
             seed: 7,
-            status: "RUNNING".into(),
+            status: ExecutionStatus::Running,
             start_ms: 1000,
             stop_ms: None,
             output: None,
@@ -993,16 +946,16 @@ mod tests {
             details: "{}".into(),
         };
         db.append(&e.arn, vec![j.clone()], vec![h.clone()]);
-        db.finish_execution(&e.arn, "SUCCEEDED", 9, Some("1".into()), None, None);
+        db.finish_execution(&e.arn, ExecutionStatus::Succeeded, 9, Some("1".into()), None, None);
         db.flush().unwrap();
         drop(db);
         let db = Db::open(dir.path()).unwrap();
         assert_eq!(db.journal(&e.arn).unwrap(), vec![j]);
         assert_eq!(db.history(&e.arn).unwrap(), vec![h]);
         let got = db.execution("a").unwrap();
-        assert_eq!(got.status, "SUCCEEDED");
-        assert_eq!(got.describe()["output"], "1");
-        assert_eq!(got.describe()["stopDate"], 0.009);
+        assert_eq!(got.status, ExecutionStatus::Succeeded);
+        assert_eq!(got.output.as_deref(), Some("1"));
+        assert_eq!(got.stop_ms, Some(9));
         assert!(matches!(
             db.execution("nope"),
             Err(Error::ExecutionDoesNotExist(_))

@@ -59,7 +59,38 @@ fn encode(pairs: &[(String, String)]) -> String {
         .join("&")
 }
 
-pub async fn invoke(params: &Value, timeout: Option<Duration>) -> Result<Value, Failure> {
+/// The HTTP Task's client: one connection pool for every call, made on first use.
+#[derive(Default)]
+pub struct Client {
+    inner: std::sync::OnceLock<reqwest::Client>,
+}
+
+impl Client {
+    fn get(&self) -> Result<&reqwest::Client, Failure> {
+        if let Some(c) = self.inner.get() {
+            return Ok(c);
+        }
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let c = reqwest::Client::builder()
+            .build()
+            .map_err(|e| Failure::new("States.Http.Socket", e.to_string()))?;
+        Ok(self.inner.get_or_init(|| c))
+    }
+
+    pub async fn invoke(
+        &self,
+        params: &Value,
+        timeout: Option<Duration>,
+    ) -> Result<Value, Failure> {
+        invoke(self.get()?, params, timeout).await
+    }
+}
+
+async fn invoke(
+    client: &reqwest::Client,
+    params: &Value,
+    timeout: Option<Duration>,
+) -> Result<Value, Failure> {
     let field = |name: &str| {
         params.get(name).and_then(Value::as_str).ok_or_else(|| {
             Failure::runtime(format!(
@@ -81,10 +112,6 @@ pub async fn invoke(params: &Value, timeout: Option<Duration>) -> Result<Value, 
         url.push(if url.contains('?') { '&' } else { '?' });
         url.push_str(&encode(&pairs(q, array_format)));
     }
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .build()
-        .map_err(|e| Failure::new("States.Http.Socket", e.to_string()))?;
     let mut req = client.request(method, &url);
     if let Some(t) = timeout {
         req = req.timeout(t);
@@ -127,7 +154,7 @@ pub async fn invoke(params: &Value, timeout: Option<Duration>) -> Result<Value, 
         .bytes()
         .await
         .map_err(|e| Failure::new("States.Http.Socket", format!("{url}: {e}")))?;
-    if body.len() > crate::PAYLOAD_LIMIT {
+    if body.len() > shoal_asl::identity::PAYLOAD_LIMIT {
         return Err(Failure::new(
             shoal_expr::errors::DATA_LIMIT_EXCEEDED,
             "The state/task 'http:invoke' returned a result with a size exceeding the maximum number of bytes service limit.",

@@ -5,7 +5,7 @@
 //! 127.0.0.1 only.
 
 use crate::http1::Conn;
-use crate::{Error, LocalBuckets};
+use shoal_buckets::{Error, LocalBuckets};
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
@@ -217,7 +217,7 @@ mod tests {
         let addr = serve(LocalBuckets::new(dir.path())).await.unwrap();
         std::env::set_var("AWS_ACCESS_KEY_ID", "x");
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "y");
-        let s3 = crate::Store::s3(crate::S3Options {
+        let s3 = shoal_buckets::Buckets::s3(shoal_buckets::S3Options {
             endpoint: Some(format!("http://{addr}")),
             region: None,
         });

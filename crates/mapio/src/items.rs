@@ -4,8 +4,8 @@
 //! over in chunks through a bounded channel, so a 10-million-line object never sits
 //! in memory whole.
 
-use crate::{Body, Error, Store};
 use serde_json::{json, Map, Value};
+use shoal_buckets::{Body, Buckets, Error};
 use shoal_engine::maprun::PAYLOAD_LIMIT;
 use shoal_expr::{errors, Failure};
 use std::io::{BufRead, BufReader, Read};
@@ -151,7 +151,7 @@ fn max_items(config: &Value) -> Result<usize, Failure> {
 /// Starts reading the items of an ItemReader. `config` is the ReaderConfig with MaxItems
 /// resolved. Items arrive in order; an `Err` chunk ends the stream.
 pub fn read(
-    store: Arc<Store>,
+    store: Option<Arc<Buckets>>,
     resource: String,
     params: Value,
     config: Value,
@@ -164,7 +164,10 @@ pub fn read(
             buf: Vec::with_capacity(CHUNK),
             left: usize::MAX,
         };
-        let r = read_all(&handle, &store, &resource, &params, &config, &mut em);
+        let r = match store.as_deref() {
+            Some(store) => read_all(&handle, store, &resource, &params, &config, &mut em),
+            None => Err(s3_failure(Error::NoBuckets).into()),
+        };
         let r = match r {
             Ok(()) | Err(Stop::Done) => em.flush(),
             Err(f) => Err(f),
@@ -178,7 +181,7 @@ pub fn read(
 
 fn read_all(
     rt: &tokio::runtime::Handle,
-    store: &Store,
+    store: &Buckets,
     resource: &str,
     params: &Value,
     config: &Value,
@@ -231,7 +234,7 @@ fn read_all(
 
 fn read_object(
     rt: &tokio::runtime::Handle,
-    store: &Store,
+    store: &Buckets,
     bucket: &str,
     key: &str,
     fmt: &Format,
@@ -255,7 +258,7 @@ fn read_object(
 
 fn whole_json(
     rt: &tokio::runtime::Handle,
-    store: &Store,
+    store: &Buckets,
     bucket: &str,
     key: &str,
 ) -> Result<Value, Failure> {
@@ -268,7 +271,7 @@ fn whole_json(
 /// object keyed by its `fileSchema`.
 fn inventory(
     rt: &tokio::runtime::Handle,
-    store: &Store,
+    store: &Buckets,
     bucket: &str,
     key: &str,
     em: &mut Emitter,
@@ -320,7 +323,7 @@ fn inventory(
 /// An Athena manifest: one `s3://bucket/key` per line, each read with the InputType.
 fn athena(
     rt: &tokio::runtime::Handle,
-    store: &Store,
+    store: &Buckets,
     bucket: &str,
     key: &str,
     fmt: &Format,

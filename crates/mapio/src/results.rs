@@ -1,8 +1,8 @@
 //! The Distributed Map ResultWriter: `manifest.json` plus `SUCCEEDED_n`, `FAILED_n` and
 //! `PENDING_n` files, streamed as children finish.
 
-use crate::{ObjectWriter, Store};
 use serde_json::{json, Value};
+use shoal_buckets::{Buckets, ObjectWriter};
 use shoal_engine::maprun::Record;
 use shoal_expr::{compact, errors, Failure};
 use std::sync::Arc;
@@ -65,7 +65,7 @@ impl Encoder {
 
 /// Streams a map run's records into result files.
 pub struct ResultWriter {
-    store: Arc<Store>,
+    store: Arc<Buckets>,
     bucket: String,
     dir: String,
     map_run_arn: String,
@@ -73,21 +73,21 @@ pub struct ResultWriter {
     flatten: bool,
     parts: [Part; 3],
     file_limit: u64,
-    /// Set when the run is durable: files are resumable (see [`Store::resumable_writer`]).
+    /// Set when the run is durable: files are resumable (see [`Buckets::resumable_writer`]).
     spill: Option<std::path::PathBuf>,
 }
 
 impl ResultWriter {
     /// `params` is the ResultWriter's evaluated `{Bucket, Prefix}`.
     pub fn new(
-        store: Arc<Store>,
+        store: Option<Arc<Buckets>>,
         params: &Value,
         config: &Value,
         map_run_arn: &str,
     ) -> Result<ResultWriter, Failure> {
-        if matches!(*store, Store::None) {
-            return Err(writer_failed(crate::Error::NoBuckets.to_string()));
-        }
+        let Some(store) = store else {
+            return Err(writer_failed(shoal_buckets::Error::NoBuckets.to_string()));
+        };
         let bucket = params
             .get("Bucket")
             .and_then(Value::as_str)
@@ -317,10 +317,10 @@ mod tests {
     async fn writes_manifest_and_files() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("out")).unwrap();
-        let store = Arc::new(Store::local(dir.path()));
+        let store = Arc::new(Buckets::local(dir.path()));
         let arn = "arn:aws:states:us-east-1:1:mapRun:sm/M:abc";
         let params = json!({"Bucket": "out", "Prefix": "runs/"});
-        let mut w = ResultWriter::new(store.clone(), &params, &json!({}), arn).unwrap();
+        let mut w = ResultWriter::new(Some(store.clone()), &params, &json!({}), arn).unwrap();
         w.file_limit = 40;
         for i in 0..3 {
             w.write(
@@ -359,7 +359,8 @@ mod tests {
         assert_eq!(get("runs/abc/FAILED_0.json")[0]["Error"], "E");
 
         let config = json!({"Transformation": "FLATTEN", "OutputType": "JSONL"});
-        let mut w = ResultWriter::new(store, &json!({"Bucket": "out"}), &config, "x:run2").unwrap();
+        let mut w =
+            ResultWriter::new(Some(store), &json!({"Bucket": "out"}), &config, "x:run2").unwrap();
         w.write(w.encoder().encode(Record::Succeeded(json!([1, 2]))))
             .await
             .unwrap();

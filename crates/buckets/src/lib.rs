@@ -1,22 +1,10 @@
-//! The outside world of a state machine: buckets, the Distributed Map's item readers
-//! and its result writer.
-//!
-//! A [`Store`] is either local folders (bucket `b` is the folder `<root>/b`; keys never
-//! escape it) or an S3 endpoint through the `object_store` crate.
+//! Buckets: local folders (bucket `b` is the folder `<root>/b`; keys never escape it)
+//! or an S3 endpoint through the `object_store` crate, with writers that nobody sees
+//! until they finish and that a restart can cut back and go on with.
 
-pub mod functions;
-pub mod http;
-mod http1;
-pub mod items;
-pub mod lambda;
-pub mod results;
 mod s3;
-pub mod s3serve;
 
-/// The largest payload AWS passes between states: 256 KiB.
-pub const PAYLOAD_LIMIT: usize = 262_144;
-
-pub use s3::S3Options;
+pub use s3::{S3Buckets, S3Options};
 
 use std::path::{Component, Path, PathBuf};
 
@@ -170,18 +158,9 @@ impl LocalBuckets {
     /// Writes through a temporary file and a rename, so no reader sees half an object.
     /// Folders are made only when the first write fails for want of them.
     pub fn put(&self, bucket: &str, key: &str, body: &[u8]) -> Result<()> {
-        static PUTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
         check_key(key)?;
         let path = self.bucket_path(bucket)?.join(key);
-        // Unique per write: two writers of one key, or of `a.jpg` and `a.png`, never share it.
-        let mut tmp = path.clone().into_os_string();
-        tmp.push(format!(
-            ".shoal-tmp-{}-{}",
-            PID.get_or_init(std::process::id),
-            PUTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        let tmp = PathBuf::from(tmp);
+        let tmp = unique_tmp(&path);
         match std::fs::write(&tmp, body) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -243,10 +222,9 @@ impl LocalBuckets {
     }
 }
 
-/// Where buckets live.
+/// Where buckets live. Callers that may have none hold an `Option<Buckets>`.
 #[derive(Debug, Clone)]
-pub enum Store {
-    None,
+pub enum Buckets {
     Local(LocalBuckets),
     S3(s3::S3Buckets),
 }
@@ -257,58 +235,54 @@ pub enum Body {
     Stream(Box<dyn std::io::Read + Send>),
 }
 
-impl Store {
-    pub fn local(root: impl Into<PathBuf>) -> Store {
-        Store::Local(LocalBuckets::new(root))
+impl Buckets {
+    pub fn local(root: impl Into<PathBuf>) -> Buckets {
+        Buckets::Local(LocalBuckets::new(root))
     }
 
-    pub fn s3(options: S3Options) -> Store {
-        Store::S3(s3::S3Buckets::new(options))
+    pub fn s3(options: S3Options) -> Buckets {
+        Buckets::S3(s3::S3Buckets::new(options))
     }
 
     /// Every object under `prefix`, in key order.
     pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectMeta>> {
         match self {
-            Store::None => Err(Error::NoBuckets),
-            Store::Local(l) => {
+            Buckets::Local(l) => {
                 let l = l.clone();
                 let (b, p) = (bucket.to_string(), prefix.to_string());
                 blocking(move || l.list(&b, &p)).await
             }
-            Store::S3(s) => s.list(bucket, prefix).await,
+            Buckets::S3(s) => s.list(bucket, prefix).await,
         }
     }
 
     /// Opens an object for streaming. Call from within a tokio runtime.
     pub async fn open(&self, bucket: &str, key: &str) -> Result<Body> {
         match self {
-            Store::None => Err(Error::NoBuckets),
-            Store::Local(l) => l.open(bucket, key).map(|(f, _)| Body::File(f)),
-            Store::S3(s) => s.open(bucket, key).await.map(Body::Stream),
+            Buckets::Local(l) => l.open(bucket, key).map(|(f, _)| Body::File(f)),
+            Buckets::S3(s) => s.open(bucket, key).await.map(Body::Stream),
         }
     }
 
     pub async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>> {
         match self {
-            Store::None => Err(Error::NoBuckets),
-            Store::Local(l) => {
+            Buckets::Local(l) => {
                 let l = l.clone();
                 let (b, k) = (bucket.to_string(), key.to_string());
                 blocking(move || l.get(&b, &k)).await
             }
-            Store::S3(s) => s.get(bucket, key).await,
+            Buckets::S3(s) => s.get(bucket, key).await,
         }
     }
 
     pub async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<()> {
         match self {
-            Store::None => Err(Error::NoBuckets),
-            Store::Local(l) => {
+            Buckets::Local(l) => {
                 let l = l.clone();
                 let (b, k) = (bucket.to_string(), key.to_string());
                 blocking(move || l.put(&b, &k, &body)).await
             }
-            Store::S3(s) => s.put(bucket, key, body).await,
+            Buckets::S3(s) => s.put(bucket, key, body).await,
         }
     }
 }
@@ -393,6 +367,20 @@ impl ObjectWriter {
     }
 }
 
+/// A temporary name beside `path`, unique per write: two writers of one key, or of
+/// `a.jpg` and `a.png`, never share it. Listings skip `.shoal-tmp-` names.
+fn unique_tmp(path: &Path) -> PathBuf {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(
+        ".shoal-tmp-{}-{}",
+        PID.get_or_init(std::process::id),
+        WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    PathBuf::from(tmp)
+}
+
 /// The temporary file a resumable writer fills: the same name on every restart.
 fn resumable_tmp(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
@@ -423,11 +411,10 @@ async fn open_resumable(tmp: &Path, resume_at: Option<u64>) -> Result<tokio::fs:
     Ok(file)
 }
 
-impl Store {
+impl Buckets {
     pub async fn writer(&self, bucket: &str, key: &str) -> Result<ObjectWriter> {
         match self {
-            Store::None => Err(Error::NoBuckets),
-            Store::Local(l) => {
+            Buckets::Local(l) => {
                 check_key(key)?;
                 let path = l.bucket_dir(bucket)?.join(key);
                 if let Some(parent) = path.parent() {
@@ -435,11 +422,11 @@ impl Store {
                         .await
                         .map_err(io(parent))?;
                 }
-                let tmp = path.with_extension(format!("shoal-tmp-{}", std::process::id()));
+                let tmp = unique_tmp(&path);
                 let file = tokio::fs::File::create(&tmp).await.map_err(io(&tmp))?;
                 Ok(ObjectWriter::Local { file, tmp, path })
             }
-            Store::S3(s) => Ok(ObjectWriter::S3(Box::new(s.writer(bucket, key)?))),
+            Buckets::S3(s) => Ok(ObjectWriter::S3(Box::new(s.writer(bucket, key)?))),
         }
     }
 
@@ -455,8 +442,7 @@ impl Store {
     ) -> Result<ObjectWriter> {
         check_key(key)?;
         match self {
-            Store::None => Err(Error::NoBuckets),
-            Store::Local(l) => {
+            Buckets::Local(l) => {
                 let path = l.bucket_dir(bucket)?.join(key);
                 let tmp = resumable_tmp(&path);
                 if resume_at.is_some() && !tmp.exists() && path.exists() {
@@ -466,7 +452,7 @@ impl Store {
                 let file = open_resumable(&tmp, resume_at).await?;
                 Ok(ObjectWriter::Local { file, tmp, path })
             }
-            Store::S3(s) => {
+            Buckets::S3(s) => {
                 check_bucket(bucket)?;
                 let tmp = resumable_tmp(&spill.join(bucket).join(key));
                 let file = open_resumable(&tmp, resume_at).await?;
@@ -484,8 +470,7 @@ impl Store {
     /// Removes an object; a missing one is not an error.
     pub async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
         match self {
-            Store::None => Err(Error::NoBuckets),
-            Store::Local(l) => {
+            Buckets::Local(l) => {
                 check_key(key)?;
                 let path = l.bucket_dir(bucket)?.join(key);
                 match tokio::fs::remove_file(&path).await {
@@ -493,36 +478,8 @@ impl Store {
                     _ => Ok(()),
                 }
             }
-            Store::S3(s) => s.delete(bucket, key).await,
+            Buckets::S3(s) => s.delete(bucket, key).await,
         }
-    }
-}
-
-/// Serves HTTP/1.1 on `listener`, calling `handler(state, request)`, until this future
-/// is dropped: its connections are tasks it owns, so dropping it stops them all.
-pub async fn serve_http<S, F, Fut>(listener: tokio::net::TcpListener, state: S, handler: F)
-where
-    S: Clone + Send + 'static,
-    F: Fn(S, hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = hyper::Response<http_body_util::Full<bytes::Bytes>>>
-        + Send
-        + 'static,
-{
-    let mut conns = tokio::task::JoinSet::new();
-    while let Ok((stream, _)) = listener.accept().await {
-        let (state, handler) = (state.clone(), handler.clone());
-        conns.spawn(async move {
-            // Request/response over loopback: never hold a small write back for an ACK.
-            let _ = stream.set_nodelay(true);
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let svc = hyper::service::service_fn(move |req| {
-                let fut = handler(state.clone(), req);
-                async move { Ok::<_, std::convert::Infallible>(fut.await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, svc)
-                .await;
-        });
     }
 }
 
@@ -544,6 +501,23 @@ mod tests {
         for good in ["a", "a/b.jpg", "dir/sub/file..txt"] {
             assert!(check_key(good).is_ok(), "{good:?}");
         }
+    }
+
+    /// Two writers whose keys differ only in their extension each get their own
+    /// temporary file (one named by `with_extension` was shared).
+    #[tokio::test]
+    async fn writers_of_similar_keys_do_not_share_a_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("b")).unwrap();
+        let b = Buckets::local(dir.path());
+        let mut w1 = b.writer("b", "out.json").await.unwrap();
+        let mut w2 = b.writer("b", "out.jsonl").await.unwrap();
+        w1.write(b"one").await.unwrap();
+        w2.write(b"two").await.unwrap();
+        w1.finish().await.unwrap();
+        w2.finish().await.unwrap();
+        assert_eq!(std::fs::read(dir.path().join("b/out.json")).unwrap(), b"one");
+        assert_eq!(std::fs::read(dir.path().join("b/out.jsonl")).unwrap(), b"two");
     }
 
     #[test]

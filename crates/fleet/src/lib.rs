@@ -15,16 +15,16 @@
 //! - Definitions travel once, by hash, in the `shoal_definitions` key-value bucket;
 //!   workers announce themselves in `shoal_workers` every second.
 
-use crate::Runtime;
 use async_nats::jetstream::{self, consumer::pull, kv, stream, AckKind, Context};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use shoal_asl::{Kind, StateMachine};
+use shoal_asl::{Kind, Resource, StateMachine};
 use shoal_engine::maprun::{Child, ChildEnd, MapRunSpec};
 use shoal_engine::{ExecutionInfo, Failure, Outcome};
 use shoal_expr::template::Template;
+use shoal_runtime::{Remote, Runtime};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -292,15 +292,13 @@ pub fn required_functions(m: &StateMachine) -> BTreeSet<String> {
                     parameters,
                     ..
                 } => {
-                    let name = if resource.starts_with("arn:aws:lambda:") {
-                        Some(resource.as_str())
-                    } else if resource.starts_with("arn:aws:states:::lambda:invoke") {
-                        parameters.as_ref().and_then(literal_name)
-                    } else {
-                        None
+                    let name = match &**resource {
+                        Resource::LambdaFunction { arn } => Some(arn.as_str()),
+                        Resource::LambdaInvoke { .. } => parameters.as_ref().and_then(literal_name),
+                        _ => None,
                     };
                     if let Some(n) = name {
-                        out.insert(shoal_connectors::functions::function_name(n).to_string());
+                        out.insert(shoal_tasks::lambda::function_name(n).to_string());
                     }
                 }
                 Kind::Parallel { branches, .. } => branches.iter().for_each(|b| walk(b, out)),
@@ -664,6 +662,24 @@ impl Fleet {
     }
 }
 
+impl Remote for Fleet {
+    fn run_child<'a>(
+        &'a self,
+        spec: &'a MapRunSpec,
+        child: &'a Child,
+    ) -> futures::future::BoxFuture<'a, Result<ChildEnd, Failure>> {
+        Box::pin(Fleet::run_child(self, spec, child))
+    }
+
+    fn lost(&self) -> Option<Failure> {
+        Fleet::lost(self)
+    }
+
+    fn finish_run<'a>(&'a self, spec: &'a MapRunSpec) -> futures::future::BoxFuture<'a, ()> {
+        Box::pin(Fleet::finish_run(self, spec))
+    }
+}
+
 async fn publish(
     js: &Context,
     subject: String,
@@ -747,7 +763,7 @@ pub async fn serve_worker(
     let client = connect(nats, &format!("shoal worker {id}")).await?;
     let js = jetstream::new(client.clone());
     let setup = setup(&js).await?;
-    let mine: BTreeSet<String> = rt.functions().names().into_iter().collect();
+    let mine: BTreeSet<String> = rt.tasks().functions().names().into_iter().collect();
     let state = Arc::new(WorkerState {
         rt,
         js,

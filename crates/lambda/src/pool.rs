@@ -5,8 +5,9 @@
 //! `GET /2018-06-01/runtime/invocation/next`. Processes start on demand up to the
 //! function's concurrency and stay warm.
 
-use crate::functions::FunctionConfig;
+use crate::registry::FunctionConfig;
 use bytes::Bytes;
+use shoal_asl::identity::{self, REGION};
 use std::collections::{HashMap, VecDeque};
 use std::io::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,8 +46,15 @@ struct Counters {
     queued: usize,
 }
 
-const REGION: &str = "us-east-1";
-const ACCOUNT: &str = "123456789012";
+/// A pool's counters since it was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub invocations: usize,
+    /// Processes started.
+    pub started: usize,
+    /// The most processes alive at once.
+    pub peak: usize,
+}
 
 pub struct Pool {
     name: String,
@@ -86,7 +94,7 @@ impl Pool {
             name: name.to_string(),
             config,
             region: REGION.into(),
-            arn: format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"),
+            arn: identity::function_arn(name),
             queue: Mutex::default(),
             ready: tokio::sync::Notify::new(),
             counters: Mutex::default(),
@@ -99,12 +107,12 @@ impl Pool {
     }
 
     /// Invocations so far, processes started, and the most processes alive at once.
-    pub fn stats(&self) -> (usize, usize, usize) {
-        (
-            self.invocations.load(Ordering::SeqCst),
-            self.started.load(Ordering::SeqCst),
-            self.peak.load(Ordering::SeqCst),
-        )
+    pub fn stats(&self) -> PoolStats {
+        PoolStats {
+            invocations: self.invocations.load(Ordering::SeqCst),
+            started: self.started.load(Ordering::SeqCst),
+            peak: self.peak.load(Ordering::SeqCst),
+        }
     }
 
     pub fn add_env(&self, key: &str, value: &str) {

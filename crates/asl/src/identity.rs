@@ -1,0 +1,61 @@
+//! Who and where a local shoal is, as AWS names it: one partition, region and account,
+//! the ARN forms built from them, and AWS's timestamp text. Every crate that writes an
+//! ARN or a date takes it from here, so they cannot drift apart.
+
+pub const PARTITION: &str = "aws";
+pub const REGION: &str = "us-east-1";
+pub const ACCOUNT: &str = "123456789012";
+
+/// `arn:aws:states:us-east-1:123456789012:stateMachine:<name>`.
+pub fn state_machine_arn(name: &str) -> String {
+    format!("arn:{PARTITION}:states:{REGION}:{ACCOUNT}:stateMachine:{name}")
+}
+
+/// A STANDARD execution's ARN.
+pub fn execution_arn(state_machine: &str, name: &str) -> String {
+    format!("arn:{PARTITION}:states:{REGION}:{ACCOUNT}:execution:{state_machine}:{name}")
+}
+
+/// An EXPRESS execution's ARN: AWS adds a UUID after the name.
+pub fn express_execution_arn(state_machine: &str, name: &str, uuid: &str) -> String {
+    format!("arn:{PARTITION}:states:{REGION}:{ACCOUNT}:express:{state_machine}:{name}:{uuid}")
+}
+
+/// `arn:aws:lambda:us-east-1:123456789012:function:<name>`.
+pub fn function_arn(name: &str) -> String {
+    format!("arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{name}")
+}
+
+/// The role executions run as when a definition names none.
+pub fn default_role_arn() -> String {
+    format!("arn:{PARTITION}:iam::{ACCOUNT}:role/shoal-execution")
+}
+
+/// Milliseconds since the epoch as AWS's ISO-8601 text (`2026-01-02T03:04:05.678Z`).
+pub fn iso_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// The largest payload AWS passes between states, and the largest task result: 256 KiB.
+pub const PAYLOAD_LIMIT: usize = 262_144;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arns_have_aws_forms() {
+        assert_eq!(
+            execution_arn("sm", "e1"),
+            "arn:aws:states:us-east-1:123456789012:execution:sm:e1"
+        );
+        assert_eq!(
+            express_execution_arn("sm", "e1", "u"),
+            "arn:aws:states:us-east-1:123456789012:express:sm:e1:u"
+        );
+        assert_eq!(iso_time(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+}

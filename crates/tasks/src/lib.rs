@@ -1,0 +1,80 @@
+//! Where a Task's resource is carried out: the one router from a parsed
+//! [`Resource`] to the code that runs it. Functions (`lambda:invoke` and function
+//! ARNs, with Lambda's result shapes), the HTTP Task, and builtins live here; the
+//! service integrations, callbacks, activities and nested executions join them.
+
+pub mod builtin;
+pub mod http;
+pub mod lambda;
+
+pub use builtin::{Builtin, Builtins};
+pub use lambda::{FunctionStats, Functions};
+
+use serde_json::Value;
+use shoal_asl::{Pattern, Resource};
+use shoal_expr::Failure;
+use std::time::Duration;
+
+/// Every Task resource this shoal can run.
+pub struct Tasks {
+    functions: Functions,
+    http: http::Client,
+}
+
+impl Tasks {
+    pub fn new(functions: Functions) -> Tasks {
+        Tasks {
+            functions,
+            http: http::Client::default(),
+        }
+    }
+
+    pub fn functions(&self) -> &Functions {
+        &self.functions
+    }
+
+    /// Whether [`Tasks::run`] can carry this resource out. One that it cannot fails its
+    /// Task at run time with [`Tasks::unsupported`], never at validation.
+    pub fn handles(resource: &Resource) -> bool {
+        matches!(
+            resource,
+            Resource::LambdaInvoke {
+                pattern: Pattern::RequestResponse,
+                ..
+            } | Resource::LambdaFunction { .. }
+                | Resource::Http { .. }
+        )
+    }
+
+    /// The Task failure for a resource this build cannot run.
+    pub fn unsupported(resource: &Resource) -> Failure {
+        Failure::runtime(format!("The resource '{resource}' is not supported by this shoal build: no function or integration is registered for it"))
+    }
+
+    /// Runs a Task's resource; `input` is the Task's effective Parameters/Arguments.
+    pub async fn run(
+        &self,
+        resource: &Resource,
+        input: Value,
+        timeout: Option<Duration>,
+        request_id: String,
+    ) -> Result<Value, Failure> {
+        match resource {
+            Resource::LambdaInvoke {
+                pattern: Pattern::RequestResponse,
+                ..
+            } => {
+                self.functions
+                    .lambda_invoke(input, timeout, request_id)
+                    .await
+            }
+            Resource::LambdaFunction { arn } => {
+                self.functions
+                    .invoke_arn(arn, input, timeout, request_id)
+                    .await
+            }
+            Resource::Http { .. } => self.http.invoke(&input, timeout).await,
+            other => Err(Tasks::unsupported(other)),
+        }
+    }
+}
