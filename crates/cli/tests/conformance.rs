@@ -1,0 +1,157 @@
+//! The AWS-recorded conformance corpus (`corpus/conformance`), one test per case: each
+//! test hands its one case file to the corpus's own runner, `run_cases.py`, with the
+//! `shoal` binary as the engine, and fails with the runner's report when the result
+//! (status, and output or error) differs from what AWS Step Functions recorded.
+//!
+//! `cases/` needs nothing but `python3`. `lambda-cases/` runs real Python handlers under
+//! `awslambdaric`, from the venv that scripts/test.sh makes in `target/lambda-venv`
+//! (or the interpreter named by `SHOAL_TEST_PYTHON`); without it those tests fail.
+//!
+//! `SHOAL_CONFORMANCE_ARGS` adds runner flags, e.g. `--strict-cause`, or `--history` once
+//! `shoal run --json` prints the execution's history.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+const CASES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../corpus/conformance/cases"
+);
+const LAMBDA_CASES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../corpus/conformance/lambda-cases"
+);
+
+fn runner() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus/conformance/run_cases.py")
+}
+
+/// A test failure, shown as written: datatest-stable prints errors with `{:?}`, which
+/// would quote a `String` and escape its newlines.
+struct Failure(String);
+
+impl fmt::Debug for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// A word for `sh`: the runner substitutes into the engine command and runs it in a shell.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The runner's engine command template, `shoal` being the binary as a shell word.
+fn engine(shoal: &str, lambda: bool) -> String {
+    let config = if lambda { " --config {config}" } else { "" };
+    format!("{shoal} run {{definition}} --input @{{input}} --buckets {{buckets}}{config} --json")
+}
+
+/// The interpreter with awslambdaric for the cases' functions, checked once.
+fn lambda_python() -> Result<&'static str, &'static String> {
+    static PYTHON: OnceLock<Result<String, String>> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let python = std::env::var("SHOAL_TEST_PYTHON").unwrap_or_else(|_| {
+                Path::new(env!("CARGO_BIN_EXE_shoal"))
+                    .parent()
+                    .unwrap()
+                    .join("../lambda-venv/bin/python")
+                    .to_string_lossy()
+                    .into_owned()
+            });
+            let ok = Command::new(&python)
+                .args(["-c", "import awslambdaric"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                Ok(python)
+            } else {
+                Err(format!(
+                    "{python} cannot import awslambdaric, so the Lambda cases cannot run: \
+                     scripts/test.sh makes target/lambda-venv (python3 -m venv target/lambda-venv \
+                     && target/lambda-venv/bin/pip install awslambdaric), or set SHOAL_TEST_PYTHON"
+                ))
+            }
+        })
+        .as_ref()
+        .map(String::as_str)
+}
+
+/// Run the one case at `path` (under `root`) through `run_cases.py`.
+fn check(root: &str, path: &Path, lambda: bool) -> datatest_stable::Result<()> {
+    let rel = path.strip_prefix(root)?;
+    // The runner takes a folder: give it one holding only this case, at the same relative
+    // path so that the case keeps its name. Its temp folders and shoal's state folder go
+    // in this test's own directory too.
+    let work = tempfile::tempdir()?;
+    let cases = work.path().join("cases");
+    let copy = cases.join(rel);
+    std::fs::create_dir_all(copy.parent().unwrap())?;
+    std::fs::copy(path, &copy)?;
+    let state = work.path().join("state");
+    let tmp = work.path().join("tmp");
+    std::fs::create_dir_all(&state)?;
+    std::fs::create_dir_all(&tmp)?;
+
+    let engine = engine(&sh_quote(env!("CARGO_BIN_EXE_shoal")), lambda);
+    let mut cmd = Command::new("python3");
+    cmd.arg(runner());
+    if lambda {
+        let python = lambda_python().map_err(|e| Failure(e.clone()))?;
+        cmd.args(["--python", python]);
+    }
+    cmd.arg("--engine").arg(&engine).arg(&cases);
+    let extra = std::env::var("SHOAL_CONFORMANCE_ARGS").unwrap_or_default();
+    cmd.args(extra.split_whitespace());
+    cmd.env("SHOAL_STATE_DIR", &state).env("TMPDIR", &tmp);
+    let out = cmd
+        .output()
+        .map_err(|e| Failure(format!("cannot run python3 {}: {e}", runner().display())))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Exit 0 alone would also pass a file the runner did not take for a case.
+    if out.status.success() && stdout.contains("conformance: 1 passed, 0 failed") {
+        return Ok(());
+    }
+    let name = rel.with_extension("");
+    Err(Failure(format!(
+        "{} (runner {}):\n{}{}\nby hand, from the repository root (with target/release/shoal built):\n  \
+         python3 corpus/conformance/run_cases.py --engine {} {} --filter {} --keep-temp{}",
+        rel.display(),
+        out.status,
+        stdout,
+        String::from_utf8_lossy(&out.stderr),
+        sh_quote(&self::engine("target/release/shoal", lambda)),
+        if lambda {
+            "corpus/conformance/lambda-cases --python target/lambda-venv/bin/python"
+        } else {
+            "corpus/conformance/cases"
+        },
+        sh_quote(&name.to_string_lossy()),
+        if extra.is_empty() { String::new() } else { format!(" {extra}") },
+    ))
+    .into())
+}
+
+fn case(path: &Path) -> datatest_stable::Result<()> {
+    check(CASES, path, false)
+}
+
+fn lambda(path: &Path) -> datatest_stable::Result<()> {
+    check(LAMBDA_CASES, path, true)
+}
+
+datatest_stable::harness! {
+    { test = case, root = CASES, pattern = r"\.json$" },
+    { test = lambda, root = LAMBDA_CASES, pattern = r"\.json$" },
+}
