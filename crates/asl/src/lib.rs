@@ -204,11 +204,89 @@ pub struct MapState {
 
 #[derive(Debug, Clone)]
 pub struct ItemReader {
-    pub resource: String,
+    pub resource: ReaderResource,
     pub parameters: Template,
-    /// ReaderConfig, kept as JSON; its numbers may come from MaxItemsPath.
-    pub reader_config: Value,
+    pub config: Arc<ReaderConfig>,
+    /// MaxItems or MaxItemsPath (or its JSONata form), evaluated when the Map starts.
     pub max_items: Option<Num>,
+}
+
+/// The two ItemReader resources AWS has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReaderResource {
+    /// `arn:aws:states:::s3:listObjectsV2`: a listing, or with LOAD_AND_FLATTEN the
+    /// contents of each listed object.
+    ListObjectsV2,
+    /// `arn:aws:states:::s3:getObject`: one object's contents, or a manifest.
+    GetObject,
+}
+
+/// ReaderConfig, checked when the definition loads. MaxItems is not here: it may
+/// come from the input, so it lives on [`ItemReader::max_items`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReaderConfig {
+    pub input_type: Option<InputType>,
+    pub transformation: ReaderTransformation,
+    pub manifest_type: Option<ManifestType>,
+    pub csv_delimiter: CsvDelimiter,
+    pub csv_headers: CsvHeaders,
+    /// A JSON Pointer to the array (or object) inside a JSON file.
+    pub items_pointer: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputType {
+    Csv,
+    Json,
+    Jsonl,
+    Parquet,
+    Manifest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReaderTransformation {
+    /// Iterate the listing's metadata.
+    #[default]
+    None,
+    /// Read each listed object and iterate its contents.
+    LoadAndFlatten,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestType {
+    AthenaData,
+    S3Inventory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CsvDelimiter {
+    #[default]
+    Comma,
+    Pipe,
+    Semicolon,
+    Space,
+    Tab,
+}
+
+impl CsvDelimiter {
+    pub fn char(self) -> char {
+        match self {
+            CsvDelimiter::Comma => ',',
+            CsvDelimiter::Pipe => '|',
+            CsvDelimiter::Semicolon => ';',
+            CsvDelimiter::Space => ' ',
+            CsvDelimiter::Tab => '\t',
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CsvHeaders {
+    /// `CSVHeaderLocation: FIRST_ROW`, the default.
+    #[default]
+    FirstRow,
+    /// `CSVHeaderLocation: GIVEN` with its `CSVHeaders`.
+    Given(Vec<String>),
 }
 
 #[derive(Debug, Clone)]
@@ -220,9 +298,38 @@ pub struct ItemBatcher {
 
 #[derive(Debug, Clone)]
 pub struct ResultWriter {
+    /// `arn:aws:states:::s3:putObject`; without it the WriterConfig only shapes the
+    /// map's output.
     pub resource: Option<String>,
     pub parameters: Option<Template>,
-    pub writer_config: Value,
+    pub config: WriterConfig,
+}
+
+/// WriterConfig: how the ResultWriter writes each child's result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterConfig {
+    pub output_type: OutputType,
+    pub transformation: WriterTransformation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputType {
+    /// One JSON array per file.
+    #[default]
+    Json,
+    /// One JSON value per line.
+    Jsonl,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriterTransformation {
+    /// Each child's metadata, input and output.
+    #[default]
+    None,
+    /// Outputs only.
+    Compact,
+    /// Outputs only, arrays concatenated.
+    Flatten,
 }
 
 #[derive(Debug, Clone)]

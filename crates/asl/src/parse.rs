@@ -1279,10 +1279,54 @@ impl Cx {
                 &["Resource", params_key, "WriterConfig"],
                 "ResultWriter",
             );
+            let config = match wm.get("WriterConfig") {
+                None => WriterConfig::default(),
+                Some(Value::Object(wc)) => {
+                    let cp = at(&wp, "WriterConfig");
+                    self.unknown_fields(wc, &cp, &["OutputType", "Transformation"], "WriterConfig");
+                    if wc.is_empty() {
+                        self.err(
+                            &cp,
+                            SCHEMA,
+                            "WriterConfig needs OutputType or Transformation",
+                        );
+                    }
+                    WriterConfig {
+                        output_type: self
+                            .one_of(
+                                wc,
+                                &cp,
+                                "OutputType",
+                                &[("JSON", OutputType::Json), ("JSONL", OutputType::Jsonl)],
+                            )
+                            .unwrap_or_default(),
+                        transformation: self
+                            .one_of(
+                                wc,
+                                &cp,
+                                "Transformation",
+                                &[
+                                    ("NONE", WriterTransformation::None),
+                                    ("COMPACT", WriterTransformation::Compact),
+                                    ("FLATTEN", WriterTransformation::Flatten),
+                                ],
+                            )
+                            .unwrap_or_default(),
+                    }
+                }
+                Some(_) => {
+                    self.err(
+                        at(&wp, "WriterConfig"),
+                        SCHEMA,
+                        "WriterConfig must be an object",
+                    );
+                    WriterConfig::default()
+                }
+            };
             Some(ResultWriter {
                 resource: self.string(wm, &wp, "Resource"),
                 parameters: self.template(wm, &wp, params_key, lang),
-                writer_config: wm.get("WriterConfig").cloned().unwrap_or(Value::Null),
+                config,
             })
         });
         let processor_source = distributed.then(|| {
@@ -1339,95 +1383,178 @@ impl Cx {
             &["Resource", params_key, "ReaderConfig"],
             "ItemReader",
         );
-        let resource = self.string(m, ptr, "Resource").unwrap_or_default();
-        let known = [
-            "arn:aws:states:::s3:listObjectsV2",
-            "arn:aws:states:::s3:getObject",
-        ];
-        if !known.contains(&resource.as_str()) {
-            self.err(
-                at(ptr, "Resource"),
-                SCHEMA,
-                format!(
-                    "unsupported ItemReader resource {resource:?}: use {}",
-                    known.join(" or ")
-                ),
-            );
-        }
-        let reader_config = m
-            .get("ReaderConfig")
-            .cloned()
-            .unwrap_or(Value::Object(Map::new()));
-        let rp = at(ptr, "ReaderConfig");
-        let max_items = match reader_config.as_object() {
-            Some(rc) => {
-                self.unknown_fields(
-                    rc,
-                    &rp,
-                    &[
-                        "InputType",
-                        "Transformation",
-                        "ManifestType",
-                        "CSVDelimiter",
-                        "CSVHeaderLocation",
-                        "CSVHeaders",
-                        "ItemsPointer",
-                        "MaxItems",
-                        "MaxItemsPath",
-                    ],
-                    "ReaderConfig",
+        let resource = match self.string(m, ptr, "Resource").as_deref() {
+            Some("arn:aws:states:::s3:listObjectsV2") => ReaderResource::ListObjectsV2,
+            Some("arn:aws:states:::s3:getObject") => ReaderResource::GetObject,
+            other => {
+                self.err(
+                    at(ptr, "Resource"),
+                    SCHEMA,
+                    format!(
+                        "unsupported ItemReader resource {:?}: use arn:aws:states:::s3:listObjectsV2 or arn:aws:states:::s3:getObject",
+                        other.unwrap_or_default()
+                    ),
                 );
-                for (k, ok) in [
-                    (
-                        "InputType",
-                        &["CSV", "JSON", "JSONL", "PARQUET", "MANIFEST"][..],
-                    ),
-                    (
-                        "CSVDelimiter",
-                        &["COMMA", "PIPE", "SEMICOLON", "SPACE", "TAB"][..],
-                    ),
-                    ("CSVHeaderLocation", &["FIRST_ROW", "GIVEN"][..]),
-                    ("Transformation", &["NONE", "LOAD_AND_FLATTEN"][..]),
-                    ("ManifestType", &["ATHENA_DATA", "S3_INVENTORY"][..]),
-                ] {
-                    if let Some(x) = rc.get(k) {
-                        if !x.as_str().is_some_and(|s| ok.contains(&s)) {
-                            self.err(
-                                at(&rp, k),
-                                SCHEMA,
-                                format!("{k} must be one of {}", ok.join(", ")),
-                            );
-                        }
-                    }
-                }
-                if rc.get("CSVHeaderLocation").and_then(Value::as_str) == Some("GIVEN")
-                    && !rc.get("CSVHeaders").is_some_and(Value::is_array)
-                {
-                    self.err(&rp, SCHEMA, "CSVHeaderLocation GIVEN needs CSVHeaders");
-                }
-                // MaxItems is checked at run time, where AWS checks it.
-                match (rc.get("MaxItems"), rc.get("MaxItemsPath")) {
-                    (_, Some(_)) => self.path(rc, &rp, "MaxItemsPath").map(Num::Path),
-                    (Some(Value::String(s)), None) if lang == Lang::Jsonata => {
-                        shoal_expr::jsonata::compile(s).ok().map(Num::Expr)
-                    }
-                    (Some(n), None) => n.as_f64().map(Num::Lit),
-                    _ => None,
-                }
+                ReaderResource::GetObject
             }
-            None => {
+        };
+        let rp = at(ptr, "ReaderConfig");
+        let empty = Map::new();
+        let rc = match m.get("ReaderConfig") {
+            None => &empty,
+            Some(Value::Object(rc)) => rc,
+            Some(_) => {
                 self.err(&rp, SCHEMA, "ReaderConfig must be an object");
+                &empty
+            }
+        };
+        self.unknown_fields(
+            rc,
+            &rp,
+            &[
+                "InputType",
+                "Transformation",
+                "ManifestType",
+                "CSVDelimiter",
+                "CSVHeaderLocation",
+                "CSVHeaders",
+                "ItemsPointer",
+                "MaxItems",
+                "MaxItemsPath",
+            ],
+            "ReaderConfig",
+        );
+        let input_type = self.one_of(
+            rc,
+            &rp,
+            "InputType",
+            &[
+                ("CSV", InputType::Csv),
+                ("JSON", InputType::Json),
+                ("JSONL", InputType::Jsonl),
+                ("PARQUET", InputType::Parquet),
+                ("MANIFEST", InputType::Manifest),
+            ],
+        );
+        let csv_delimiter = self
+            .one_of(
+                rc,
+                &rp,
+                "CSVDelimiter",
+                &[
+                    ("COMMA", CsvDelimiter::Comma),
+                    ("PIPE", CsvDelimiter::Pipe),
+                    ("SEMICOLON", CsvDelimiter::Semicolon),
+                    ("SPACE", CsvDelimiter::Space),
+                    ("TAB", CsvDelimiter::Tab),
+                ],
+            )
+            .unwrap_or_default();
+        let given = self.one_of(
+            rc,
+            &rp,
+            "CSVHeaderLocation",
+            &[("FIRST_ROW", false), ("GIVEN", true)],
+        );
+        let csv_headers = match given {
+            Some(true) => match rc.get("CSVHeaders").and_then(Value::as_array) {
+                Some(h) => CsvHeaders::Given(
+                    h.iter()
+                        .map(|h| h.as_str().unwrap_or_default().to_string())
+                        .collect(),
+                ),
+                None => {
+                    self.err(&rp, SCHEMA, "CSVHeaderLocation GIVEN needs CSVHeaders");
+                    CsvHeaders::FirstRow
+                }
+            },
+            _ => CsvHeaders::FirstRow,
+        };
+        let transformation = self
+            .one_of(
+                rc,
+                &rp,
+                "Transformation",
+                &[
+                    ("NONE", ReaderTransformation::None),
+                    ("LOAD_AND_FLATTEN", ReaderTransformation::LoadAndFlatten),
+                ],
+            )
+            .unwrap_or_default();
+        let manifest_type = self.one_of(
+            rc,
+            &rp,
+            "ManifestType",
+            &[
+                ("ATHENA_DATA", ManifestType::AthenaData),
+                ("S3_INVENTORY", ManifestType::S3Inventory),
+            ],
+        );
+        let items_pointer = rc
+            .get("ItemsPointer")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        // MaxItems is checked at run time, where AWS checks it.
+        let max_items = match (rc.get("MaxItems"), rc.get("MaxItemsPath")) {
+            (Some(_), Some(_)) => {
+                self.err(
+                    &rp,
+                    SCHEMA,
+                    "ReaderConfig may have MaxItems or MaxItemsPath, not both",
+                );
                 None
             }
+            (_, Some(_)) => self.path(rc, &rp, "MaxItemsPath").map(Num::Path),
+            (Some(Value::String(s)), None) if lang == Lang::Jsonata => {
+                shoal_expr::jsonata::compile(s).ok().map(Num::Expr)
+            }
+            (Some(n), None) => match n.as_f64() {
+                Some(f) => Some(Num::Lit(f)),
+                None => {
+                    self.err(at(&rp, "MaxItems"), SCHEMA, "MaxItems must be a number");
+                    None
+                }
+            },
+            _ => None,
         };
         Some(ItemReader {
             resource,
             parameters: self
                 .template(m, ptr, params_key, lang)
                 .unwrap_or(Template::Literal(Value::Object(Map::new()))),
-            reader_config,
+            config: Arc::new(ReaderConfig {
+                input_type,
+                transformation,
+                manifest_type,
+                csv_delimiter,
+                csv_headers,
+                items_pointer,
+            }),
             max_items,
         })
+    }
+
+    /// A field that must be one of a few names; a diagnostic names them all.
+    fn one_of<T: Copy>(
+        &mut self,
+        m: &Map<String, Value>,
+        ptr: &str,
+        key: &str,
+        names: &[(&str, T)],
+    ) -> Option<T> {
+        let v = m.get(key)?;
+        let found = v
+            .as_str()
+            .and_then(|s| names.iter().find(|(n, _)| *n == s).map(|(_, t)| *t));
+        if found.is_none() {
+            let all: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
+            self.err(
+                at(ptr, key),
+                SCHEMA,
+                format!("{key} must be one of {}", all.join(", ")),
+            );
+        }
+        found
     }
 }
 

@@ -516,8 +516,14 @@ mod tests {
         w2.write(b"two").await.unwrap();
         w1.finish().await.unwrap();
         w2.finish().await.unwrap();
-        assert_eq!(std::fs::read(dir.path().join("b/out.json")).unwrap(), b"one");
-        assert_eq!(std::fs::read(dir.path().join("b/out.jsonl")).unwrap(), b"two");
+        assert_eq!(
+            std::fs::read(dir.path().join("b/out.json")).unwrap(),
+            b"one"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("b/out.jsonl")).unwrap(),
+            b"two"
+        );
     }
 
     #[test]

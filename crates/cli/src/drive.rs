@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub struct Options {
-    pub db: Option<Arc<shoal_store::Db>>,
+    pub db: Option<Arc<dyn shoal_store::Store>>,
     pub buckets: Option<PathBuf>,
     pub functions: Functions,
     pub s3_endpoint: Option<String>,

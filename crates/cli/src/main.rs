@@ -460,7 +460,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn open_db(dir: &Option<PathBuf>) -> Result<std::sync::Arc<shoal_store::Db>> {
+fn open_db(dir: &Option<PathBuf>) -> Result<std::sync::Arc<dyn shoal_store::Store>> {
     let dir = match dir {
         Some(d) => d.clone(),
         None => match std::env::var_os("HOME") {
@@ -484,7 +484,10 @@ fn builtins() -> shoal_tasks::Builtins {
     b
 }
 
-fn drive_options(env: &Env, db: Option<std::sync::Arc<shoal_store::Db>>) -> Result<drive::Options> {
+fn drive_options(
+    env: &Env,
+    db: Option<std::sync::Arc<dyn shoal_store::Store>>,
+) -> Result<drive::Options> {
     let config = env.config.clone().or_else(|| {
         let p = PathBuf::from("shoal.toml");
         p.exists().then_some(p)
@@ -506,7 +509,7 @@ fn drive_options(env: &Env, db: Option<std::sync::Arc<shoal_store::Db>>) -> Resu
 fn run_job(
     job: drive::Job,
     env: Env,
-    db: Option<std::sync::Arc<shoal_store::Db>>,
+    db: Option<std::sync::Arc<dyn shoal_store::Store>>,
     nats: &NatsArgs,
 ) -> Result<ExitCode> {
     let mut opts = drive_options(&env, db)?;

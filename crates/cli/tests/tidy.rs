@@ -32,10 +32,7 @@ fn every_crate_is_in_the_code_map() {
             .find_map(|l| l.strip_prefix("name = "))
             .map(|n| n.trim_matches('"').to_string())
             .expect("every crate has a name");
-        let path = format!(
-            "`crates/{}`",
-            dir.file_name().unwrap().to_string_lossy()
-        );
+        let path = format!("`crates/{}`", dir.file_name().unwrap().to_string_lossy());
         if !map.contains(&format!("`{name}`")) || !map.contains(&path) {
             missing.push(format!("{name} ({path})"));
         }

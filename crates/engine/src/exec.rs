@@ -1192,7 +1192,7 @@ impl Execution {
             lang: st.lang,
         };
         let parameters = self.eval_template(fid, &reader.parameters, &at, "Arguments")?;
-        let mut reader_config = reader.reader_config.clone();
+        let mut max_items = None;
         if let Some(n) = &reader.max_items {
             let v = self.num_value(fid, n, effective, ctx, "MaxItems")?;
             if let Num::Path(p) = n {
@@ -1201,15 +1201,13 @@ impl Execution {
                     return Err(Failure::runtime(format!("The MaxItemsPath field refers to value \"{}\" which is not a valid integer: {}", plain(&v), p.text())));
                 }
             }
-            reader_config["MaxItems"] = v;
-            if let Some(o) = reader_config.as_object_mut() {
-                o.remove("MaxItemsPath");
-            }
+            max_items = Some(v);
         }
         Ok(Source::Reader {
-            resource: reader.resource.clone(),
+            resource: reader.resource,
             parameters,
-            reader_config,
+            config: reader.config.clone(),
+            max_items,
         })
     }
 
@@ -1325,7 +1323,7 @@ impl Execution {
                         None => json!({}),
                         Some(t) => self.eval_template(fid, t, &at, "Arguments")?,
                     },
-                    writer_config: w.writer_config.clone(),
+                    config: w.config,
                 }),
             };
             let length = match &source {

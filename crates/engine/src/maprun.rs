@@ -46,18 +46,20 @@ pub struct ChildNames(std::sync::OnceLock<(String, String, String, String)>);
 pub enum Source {
     /// Items from the state input (ItemsPath / Items).
     Items(Vec<Value>),
-    /// An ItemReader, with its Parameters evaluated and MaxItems resolved into `reader_config`.
+    /// An ItemReader, with its Parameters and MaxItems evaluated. MaxItems is checked by
+    /// the reader, where AWS fails a bad one (`States.ItemReaderFailed`).
     Reader {
-        resource: String,
+        resource: shoal_asl::ReaderResource,
         parameters: Value,
-        reader_config: Value,
+        config: Arc<shoal_asl::ReaderConfig>,
+        max_items: Option<Value>,
     },
 }
 
 #[derive(Debug, Clone)]
 pub struct WriterSpec {
     pub parameters: Value,
-    pub writer_config: Value,
+    pub config: shoal_asl::WriterConfig,
 }
 
 /// ItemSelector and ItemBatcher, with everything they read captured when the run starts.
@@ -463,14 +465,12 @@ impl MapRunSpec {
     /// for; None without a ResultWriter. Pure, so it runs where the child ran.
     pub fn record(&self, child: &Child, end: ChildEnd, now_ms: i64) -> Option<Record> {
         let w = self.writer.as_ref()?;
-        let transform = w
-            .writer_config
-            .get("Transformation")
-            .and_then(Value::as_str);
+        let compact = matches!(
+            w.config.transformation,
+            shoal_asl::WriterTransformation::Compact | shoal_asl::WriterTransformation::Flatten
+        );
         Some(match end {
-            ChildEnd::Succeeded(v) if matches!(transform, Some("COMPACT" | "FLATTEN")) => {
-                Record::Succeeded(v)
-            }
+            ChildEnd::Succeeded(v) if compact => Record::Succeeded(v),
             ChildEnd::Succeeded(_) => {
                 Record::Succeeded(self.entry(&child.info, &child.input, &end, now_ms))
             }

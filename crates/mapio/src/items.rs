@@ -5,6 +5,9 @@
 //! in memory whole.
 
 use serde_json::{json, Map, Value};
+use shoal_asl::{
+    CsvHeaders, InputType, ManifestType, ReaderConfig, ReaderResource, ReaderTransformation,
+};
 use shoal_buckets::{Body, Buckets, Error};
 use shoal_engine::maprun::PAYLOAD_LIMIT;
 use shoal_expr::{errors, Failure};
@@ -98,46 +101,33 @@ enum Format {
     },
 }
 
-fn format(config: &Value) -> Result<Format, Failure> {
-    Ok(match config.get("InputType").and_then(Value::as_str) {
-        Some("CSV") => Format::Csv {
-            delim: match config.get("CSVDelimiter").and_then(Value::as_str) {
-                Some("PIPE") => '|',
-                Some("SEMICOLON") => ';',
-                Some("SPACE") => ' ',
-                Some("TAB") => '\t',
-                _ => ',',
-            },
-            headers: match config.get("CSVHeaderLocation").and_then(Value::as_str) {
-                Some("GIVEN") => Some(
-                    config
-                        .get("CSVHeaders")
-                        .and_then(Value::as_array)
-                        .ok_or_else(|| reader_failed("CSVHeaderLocation GIVEN needs CSVHeaders"))?
-                        .iter()
-                        .map(|h| h.as_str().unwrap_or_default().to_string())
-                        .collect(),
-                ),
-                _ => None,
+fn format(config: &ReaderConfig) -> Result<Format, Failure> {
+    Ok(match config.input_type {
+        Some(InputType::Csv) => Format::Csv {
+            delim: config.csv_delimiter.char(),
+            headers: match &config.csv_headers {
+                CsvHeaders::Given(h) => Some(h.clone()),
+                CsvHeaders::FirstRow => None,
             },
         },
-        Some("JSONL") => Format::Jsonl,
-        Some("JSON") | None => Format::Json {
-            pointer: config
-                .get("ItemsPointer")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+        Some(InputType::Jsonl) => Format::Jsonl,
+        Some(InputType::Json) | None => Format::Json {
+            pointer: config.items_pointer.clone(),
         },
-        Some(other) => {
-            return Err(reader_failed(format!(
-                "InputType {other} is not supported by shoal (CSV, JSON, JSONL and MANIFEST are)"
-            )))
+        Some(InputType::Parquet) => return Err(reader_failed(
+            "InputType PARQUET is not supported by shoal yet (CSV, JSON, JSONL and MANIFEST are)",
+        )),
+        Some(InputType::Manifest) => {
+            return Err(reader_failed(
+                "InputType MANIFEST reads an S3 inventory manifest with s3:getObject",
+            ))
         }
     })
 }
 
-fn max_items(config: &Value) -> Result<usize, Failure> {
-    match config.get("MaxItems") {
+/// MaxItems as the Map state evaluated it; 0 or none means every item.
+fn max_items(v: Option<&Value>) -> Result<usize, Failure> {
+    match v {
         None => Ok(usize::MAX),
         Some(v) => match v.as_f64() {
             Some(n) if n < 0.0 => Err(reader_failed("field MaxItems must be positive")),
@@ -148,13 +138,14 @@ fn max_items(config: &Value) -> Result<usize, Failure> {
     }
 }
 
-/// Starts reading the items of an ItemReader. `config` is the ReaderConfig with MaxItems
-/// resolved. Items arrive in order; an `Err` chunk ends the stream.
+/// Starts reading the items of an ItemReader. Items arrive in order; an `Err` chunk
+/// ends the stream.
 pub fn read(
     store: Option<Arc<Buckets>>,
-    resource: String,
+    resource: ReaderResource,
     params: Value,
-    config: Value,
+    config: Arc<ReaderConfig>,
+    max_items: Option<Value>,
 ) -> mpsc::Receiver<Chunk> {
     let (tx, rx) = mpsc::channel(4);
     let handle = tokio::runtime::Handle::current();
@@ -165,7 +156,15 @@ pub fn read(
             left: usize::MAX,
         };
         let r = match store.as_deref() {
-            Some(store) => read_all(&handle, store, &resource, &params, &config, &mut em),
+            Some(store) => read_all(
+                &handle,
+                store,
+                resource,
+                &params,
+                &config,
+                max_items.as_ref(),
+                &mut em,
+            ),
             None => Err(s3_failure(Error::NoBuckets).into()),
         };
         let r = match r {
@@ -182,21 +181,21 @@ pub fn read(
 fn read_all(
     rt: &tokio::runtime::Handle,
     store: &Buckets,
-    resource: &str,
+    resource: ReaderResource,
     params: &Value,
-    config: &Value,
+    config: &ReaderConfig,
+    max: Option<&Value>,
     em: &mut Emitter,
 ) -> Result<(), Stop> {
-    em.left = max_items(config)?;
+    em.left = max_items(max)?;
     let bucket = field(params, "Bucket")?;
     match resource {
-        "arn:aws:states:::s3:listObjectsV2" => {
+        ReaderResource::ListObjectsV2 => {
             let prefix = params.get("Prefix").and_then(Value::as_str).unwrap_or("");
             let list = rt
                 .block_on(store.list(bucket, prefix))
                 .map_err(s3_failure)?;
-            let load =
-                config.get("Transformation").and_then(Value::as_str) == Some("LOAD_AND_FLATTEN");
+            let load = config.transformation == ReaderTransformation::LoadAndFlatten;
             let fmt = if load { Some(format(config)?) } else { None };
             for m in list {
                 match &fmt {
@@ -206,29 +205,22 @@ fn read_all(
             }
             Ok(())
         }
-        "arn:aws:states:::s3:getObject" => {
+        ReaderResource::GetObject => {
             let key = field(params, "Key")?;
-            let manifest = config.get("ManifestType").and_then(Value::as_str);
-            let input_type = config.get("InputType").and_then(Value::as_str);
-            match (manifest, input_type) {
-                (Some("S3_INVENTORY"), _) | (None, Some("MANIFEST")) => {
+            match (config.manifest_type, config.input_type) {
+                (Some(ManifestType::S3Inventory), _) | (None, Some(InputType::Manifest)) => {
                     inventory(rt, store, bucket, key, em)
                 }
-                (Some("ATHENA_DATA"), _) => {
+                (Some(ManifestType::AthenaData), _) => {
                     let fmt = format(config)?;
                     athena(rt, store, bucket, key, &fmt, em)
                 }
-                (Some(other), _) => Err(reader_failed(format!(
-                    "ManifestType {other} is not one of S3_INVENTORY, ATHENA_DATA"
-                ))
-                .into()),
                 (None, _) => {
                     let fmt = format(config)?;
                     read_object(rt, store, bucket, key, &fmt, em)
                 }
             }
         }
-        other => Err(reader_failed(format!("unsupported ItemReader resource {other}")).into()),
     }
 }
 

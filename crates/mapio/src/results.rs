@@ -2,6 +2,7 @@
 //! `PENDING_n` files, streamed as children finish.
 
 use serde_json::{json, Value};
+use shoal_asl::{OutputType, WriterConfig, WriterTransformation};
 use shoal_buckets::{Buckets, ObjectWriter};
 use shoal_engine::maprun::Record;
 use shoal_expr::{compact, errors, Failure};
@@ -82,7 +83,7 @@ impl ResultWriter {
     pub fn new(
         store: Option<Arc<Buckets>>,
         params: &Value,
-        config: &Value,
+        config: WriterConfig,
         map_run_arn: &str,
     ) -> Result<ResultWriter, Failure> {
         let Some(store) = store else {
@@ -116,8 +117,8 @@ impl ResultWriter {
             bucket: bucket.to_string(),
             dir,
             map_run_arn: map_run_arn.to_string(),
-            jsonl: config.get("OutputType").and_then(Value::as_str) == Some("JSONL"),
-            flatten: config.get("Transformation").and_then(Value::as_str) == Some("FLATTEN"),
+            jsonl: config.output_type == OutputType::Jsonl,
+            flatten: config.transformation == WriterTransformation::Flatten,
             parts: [part("SUCCEEDED"), part("FAILED"), part("PENDING")],
             file_limit: FILE_LIMIT,
             spill: None,
@@ -320,7 +321,8 @@ mod tests {
         let store = Arc::new(Buckets::local(dir.path()));
         let arn = "arn:aws:states:us-east-1:1:mapRun:sm/M:abc";
         let params = json!({"Bucket": "out", "Prefix": "runs/"});
-        let mut w = ResultWriter::new(Some(store.clone()), &params, &json!({}), arn).unwrap();
+        let mut w =
+            ResultWriter::new(Some(store.clone()), &params, WriterConfig::default(), arn).unwrap();
         w.file_limit = 40;
         for i in 0..3 {
             w.write(
@@ -358,9 +360,12 @@ mod tests {
         assert_eq!(files[1]["Size"], 16);
         assert_eq!(get("runs/abc/FAILED_0.json")[0]["Error"], "E");
 
-        let config = json!({"Transformation": "FLATTEN", "OutputType": "JSONL"});
+        let config = WriterConfig {
+            output_type: OutputType::Jsonl,
+            transformation: WriterTransformation::Flatten,
+        };
         let mut w =
-            ResultWriter::new(Some(store), &json!({"Bucket": "out"}), &config, "x:run2").unwrap();
+            ResultWriter::new(Some(store), &json!({"Bucket": "out"}), config, "x:run2").unwrap();
         w.write(w.encoder().encode(Record::Succeeded(json!([1, 2]))))
             .await
             .unwrap();

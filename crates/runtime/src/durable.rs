@@ -2,11 +2,11 @@
 //! replays them into a fresh [`Execution`] and carries out what was still open; map
 //! runs checkpoint which children ended and where their result files stand.
 
-use shoal_asl::ExecutionStatus;
 use serde_json::{json, Value};
+use shoal_asl::ExecutionStatus;
 use shoal_engine::maprun::{Counts, DoneSet, Restored};
 use shoal_engine::{Effect, EffectId, Event, Execution, Failure, Outcome};
-use shoal_store::{Db, HistoryRow, JournalEntry};
+use shoal_store::{HistoryRow, JournalEntry, Store};
 use std::sync::Arc;
 
 /// Why a durable run could not go on. ASL failures are outcomes, not errors.
@@ -25,7 +25,10 @@ pub enum Error {
         message: String,
     },
     #[error("{arn} is {status}: only a FAILED, TIMED_OUT or ABORTED execution can be redriven")]
-    NotRedrivable { arn: String, status: ExecutionStatus },
+    NotRedrivable {
+        arn: String,
+        status: ExecutionStatus,
+    },
 }
 
 pub fn encode_event(e: &Event) -> String {
@@ -144,7 +147,7 @@ pub fn replay(
 
 /// Writes each event the engine takes, with the history it produced, to the store.
 pub struct Journal {
-    pub db: Arc<Db>,
+    pub db: Arc<dyn Store>,
     pub arn: String,
     pub seq: u64,
     pub history_sent: usize,
@@ -197,7 +200,7 @@ impl Journal {
 /// A map run that checkpoints to the store.
 #[derive(Clone)]
 pub struct MapDurable {
-    pub db: Arc<Db>,
+    pub db: Arc<dyn Store>,
     pub execution: String,
     pub redrive: bool,
 }
@@ -230,7 +233,7 @@ pub struct Checkpoint {
 
 /// Reads a map run's checkpoint; for a redrive, its failed children are to run again.
 pub fn load_checkpoint(
-    db: &Db,
+    db: &dyn Store,
     rec: &shoal_store::MapRunRecord,
     redrive: bool,
 ) -> Result<Checkpoint, shoal_store::Error> {

@@ -8,9 +8,11 @@
 //! runs checkpoint, so [`Runtime::resume`] can finish it after a crash.
 
 mod durable;
+mod maprun;
 
 pub use durable::{decode_event, encode_event, Error};
 use durable::{Journal, MapDurable};
+pub use maprun::{MapRunProgress, MapRunUpdate};
 pub use shoal_engine::maprun::Tolerance;
 
 use futures::future::BoxFuture;
@@ -18,12 +20,11 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::Value;
 use shoal_asl::{ExecutionStatus, StateMachine};
 use shoal_buckets::Buckets;
-use shoal_engine::maprun::{Child, ChildEnd, MapRun, Source, Tally};
+use shoal_engine::maprun::{Child, ChildEnd};
 use shoal_engine::{
     Effect, Entropy, Event, Execution, ExecutionInfo, Failure, MapRunSpec, Outcome, SplitMix,
 };
-use shoal_mapio::items::Chunk;
-use shoal_mapio::results::{Encoded, Encoder, ResultWriter};
+use shoal_store::Store;
 use shoal_tasks::Tasks;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -56,67 +57,9 @@ pub struct Options {
     /// Seeds the randomness of executions (names, `States.UUID`, jitter).
     pub seed: u64,
     /// The state store; without one nothing outlives the process.
-    pub db: Option<Arc<shoal_store::Db>>,
+    pub db: Option<Arc<dyn Store>>,
     /// Run Distributed Map children on a NATS fleet instead of here.
     pub fleet: Option<Arc<dyn Remote>>,
-}
-
-/// A map run as it goes: readable from other threads (the progress bar, the API).
-pub struct MapRunProgress {
-    pub map_run_arn: String,
-    pub state: String,
-    /// As UpdateMapRun last set it; the run picks it up at its next turn.
-    max_concurrency: AtomicU64,
-    tally: Mutex<Tally>,
-    live: AtomicU64,
-    peak: AtomicU64,
-    /// UpdateMapRun's request, picked up by the map run's loop.
-    update: Mutex<Option<MapRunUpdate>>,
-    wake: tokio::sync::Notify,
-    /// The first child to fail (its index and error), once the run has ended.
-    first_failure: Mutex<Option<(u64, shoal_expr::Failure)>>,
-}
-
-/// UpdateMapRun: what to change; `None` keeps the current value.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MapRunUpdate {
-    pub max_concurrency: Option<usize>,
-    pub tolerated_failure_count: Option<f64>,
-    pub tolerated_failure_percentage: Option<f64>,
-}
-
-impl MapRunProgress {
-    /// Asks the running map run to change its limits.
-    pub fn max_concurrency(&self) -> u64 {
-        self.max_concurrency.load(Ordering::SeqCst)
-    }
-
-    pub fn update(&self, u: MapRunUpdate) {
-        if let Some(m) = u.max_concurrency {
-            self.max_concurrency.store(m as u64, Ordering::SeqCst);
-        }
-        *self.update.lock().unwrap_or_else(|p| p.into_inner()) = Some(u);
-        self.wake.notify_one();
-    }
-
-    pub fn first_failure(&self) -> Option<(u64, shoal_expr::Failure)> {
-        self.first_failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    pub fn tally(&self) -> Tally {
-        self.tally.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-    /// Children running right now, counted where they run.
-    pub fn live(&self) -> u64 {
-        self.live.load(Ordering::SeqCst)
-    }
-    /// The most children that ever ran at once.
-    pub fn peak(&self) -> u64 {
-        self.peak.load(Ordering::SeqCst)
-    }
 }
 
 pub struct Runtime {
@@ -126,12 +69,9 @@ pub struct Runtime {
     t0: Instant,
     seeds: AtomicU64,
     map_runs: Mutex<Vec<Arc<MapRunProgress>>>,
-    db: Option<Arc<shoal_store::Db>>,
+    db: Option<Arc<dyn Store>>,
     fleet: Option<Arc<dyn Remote>>,
 }
-
-/// How often a map run records its progress: what ended since is all a crash can cost.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// An execution recorded in the store, ready to run.
 pub struct Begun {
@@ -142,18 +82,6 @@ pub struct Begun {
 impl Begun {
     pub fn execution_arn(&self) -> &str {
         &self.journal.arn
-    }
-}
-
-/// A child's end, and its ResultWriter record already serialized.
-type Ended = (Child, ChildEnd, Option<Encoded>);
-
-/// Decrements a counter when a child ends, however it ends.
-struct Live<'a>(&'a AtomicU64);
-
-impl Drop for Live<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -373,7 +301,8 @@ impl Runtime {
         );
         info.execution_arn = rec.arn.clone();
         info.state_machine_arn = rec.state_machine_arn.clone();
-        info.redrive_count = rec.redrive_count + u32::from(redrive && rec.status != ExecutionStatus::Running);
+        info.redrive_count =
+            rec.redrive_count + u32::from(redrive && rec.status != ExecutionStatus::Running);
         let mut entries = db.journal(&rec.arn)?;
         let redriving = redrive && rec.status != ExecutionStatus::Running;
         if redriving && rec.status != ExecutionStatus::Aborted {
@@ -540,430 +469,5 @@ impl Runtime {
                 }
             }
         }
-    }
-
-    /// Carries out one Distributed Map run.
-    pub async fn map_run(
-        self: Arc<Self>,
-        spec: Arc<MapRunSpec>,
-        state: String,
-    ) -> Result<Value, Failure> {
-        self.map_run_with(spec, state, None).await
-    }
-
-    /// A map run, checkpointed to the store when `durable` says where.
-    async fn map_run_with(
-        self: Arc<Self>,
-        spec: Arc<MapRunSpec>,
-        state: String,
-        durable: Option<MapDurable>,
-    ) -> Result<Value, Failure> {
-        let progress = Arc::new(MapRunProgress {
-            map_run_arn: spec.map_run_arn.clone(),
-            state: state.clone(),
-            max_concurrency: AtomicU64::new(spec.max_concurrency as u64),
-            tally: Mutex::new(Tally::new(spec.tolerance)),
-            live: AtomicU64::new(0),
-            peak: AtomicU64::new(0),
-            update: Mutex::new(None),
-            wake: tokio::sync::Notify::new(),
-            first_failure: Mutex::new(None),
-        });
-        self.map_runs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(progress.clone());
-        let mut mr = MapRun::new(spec.clone(), &state, self.entropy().next_u64());
-        // What the store already knows: a finished run answers at once; a running one resumes.
-        let mut saved = None;
-        if let Some(d) = &durable {
-            let found = d.db.map_run(&spec.map_run_arn).map_err(store_failure)?;
-            match found {
-                Some(rec)
-                    if rec.status == "RUNNING"
-                        || (d.redrive && matches!(rec.status.as_str(), "FAILED" | "ABORTED")) =>
-                {
-                    let redrive = rec.status != "RUNNING";
-                    let cp =
-                        durable::load_checkpoint(&d.db, &rec, redrive).map_err(store_failure)?;
-                    saved = Some((rec, cp, redrive));
-                }
-                Some(rec) if rec.status == "SUCCEEDED" => {
-                    return Ok(rec
-                        .result
-                        .as_deref()
-                        .and_then(|r| serde_json::from_str(r).ok())
-                        .unwrap_or_default());
-                }
-                Some(rec) if rec.status == "FAILED" => {
-                    return Err(Failure {
-                        error: rec.error.unwrap_or_default(),
-                        cause: rec.cause,
-                    })
-                }
-                _ => {}
-            }
-            mr.set_durable();
-        }
-        let mut base = shoal_store::MapRunRecord {
-            arn: spec.map_run_arn.clone(),
-            execution: durable
-                .as_ref()
-                .map(|d| d.execution.clone())
-                .unwrap_or_default(),
-            state: state.clone(),
-            status: "RUNNING".into(),
-            start_ms: self.now_ms(),
-            max_concurrency: spec.max_concurrency as u64,
-            tolerated_count: spec.tolerance.count.map(|c| c as u64),
-            tolerated_percentage: spec.tolerance.percentage,
-            ..Default::default()
-        };
-        let mut generation = 0;
-        let mut writer_state = Value::Null;
-        let mut redriving = false;
-        if let Some((rec, cp, redrive)) = saved.take() {
-            base.start_ms = rec.start_ms;
-            generation = cp.generation;
-            writer_state = cp.writer;
-            redriving = redrive;
-            mr.restore(cp.restored);
-        }
-        let resuming = !writer_state.is_null();
-        let mut items: Option<mpsc::Receiver<Chunk>> = match &spec.source {
-            Source::Items(v) => {
-                for item in v.iter().cloned() {
-                    mr.push_item(item);
-                }
-                mr.items_end();
-                None
-            }
-            Source::Reader {
-                resource,
-                parameters,
-                reader_config,
-            } => Some(shoal_mapio::items::read(
-                self.buckets.clone(),
-                resource.clone(),
-                parameters.clone(),
-                reader_config.clone(),
-            )),
-        };
-        let mut writer = match &spec.writer {
-            None => None,
-            Some(w) => {
-                let made = ResultWriter::new(
-                    self.buckets.clone(),
-                    &w.parameters,
-                    &w.writer_config,
-                    &spec.map_run_arn,
-                );
-                let made = match (made, &durable) {
-                    (Ok(w), Some(d)) => {
-                        let spill =
-                            d.db.path()
-                                .parent()
-                                .unwrap_or(std::path::Path::new("."))
-                                .join("spill")
-                                .join(spec.run_id());
-                        let w = w.durable(spill);
-                        if resuming {
-                            w.resume(&writer_state, redriving).await
-                        } else {
-                            Ok(w)
-                        }
-                    }
-                    (made, _) => made,
-                };
-                match made {
-                    Ok(w) => Some(w),
-                    Err(f) => {
-                        mr.fail(f);
-                        None
-                    }
-                }
-            }
-        };
-        let encoder = writer.as_ref().map(ResultWriter::encoder);
-        let fleet = self
-            .fleet
-            .clone()
-            .filter(|_| spec.processor_source.is_some());
-        let mut running: JoinSet<Ended> = JoinSet::new();
-        // The first checkpoint comes at once: DescribeMapRun finds the run from the start.
-        let mut last_checkpoint = std::time::Instant::now() - CHECKPOINT_EVERY;
-        let mut dirty = durable.is_some();
-        loop {
-            while let Some(child) = mr.next_child(self.now_ms()) {
-                running.spawn(self.clone().child(
-                    spec.clone(),
-                    child,
-                    progress.clone(),
-                    encoder,
-                    fleet.clone(),
-                ));
-            }
-            *progress.tally.lock().unwrap_or_else(|p| p.into_inner()) = mr.tally.clone();
-            if let Some(d) = &durable {
-                if dirty && last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-                    if let Err(f) = checkpoint(
-                        d,
-                        &mut base,
-                        &mut mr,
-                        writer.as_mut(),
-                        generation,
-                        self.now_ms(),
-                    )
-                    .await
-                    {
-                        mr.fail(f);
-                    }
-                    last_checkpoint = std::time::Instant::now();
-                    dirty = false;
-                }
-            }
-            let update = progress
-                .update
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
-            if let Some(u) = update {
-                let tolerance = (u.tolerated_failure_count.is_some()
-                    || u.tolerated_failure_percentage.is_some())
-                .then(|| {
-                    let mut t = mr.tally.tolerance;
-                    if u.tolerated_failure_count.is_some() {
-                        t.count = u.tolerated_failure_count;
-                    }
-                    if u.tolerated_failure_percentage.is_some() {
-                        t.percentage = u.tolerated_failure_percentage;
-                    }
-                    t
-                });
-                mr.update(u.max_concurrency, tolerance);
-                base.max_concurrency = mr.max_concurrency() as u64;
-                base.tolerated_count = mr.tally.tolerance.count.map(|c| c as u64);
-                base.tolerated_percentage = mr.tally.tolerance.percentage;
-                dirty = durable.is_some();
-                continue;
-            }
-            if mr.is_over() {
-                break;
-            }
-            let want = mr.wants_items() && items.is_some();
-            // Finished children first: their results are memory to give back.
-            tokio::select! {
-                biased;
-                Some(done) = running.join_next(), if !running.is_empty() => {
-                    let mut next = Some(done);
-                    while let Some(done) = next.take() {
-                        if let Ok((child, end, rec)) = done {
-                            if let Some(f) = fleet.as_ref().and_then(|f| f.lost()) {
-                                mr.fail(f);
-                            }
-                            mr.child_ended(&child, end);
-                            dirty = true;
-                            if let (Some(w), Some(rec)) = (&mut writer, rec) {
-                                if let Err(f) = w.write(rec).await {
-                                    mr.fail(f);
-                                }
-                            }
-                        }
-                        next = running.try_join_next();
-                    }
-                }
-                _ = progress.wake.notified() => {}
-                chunk = async { items.as_mut()?.recv().await }, if want => match chunk {
-                    Some(Ok(batch)) => {
-                        for item in batch {
-                            mr.push_item(item);
-                        }
-                    }
-                    Some(Err(f)) => mr.fail(f),
-                    None => {
-                        items = None;
-                        mr.items_end();
-                    }
-                },
-            }
-        }
-        // A failed run stops its children and its reader.
-        running.abort_all();
-        drop(items);
-        if let Some(f) = &fleet {
-            f.finish_run(&spec).await;
-        }
-        let details = match &mut writer {
-            None => None,
-            Some(w) => {
-                let mut r = Ok(());
-                let enc = w.encoder();
-                for rec in mr.take_pending(self.now_ms()) {
-                    r = r.and(w.write(enc.encode(rec)).await);
-                }
-                match r {
-                    Ok(()) => match w.finish().await {
-                        Ok(d) => Some(d),
-                        Err(f) => {
-                            mr.fail(f);
-                            None
-                        }
-                    },
-                    Err(f) => {
-                        mr.fail(f);
-                        None
-                    }
-                }
-            }
-        };
-        let result = mr.finish(details);
-        *progress.tally.lock().unwrap_or_else(|p| p.into_inner()) = mr.tally.clone();
-        *progress
-            .first_failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = mr.first_failure.clone();
-        if let Some(d) = &durable {
-            match &result {
-                Ok(v) => base.result = Some(v.to_string()),
-                Err(f) => {
-                    base.error = Some(f.error.clone());
-                    base.cause = f.cause.clone();
-                }
-            }
-            base.stop_ms = Some(self.now_ms());
-            checkpoint(
-                d,
-                &mut base,
-                &mut mr,
-                writer.as_mut(),
-                generation,
-                self.now_ms(),
-            )
-            .await?;
-        }
-        result
-    }
-
-    /// Boxed: a child may hold a map run of its own, and the future types recurse.
-    fn child(
-        self: Arc<Self>,
-        spec: Arc<MapRunSpec>,
-        child: Child,
-        progress: Arc<MapRunProgress>,
-        encoder: Option<Encoder>,
-        fleet: Option<Arc<dyn Remote>>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Ended> + Send>> {
-        Box::pin(self.run_child(spec, child, progress, encoder, fleet))
-    }
-
-    async fn run_child(
-        self: Arc<Self>,
-        spec: Arc<MapRunSpec>,
-        mut child: Child,
-        progress: Arc<MapRunProgress>,
-        encoder: Option<Encoder>,
-        fleet: Option<Arc<dyn Remote>>,
-    ) -> Ended {
-        let n = progress.live.fetch_add(1, Ordering::SeqCst) + 1;
-        progress.peak.fetch_max(n, Ordering::SeqCst);
-        let _live = Live(&progress.live);
-        let end = match fleet {
-            // Boxed: its future is large, and this one is held by every waiting child.
-            Some(f) => match Box::pin(f.run_child(&spec, &child)).await {
-                Ok(end) => end,
-                Err(f) => ChildEnd::Failed(f),
-            },
-            None => {
-                // Children's histories are not kept: nothing reads them yet.
-                let mut exec = Execution::with_options(
-                    spec.processor.clone(),
-                    child.info.clone(),
-                    std::mem::take(&mut child.input),
-                    Box::new(self.entropy()),
-                    shoal_engine::Options {
-                        record_history: false,
-                        keep_input: spec.needs_inputs(),
-                    },
-                );
-                let end = match self.drive(&mut exec).await {
-                    Outcome::Succeeded(v) => ChildEnd::Succeeded(v),
-                    Outcome::Failed(f) => ChildEnd::Failed(f),
-                };
-                child.input = exec.take_input();
-                end
-            }
-        };
-        // The record is built and serialized here, in parallel, not by the map run's loop.
-        let Some(enc) = encoder else {
-            return (child, end, None);
-        };
-        let ok = match &end {
-            ChildEnd::Failed(f) => ChildEnd::Failed(f.clone()),
-            _ => ChildEnd::Succeeded(Value::Null),
-        };
-        let rec = spec
-            .record(&child, end, self.now_ms())
-            .map(|r| enc.encode(r));
-        child.input = Value::Null;
-        (child, ok, rec)
-    }
-}
-
-fn store_failure(e: shoal_store::Error) -> Failure {
-    Failure::runtime(e.to_string())
-}
-
-/// Records where a map run stands: its result files first (handed to the OS), then the
-/// row that points into them, so a restart never trusts bytes that were not written.
-async fn checkpoint(
-    d: &MapDurable,
-    base: &mut shoal_store::MapRunRecord,
-    mr: &mut MapRun,
-    writer: Option<&mut ResultWriter>,
-    generation: u32,
-    now_ms: i64,
-) -> Result<(), Failure> {
-    let writer_state = match writer {
-        Some(w) => w.checkpoint().await?,
-        None => serde_json::json!({}),
-    };
-    let shoal_engine::maprun::NewSinceCheckpoint { failures, outputs } = mr.take_new();
-    d.db.add_failures(
-        &base.arn,
-        failures
-            .into_iter()
-            .map(|(child, items, f)| shoal_store::ChildFailure {
-                child,
-                generation,
-                items,
-                at_ms: now_ms,
-                error: Some(f.error),
-                cause: f.cause,
-            })
-            .collect(),
-    );
-    d.db.add_outputs(
-        &base.arn,
-        outputs
-            .into_iter()
-            .map(|(i, v)| (i, v.to_string()))
-            .collect(),
-    );
-    base.status = mr.tally.status.as_str().to_string();
-    base.item_counts = durable::counts_json(&mr.tally.items);
-    base.execution_counts = durable::counts_json(&mr.tally.executions);
-    base.checkpoint = Some(
-        serde_json::json!({
-            "done": mr.done.to_json(),
-            "writer": writer_state,
-            "over": mr.outputs_over(),
-            "generation": generation,
-        })
-        .to_string(),
-    );
-    d.db.put_map_run(base.clone());
-    match d.db.failed() {
-        Some(e) => Err(store_failure(e)),
-        None => Ok(()),
     }
 }

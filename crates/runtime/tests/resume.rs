@@ -5,11 +5,12 @@
 use serde_json::{json, Value};
 use shoal_engine::{ExecutionInfo, Outcome, SplitMix};
 use shoal_runtime::{Options, Runtime};
+use shoal_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Each runtime seeds differently, as separate processes do (time and pid).
-fn runtime(db: Option<Arc<shoal_store::Db>>) -> Arc<Runtime> {
+fn runtime(db: Option<Arc<dyn Store>>) -> Arc<Runtime> {
     static SEEDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     Runtime::new(Options {
         buckets: None,
@@ -55,7 +56,17 @@ async fn start(rt: &Arc<Runtime>, name: &str) -> Result<Outcome, shoal_runtime::
 #[tokio::test(start_paused = true)]
 async fn a_cut_off_execution_resumes_to_the_same_end() {
     let dir = tempfile::tempdir().unwrap();
-    let db = shoal_store::Db::open(dir.path()).unwrap();
+    cut_off_and_resume(shoal_store::Db::open(dir.path()).unwrap()).await;
+}
+
+/// The same with the store in memory: the runtime needs no SQLite to be durable within
+/// a process.
+#[tokio::test(start_paused = true)]
+async fn a_cut_off_execution_resumes_from_the_memory_store() {
+    cut_off_and_resume(Arc::new(shoal_store::Memory::new())).await;
+}
+
+async fn cut_off_and_resume(db: Arc<dyn Store>) {
     // Cut off at several moments: in the first Wait, in the map run, in the second Wait.
     for (i, cut) in [5u64, 13, 25].into_iter().enumerate() {
         let name = format!("cut{i}");
@@ -63,7 +74,10 @@ async fn a_cut_off_execution_resumes_to_the_same_end() {
         let r = tokio::time::timeout(Duration::from_secs(cut), start(&rt, &name)).await;
         assert!(r.is_err(), "still running at {cut}s");
         db.flush().unwrap();
-        assert_eq!(db.execution(&name).unwrap().status, shoal_store::ExecutionStatus::Running);
+        assert_eq!(
+            db.execution(&name).unwrap().status,
+            shoal_store::ExecutionStatus::Running
+        );
 
         let rt = runtime(Some(db.clone()));
         let out = rt.resume(&name, false).await.unwrap();

@@ -1,10 +1,10 @@
 //! The operations, with AWS's request fields, response shapes and error codes.
 
 use crate::{ApiError, Server};
-use shoal_store::ExecutionStatus;
 use serde_json::{json, Map, Value};
 use shoal_engine::{ExecutionInfo, Outcome};
 use shoal_runtime::MapRunUpdate;
+use shoal_store::ExecutionStatus;
 use shoal_store::{ExecutionRecord, HistoryRow, MapRunRecord, StateMachineRecord};
 use std::sync::Arc;
 

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{json, Value};
 use shoal_runtime::Runtime;
-use shoal_store::Db;
+use shoal_store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -25,7 +25,7 @@ pub struct Options {
     pub runtime: Arc<Runtime>,
     /// The fleet whose workers `ListWorkers` shows, in fleet mode.
     pub fleet: Option<Arc<shoal_fleet::Fleet>>,
-    pub db: Arc<Db>,
+    pub db: Arc<dyn Store>,
     /// Required on every request when set (see [`Server::authorized`]).
     pub token: Option<String>,
 }
@@ -33,7 +33,7 @@ pub struct Options {
 pub struct Server {
     runtime: Arc<Runtime>,
     fleet: Option<Arc<shoal_fleet::Fleet>>,
-    db: Arc<Db>,
+    db: Arc<dyn Store>,
     token: Option<String>,
     /// Executions running in this process, so StopExecution can stop them.
     running: Mutex<HashMap<String, tokio::task::AbortHandle>>,

@@ -1,86 +1,15 @@
-//! The embedded durable store: executions, the journal of events each one was fed,
-//! its AWS-shaped history, and map runs with their checkpoints. One SQLite file in WAL
-//! mode under the state folder.
-//!
-//! Writes go through one writer thread that commits whatever has queued up in one
-//! transaction, so that thousands of small records cost a handful of commits. A
-//! write that fails is kept as the store's error: callers check [`Db::failed`] and
-//! stop rather than lose work silently.
+//! The durable state: executions, the journal of events each one was fed, its history
+//! rows, state machines, and map runs with their checkpoints, behind the [`Store`]
+//! trait. [`Db`] is the embedded SQLite store under the state folder; [`Memory`] keeps
+//! the same in memory. The store keeps rows: it knows no AWS response shape.
 
-use rusqlite::{params, Connection, OptionalExtension};
+mod memory;
+mod sqlite;
+
+pub use memory::Memory;
 pub use shoal_asl::ExecutionStatus;
-use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-
-/// The schema this build writes. Each entry of [`MIGRATIONS`] moves one version up.
-pub const SCHEMA_VERSION: i64 = 2;
-
-const MIGRATIONS: &[&str] = &[
-    // 0 -> 1
-    "CREATE TABLE executions(
-        arn TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        state_machine_arn TEXT NOT NULL,
-        state_machine_name TEXT NOT NULL,
-        definition TEXT NOT NULL,
-        input TEXT NOT NULL,
-        seed INTEGER NOT NULL,
-        status TEXT NOT NULL,
-        start_ms INTEGER NOT NULL,
-        stop_ms INTEGER,
-        output TEXT,
-        error TEXT,
-        cause TEXT,
-        redrive_count INTEGER NOT NULL DEFAULT 0,
-        redrive_ms INTEGER,
-        history_offset INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE INDEX executions_by_machine ON executions(state_machine_arn, start_ms);
-    CREATE TABLE journal(
-        execution TEXT NOT NULL, seq INTEGER NOT NULL, at_ms INTEGER NOT NULL, event TEXT NOT NULL,
-        PRIMARY KEY(execution, seq)) WITHOUT ROWID;
-    CREATE TABLE history(
-        execution TEXT NOT NULL, id INTEGER NOT NULL, at_ms INTEGER NOT NULL,
-        type TEXT NOT NULL, details TEXT NOT NULL,
-        PRIMARY KEY(execution, id)) WITHOUT ROWID;
-    CREATE TABLE map_runs(
-        arn TEXT PRIMARY KEY,
-        execution TEXT NOT NULL,
-        state TEXT NOT NULL,
-        status TEXT NOT NULL,
-        start_ms INTEGER NOT NULL,
-        stop_ms INTEGER,
-        max_concurrency INTEGER NOT NULL,
-        tolerated_count INTEGER,
-        tolerated_percentage REAL,
-        item_counts TEXT NOT NULL,
-        execution_counts TEXT NOT NULL,
-        checkpoint TEXT,
-        result TEXT,
-        error TEXT,
-        cause TEXT
-    );
-    CREATE INDEX map_runs_by_execution ON map_runs(execution);
-    CREATE TABLE map_failures(
-        map_run TEXT NOT NULL, child INTEGER NOT NULL, generation INTEGER NOT NULL,
-        items INTEGER NOT NULL, at_ms INTEGER NOT NULL, error TEXT, cause TEXT,
-        PRIMARY KEY(map_run, child, generation)) WITHOUT ROWID;
-    CREATE TABLE map_outputs(
-        map_run TEXT NOT NULL, child INTEGER NOT NULL, output TEXT NOT NULL,
-        PRIMARY KEY(map_run, child)) WITHOUT ROWID;",
-    // 1 -> 2: state machines, for `shoal serve`.
-    "CREATE TABLE state_machines(
-        arn TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        definition TEXT NOT NULL,
-        role_arn TEXT NOT NULL,
-        type TEXT NOT NULL,
-        created_ms INTEGER NOT NULL,
-        updated_ms INTEGER
-    );
-    CREATE INDEX executions_by_name ON executions(name, start_ms);",
-];
+pub use sqlite::{Db, SCHEMA_VERSION};
+use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -189,244 +118,22 @@ pub struct ChildFailure {
     pub cause: Option<String>,
 }
 
-enum Op {
-    Append {
-        execution: String,
-        journal: Vec<JournalEntry>,
-        history: Vec<HistoryRow>,
-    },
-    FinishExecution {
-        arn: String,
-        status: ExecutionStatus,
-        stop_ms: i64,
-        output: Option<String>,
-        error: Option<String>,
-        cause: Option<String>,
-    },
-    MapRun(Box<MapRunRecord>),
-    Failures(String, Vec<ChildFailure>),
-    Outputs(String, Vec<(u64, String)>),
-    Flush(mpsc::Sender<()>),
-}
-
-/// The store. Cheap to share; reads use their own connection.
-pub struct Db {
-    path: PathBuf,
-    reader: Mutex<Connection>,
-    tx: Mutex<Option<mpsc::Sender<Op>>>,
-    failed: Arc<Mutex<Option<String>>>,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
-    move |e| {
-        let message = e.to_string();
-        let damaged = matches!(
-            e.sqlite_error_code(),
-            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
-        );
-        if damaged {
-            Error::Damaged {
-                path: path.display().to_string(),
-                message,
-            }
-        } else {
-            Error::Sqlite {
-                path: path.display().to_string(),
-                message,
-            }
-        }
-    }
-}
-
-fn connect(path: &Path) -> Result<Connection> {
-    let conn = Connection::open(path).map_err(sqlite(path))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .map_err(sqlite(path))?;
-    // WAL + NORMAL: a killed process loses nothing; only a power cut may lose the last commits.
-    // Switching a new file to WAL can report SQLITE_BUSY without calling the busy handler
-    // while another process does the same, so retry it here.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match conn.pragma_update(None, "journal_mode", "WAL") {
-            Err(e)
-                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            r => break r.map_err(sqlite(path))?,
-        }
-    }
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(sqlite(path))?;
-    Ok(conn)
-}
-
-fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
-    let found: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(sqlite(path))?;
-    if found > SCHEMA_VERSION {
-        return Err(Error::NewerSchema {
-            path: path.display().to_string(),
-            found,
-            supported: SCHEMA_VERSION,
-        });
-    }
-    if found == SCHEMA_VERSION {
-        return Ok(());
-    }
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(sqlite(path))?;
-    // Another process may have migrated while this one waited for the lock.
-    let now: i64 = tx
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(sqlite(path))?;
-    for sql in &MIGRATIONS[now as usize..] {
-        tx.execute_batch(sql).map_err(sqlite(path))?;
-    }
-    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-        .map_err(sqlite(path))?;
-    tx.commit().map_err(sqlite(path))
-}
-
-impl Db {
-    /// Opens (or creates) `dir/shoal.db`. A damaged file or a newer schema is an error
-    /// and the file is left untouched.
-    pub fn open(dir: &Path) -> Result<Arc<Db>> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Folder {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        // SQLite reports a read-only folder only as "unable to open database file".
-        static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let probe = dir.join(format!(".shoal-probe-{}-{n}", std::process::id()));
-        std::fs::write(&probe, b"")
-            .and_then(|()| std::fs::remove_file(&probe))
-            .map_err(|source| Error::Folder {
-                path: dir.display().to_string(),
-                source,
-            })?;
-        let path = dir.join("shoal.db");
-        if path.exists() {
-            check_header(&path)?;
-        }
-        let mut writer = connect(&path)?;
-        migrate(&mut writer, &path)?;
-        let reader = connect(&path)?;
-        let (tx, rx) = mpsc::channel();
-        let failed = Arc::new(Mutex::new(None));
-        let (f2, p2) = (failed.clone(), path.clone());
-        let handle = std::thread::Builder::new()
-            .name("shoal-store".into())
-            .spawn(move || write_loop(writer, rx, f2, p2))
-            .map_err(|source| Error::Folder {
-                path: dir.display().to_string(),
-                source,
-            })?;
-        Ok(Arc::new(Db {
-            path,
-            reader: Mutex::new(reader),
-            tx: Mutex::new(Some(tx)),
-            failed,
-            writer: Mutex::new(Some(handle)),
-        }))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
+/// Where executions, their journals and histories, state machines and map runs are
+/// kept. [`Db`] keeps them in SQLite under the state folder; [`Memory`] keeps them in
+/// memory, for tests and for runs that outlive nothing. Writes that return nothing are
+/// queued: [`Store::flush`] waits for them and reports the first that failed.
+pub trait Store: Send + Sync {
     /// The first write that failed, if any: from then on nothing more is written.
-    pub fn failed(&self) -> Option<Error> {
-        let f = self.failed.lock().unwrap_or_else(|p| p.into_inner());
-        f.as_ref().map(|message| Error::Sqlite {
-            path: self.path.display().to_string(),
-            message: message.clone(),
-        })
-    }
-
-    fn send(&self, op: Op) {
-        if let Some(tx) = &*self.tx.lock().unwrap_or_else(|p| p.into_inner()) {
-            let _ = tx.send(op);
-        }
-    }
-
+    fn failed(&self) -> Option<Error>;
     /// Waits until everything sent so far is committed.
-    pub fn flush(&self) -> Result<()> {
-        let (tx, rx) = mpsc::channel();
-        self.send(Op::Flush(tx));
-        let _ = rx.recv();
-        match self.failed() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
-        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
-        f(&conn).map_err(sqlite(&self.path))
-    }
-
+    fn flush(&self) -> Result<()>;
     /// Records a new execution, synchronously: a duplicate name must be refused now.
-    pub fn create_execution(&self, e: &ExecutionRecord) -> Result<()> {
-        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
-        let r = conn.execute(
-            "INSERT INTO executions(arn, name, state_machine_arn, state_machine_name, definition,
-                input, seed, status, start_ms, redrive_count, history_offset)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                e.arn,
-                e.name,
-                e.state_machine_arn,
-                e.state_machine_name,
-                e.definition,
-                e.input,
-                e.seed as i64,
-                e.status.as_str(),
-                e.start_ms,
-                e.redrive_count,
-                e.history_offset as i64
-            ],
-        );
-        match r {
-            Ok(_) => Ok(()),
-            Err(rusqlite::Error::SqliteFailure(f, _))
-                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                Err(Error::ExecutionAlreadyExists(e.arn.clone()))
-            }
-            Err(err) => Err(sqlite(&self.path)(err)),
-        }
-    }
-
+    fn create_execution(&self, e: &ExecutionRecord) -> Result<()>;
     /// Marks a failed execution as running again, for a redrive.
-    pub fn redrive_execution(&self, arn: &str, at_ms: i64, history_offset: u64) -> Result<()> {
-        self.flush()?;
-        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
-        conn.execute(
-            "UPDATE executions SET status = 'RUNNING', stop_ms = NULL, output = NULL, error = NULL,
-                cause = NULL, redrive_count = redrive_count + 1, redrive_ms = ?2, history_offset = ?3
-             WHERE arn = ?1",
-            params![arn, at_ms, history_offset as i64],
-        )
-        .map_err(sqlite(&self.path))?;
-        Ok(())
-    }
-
+    fn redrive_execution(&self, arn: &str, at_ms: i64, history_offset: u64) -> Result<()>;
     /// Journal entries and the history they produced, committed together.
-    pub fn append(&self, execution: &str, journal: Vec<JournalEntry>, history: Vec<HistoryRow>) {
-        self.send(Op::Append {
-            execution: execution.to_string(),
-            journal,
-            history,
-        });
-    }
-
-    pub fn finish_execution(
+    fn append(&self, execution: &str, journal: Vec<JournalEntry>, history: Vec<HistoryRow>);
+    fn finish_execution(
         &self,
         arn: &str,
         status: ExecutionStatus,
@@ -434,478 +141,57 @@ impl Db {
         output: Option<String>,
         error: Option<String>,
         cause: Option<String>,
-    ) {
-        self.send(Op::FinishExecution {
-            arn: arn.to_string(),
-            status,
-            stop_ms,
-            output,
-            error,
-            cause,
-        });
-    }
-
+    );
     /// Inserts or replaces a map run's row (counters, checkpoint, verdict).
-    pub fn put_map_run(&self, m: MapRunRecord) {
-        self.send(Op::MapRun(Box::new(m)));
-    }
-
-    pub fn add_failures(&self, map_run: &str, failures: Vec<ChildFailure>) {
-        if !failures.is_empty() {
-            self.send(Op::Failures(map_run.to_string(), failures));
-        }
-    }
-
+    fn put_map_run(&self, m: MapRunRecord);
+    fn add_failures(&self, map_run: &str, failures: Vec<ChildFailure>);
     /// Child outputs of a map run without a ResultWriter (at most 256 KiB in all).
-    pub fn add_outputs(&self, map_run: &str, outputs: Vec<(u64, String)>) {
-        if !outputs.is_empty() {
-            self.send(Op::Outputs(map_run.to_string(), outputs));
-        }
-    }
-
+    fn add_outputs(&self, map_run: &str, outputs: Vec<(u64, String)>);
     /// Inserts a state machine; false when its ARN is taken.
-    pub fn create_state_machine(&self, m: &StateMachineRecord) -> Result<bool> {
-        self.flush()?;
-        let r = self.read(|c| {
-            c.execute(
-                "INSERT OR IGNORE INTO state_machines(arn, name, definition, role_arn, type, created_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![m.arn, m.name, m.definition, m.role_arn, m.kind, m.created_ms],
-            )
-        })?;
-        Ok(r == 1)
-    }
-
-    pub fn update_state_machine(
+    fn create_state_machine(&self, m: &StateMachineRecord) -> Result<bool>;
+    fn update_state_machine(
         &self,
         arn: &str,
         definition: Option<&str>,
         role_arn: Option<&str>,
         at_ms: i64,
-    ) -> Result<bool> {
-        self.flush()?;
-        let n = self.read(|c| {
-            c.execute(
-                "UPDATE state_machines SET definition = COALESCE(?2, definition),
-                    role_arn = COALESCE(?3, role_arn), updated_ms = ?4 WHERE arn = ?1",
-                params![arn, definition, role_arn, at_ms],
-            )
-        })?;
-        Ok(n == 1)
-    }
-
-    pub fn delete_state_machine(&self, arn: &str) -> Result<()> {
-        self.read(|c| c.execute("DELETE FROM state_machines WHERE arn = ?1", [arn]))
-            .map(|_| ())
-    }
-
-    pub fn state_machine(&self, arn: &str) -> Result<Option<StateMachineRecord>> {
-        self.read(|c| {
-            c.query_row(&format!("{SM_SELECT} WHERE arn = ?1"), [arn], sm_row)
-                .optional()
-        })
-    }
-
-    pub fn state_machines(&self) -> Result<Vec<StateMachineRecord>> {
-        self.read(|c| {
-            let mut st = c.prepare(&format!("{SM_SELECT} ORDER BY name"))?;
-            let rows = st.query_map([], sm_row)?;
-            rows.collect()
-        })
-    }
-
+    ) -> Result<bool>;
+    fn delete_state_machine(&self, arn: &str) -> Result<()>;
+    fn state_machine(&self, arn: &str) -> Result<Option<StateMachineRecord>>;
+    fn state_machines(&self) -> Result<Vec<StateMachineRecord>>;
     /// StopExecution: the execution and its running map runs end ABORTED, and the
     /// history says so. False when it was not running.
-    pub fn abort_execution(
+    fn abort_execution(
         &self,
         arn: &str,
         at_ms: i64,
         error: Option<&str>,
         cause: Option<&str>,
-    ) -> Result<bool> {
-        self.flush()?;
-        let mut conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
-        let path = self.path.clone();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sqlite(&path))?;
-        let n = tx
-            .execute(
-                "UPDATE executions SET status = 'ABORTED', stop_ms = ?2, error = ?3, cause = ?4
-                 WHERE arn = ?1 AND status = 'RUNNING'",
-                params![arn, at_ms, error, cause],
-            )
-            .map_err(sqlite(&path))?;
-        if n == 1 {
-            tx.execute(
-                "UPDATE map_runs SET status = 'ABORTED', stop_ms = ?2 WHERE execution = ?1 AND status = 'RUNNING'",
-                params![arn, at_ms],
-            )
-            .map_err(sqlite(&path))?;
-            let details = serde_json::json!({"error": error, "cause": cause}).to_string();
-            tx.execute(
-                "INSERT INTO history(execution, id, at_ms, type, details)
-                 SELECT ?1, COALESCE(MAX(id), 0) + 1, ?2, 'ExecutionAborted', ?3 FROM history WHERE execution = ?1",
-                params![arn, at_ms, details],
-            )
-            .map_err(sqlite(&path))?;
-        }
-        tx.commit().map_err(sqlite(&path))?;
-        Ok(n == 1)
-    }
-
-    pub fn execution(&self, arn_or_name: &str) -> Result<ExecutionRecord> {
-        // By primary key for an ARN; a name goes through its index.
-        let by = if arn_or_name.starts_with("arn:") {
-            "arn"
-        } else {
-            "name"
-        };
-        let found = self.read(|c| {
-            c.query_row(
-                &format!("{EXEC_SELECT} WHERE {by} = ?1 ORDER BY start_ms DESC LIMIT 1"),
-                [arn_or_name],
-                exec_row,
-            )
-            .optional()
-        })?;
-        found.ok_or_else(|| Error::ExecutionDoesNotExist(arn_or_name.to_string()))
-    }
-
+    ) -> Result<bool>;
+    fn execution(&self, arn_or_name: &str) -> Result<ExecutionRecord>;
     /// Every execution, newest first.
-    pub fn executions(&self) -> Result<Vec<ExecutionRecord>> {
-        self.read(|c| {
-            let mut st = c.prepare(&format!("{EXEC_SELECT} ORDER BY start_ms DESC"))?;
-            let rows = st.query_map([], exec_row)?;
-            rows.collect()
-        })
-    }
-
-    pub fn journal(&self, execution: &str) -> Result<Vec<JournalEntry>> {
-        self.read(|c| {
-            let mut st = c.prepare(
-                "SELECT seq, at_ms, event FROM journal WHERE execution = ?1 ORDER BY seq",
-            )?;
-            let rows = st.query_map([execution], |r| {
-                Ok(JournalEntry {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    at_ms: r.get(1)?,
-                    event: r.get(2)?,
-                })
-            })?;
-            rows.collect()
-        })
-    }
-
+    fn executions(&self) -> Result<Vec<ExecutionRecord>>;
+    fn journal(&self, execution: &str) -> Result<Vec<JournalEntry>>;
     /// Drops the journal from `seq` on (a redrive replays up to the failure).
-    pub fn truncate_journal(&self, execution: &str, seq: u64) -> Result<()> {
-        self.flush()?;
-        self.read(|c| {
-            c.execute(
-                "DELETE FROM journal WHERE execution = ?1 AND seq >= ?2",
-                params![execution, seq as i64],
-            )
-        })
-        .map(|_| ())
-    }
-
-    pub fn history(&self, execution: &str) -> Result<Vec<HistoryRow>> {
-        self.read(|c| {
-            let mut st = c.prepare(
-                "SELECT id, at_ms, type, details FROM history WHERE execution = ?1 ORDER BY id",
-            )?;
-            let rows = st.query_map([execution], |r| {
-                Ok(HistoryRow {
-                    id: r.get::<_, i64>(0)? as u64,
-                    at_ms: r.get(1)?,
-                    kind: r.get(2)?,
-                    details: r.get(3)?,
-                })
-            })?;
-            rows.collect()
-        })
-    }
-
-    pub fn map_run(&self, arn: &str) -> Result<Option<MapRunRecord>> {
-        self.read(|c| {
-            c.query_row(&format!("{MAP_SELECT} WHERE arn = ?1"), [arn], map_row)
-                .optional()
-        })
-    }
-
-    pub fn map_runs(&self, execution: &str) -> Result<Vec<MapRunRecord>> {
-        self.read(|c| {
-            let mut st = c.prepare(&format!(
-                "{MAP_SELECT} WHERE execution = ?1 ORDER BY start_ms"
-            ))?;
-            let rows = st.query_map([execution], map_row)?;
-            rows.collect()
-        })
-    }
-
-    pub fn failures(&self, map_run: &str) -> Result<Vec<ChildFailure>> {
-        self.read(|c| {
-            let mut st = c.prepare(
-                "SELECT child, generation, items, at_ms, error, cause FROM map_failures
-                 WHERE map_run = ?1 ORDER BY child, generation",
-            )?;
-            let rows = st.query_map([map_run], |r| {
-                Ok(ChildFailure {
-                    child: r.get::<_, i64>(0)? as u64,
-                    generation: r.get(1)?,
-                    items: r.get::<_, i64>(2)? as u64,
-                    at_ms: r.get(3)?,
-                    error: r.get(4)?,
-                    cause: r.get(5)?,
-                })
-            })?;
-            rows.collect()
-        })
-    }
-
-    pub fn outputs(&self, map_run: &str) -> Result<Vec<(u64, String)>> {
-        self.read(|c| {
-            let mut st = c.prepare(
-                "SELECT child, output FROM map_outputs WHERE map_run = ?1 ORDER BY child",
-            )?;
-            let rows = st.query_map([map_run], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?;
-            rows.collect()
-        })
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(h) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = h.join();
-        }
-    }
-}
-
-/// SQLite would happily treat a foreign file as damaged only on first use; say so up front.
-fn check_header(path: &Path) -> Result<()> {
-    use std::io::Read;
-    let mut head = [0u8; 16];
-    let n = std::fs::File::open(path)
-        .and_then(|mut f| f.read(&mut head))
-        .map_err(|source| Error::Folder {
-            path: path.display().to_string(),
-            source,
-        })?;
-    if n > 0 && (n < 16 || &head != b"SQLite format 3\0") {
-        return Err(Error::Damaged {
-            path: path.display().to_string(),
-            message: "not an SQLite database".into(),
-        });
-    }
-    Ok(())
-}
-
-const SM_SELECT: &str =
-    "SELECT arn, name, definition, role_arn, type, created_ms, updated_ms FROM state_machines";
-
-fn sm_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StateMachineRecord> {
-    Ok(StateMachineRecord {
-        arn: r.get(0)?,
-        name: r.get(1)?,
-        definition: r.get(2)?,
-        role_arn: r.get(3)?,
-        kind: r.get(4)?,
-        created_ms: r.get(5)?,
-        updated_ms: r.get(6)?,
-    })
-}
-
-const EXEC_SELECT: &str =
-    "SELECT arn, name, state_machine_arn, state_machine_name, definition, input,
-    seed, status, start_ms, stop_ms, output, error, cause, redrive_count, redrive_ms, history_offset
-    FROM executions";
-
-fn exec_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
-    Ok(ExecutionRecord {
-        arn: r.get(0)?,
-        name: r.get(1)?,
-        state_machine_arn: r.get(2)?,
-        state_machine_name: r.get(3)?,
-        definition: r.get(4)?,
-        input: r.get(5)?,
-        seed: r.get::<_, i64>(6)? as u64,
-        status: r.get::<_, String>(7)?.parse().map_err(|e: shoal_asl::UnknownStatus| {
-            rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, Box::new(e))
-        })?,
-        start_ms: r.get(8)?,
-        stop_ms: r.get(9)?,
-        output: r.get(10)?,
-        error: r.get(11)?,
-        cause: r.get(12)?,
-        redrive_count: r.get(13)?,
-        redrive_ms: r.get(14)?,
-        history_offset: r.get::<_, i64>(15)? as u64,
-    })
-}
-
-const MAP_SELECT: &str = "SELECT arn, execution, state, status, start_ms, stop_ms, max_concurrency,
-    tolerated_count, tolerated_percentage, item_counts, execution_counts, checkpoint, result,
-    error, cause FROM map_runs";
-
-fn map_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MapRunRecord> {
-    Ok(MapRunRecord {
-        arn: r.get(0)?,
-        execution: r.get(1)?,
-        state: r.get(2)?,
-        status: r.get(3)?,
-        start_ms: r.get(4)?,
-        stop_ms: r.get(5)?,
-        max_concurrency: r.get::<_, i64>(6)? as u64,
-        tolerated_count: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
-        tolerated_percentage: r.get(8)?,
-        item_counts: r.get(9)?,
-        execution_counts: r.get(10)?,
-        checkpoint: r.get(11)?,
-        result: r.get(12)?,
-        error: r.get(13)?,
-        cause: r.get(14)?,
-    })
-}
-
-fn write_loop(
-    mut conn: Connection,
-    rx: mpsc::Receiver<Op>,
-    failed: Arc<Mutex<Option<String>>>,
-    path: PathBuf,
-) {
-    while let Ok(first) = rx.recv() {
-        let mut ops = vec![first];
-        while ops.len() < 10_000 {
-            match rx.try_recv() {
-                Ok(op) => ops.push(op),
-                Err(_) => break,
-            }
-        }
-        let mut waiters = Vec::new();
-        let writes: Vec<Op> = ops
-            .into_iter()
-            .filter_map(|op| match op {
-                Op::Flush(w) => {
-                    waiters.push(w);
-                    None
-                }
-                op => Some(op),
-            })
-            .collect();
-        let broken = failed.lock().unwrap_or_else(|p| p.into_inner()).is_some();
-        if !writes.is_empty() && !broken {
-            if let Err(e) = commit(&mut conn, writes) {
-                let message = format!("{e} (writing {})", path.display());
-                *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
-            }
-        }
-        for w in waiters {
-            let _ = w.send(());
-        }
-    }
-}
-
-fn commit(conn: &mut Connection, ops: Vec<Op>) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    for op in ops {
-        match op {
-            Op::Append {
-                execution,
-                journal,
-                history,
-            } => {
-                let mut j = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO journal(execution, seq, at_ms, event) VALUES (?1, ?2, ?3, ?4)",
-                )?;
-                for e in journal {
-                    j.execute(params![execution, e.seq as i64, e.at_ms, e.event])?;
-                }
-                let mut h = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO history(execution, id, at_ms, type, details) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?;
-                for e in history {
-                    h.execute(params![execution, e.id as i64, e.at_ms, e.kind, e.details])?;
-                }
-            }
-            Op::FinishExecution {
-                arn,
-                status,
-                stop_ms,
-                output,
-                error,
-                cause,
-            } => {
-                tx.execute(
-                    "UPDATE executions SET status = ?2, stop_ms = ?3, output = ?4, error = ?5, cause = ?6
-                     WHERE arn = ?1",
-                    params![arn, status.as_str(), stop_ms, output, error, cause],
-                )?;
-            }
-            Op::MapRun(m) => {
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO map_runs(arn, execution, state, status, start_ms, stop_ms,
-                        max_concurrency, tolerated_count, tolerated_percentage, item_counts,
-                        execution_counts, checkpoint, result, error, cause)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-                )?
-                .execute(params![
-                    m.arn,
-                    m.execution,
-                    m.state,
-                    m.status,
-                    m.start_ms,
-                    m.stop_ms,
-                    m.max_concurrency as i64,
-                    m.tolerated_count.map(|v| v as i64),
-                    m.tolerated_percentage,
-                    m.item_counts,
-                    m.execution_counts,
-                    m.checkpoint,
-                    m.result,
-                    m.error,
-                    m.cause
-                ])?;
-            }
-            Op::Failures(map_run, fs) => {
-                let mut st = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO map_failures(map_run, child, generation, items, at_ms, error, cause)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?;
-                for f in fs {
-                    st.execute(params![
-                        map_run,
-                        f.child as i64,
-                        f.generation,
-                        f.items as i64,
-                        f.at_ms,
-                        f.error,
-                        f.cause
-                    ])?;
-                }
-            }
-            Op::Outputs(map_run, outs) => {
-                let mut st = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO map_outputs(map_run, child, output) VALUES (?1, ?2, ?3)",
-                )?;
-                for (child, out) in outs {
-                    st.execute(params![map_run, child as i64, out])?;
-                }
-            }
-            Op::Flush(_) => {}
-        }
-    }
-    tx.commit()
+    fn truncate_journal(&self, execution: &str, seq: u64) -> Result<()>;
+    fn history(&self, execution: &str) -> Result<Vec<HistoryRow>>;
+    fn map_run(&self, arn: &str) -> Result<Option<MapRunRecord>>;
+    fn map_runs(&self, execution: &str) -> Result<Vec<MapRunRecord>>;
+    fn failures(&self, map_run: &str) -> Result<Vec<ChildFailure>>;
+    fn outputs(&self, map_run: &str) -> Result<Vec<(u64, String)>>;
+    /// A folder of the store's own for files that must survive a restart (the spill
+    /// files of resumable S3 writers); none for a store that keeps nothing.
+    fn spill_dir(&self) -> Option<&Path>;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
-    fn record(name: &str) -> ExecutionRecord {
+    fn exec(arn: &str, name: &str, start_ms: i64) -> ExecutionRecord {
         ExecutionRecord {
-            arn: format!("arn:aws:states:us-east-1:1:execution:sm:{name}"),
+            arn: arn.into(),
             name: name.into(),
             state_machine_arn: "arn:aws:states:us-east-1:1:stateMachine:sm".into(),
             state_machine_name: "sm".into(),
@@ -913,7 +199,7 @@ mod tests {
             input: "{}".into(),
             seed: 7,
             status: ExecutionStatus::Running,
-            start_ms: 1000,
+            start_ms,
             stop_ms: None,
             output: None,
             error: None,
@@ -924,116 +210,122 @@ mod tests {
         }
     }
 
-    #[test]
-    fn executions_journal_and_history_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(dir.path()).unwrap();
-        let e = record("a");
-        db.create_execution(&e).unwrap();
-        assert!(matches!(
-            db.create_execution(&e),
-            Err(Error::ExecutionAlreadyExists(_))
+    /// One sequence of calls, and what every store must answer to it.
+    fn exercise(s: &dyn Store) -> Vec<String> {
+        let mut seen = Vec::new();
+        s.create_execution(&exec("arn:e1", "one", 1)).unwrap();
+        s.create_execution(&exec("arn:e2", "one", 2)).unwrap();
+        seen.push(format!(
+            "{:?}",
+            s.create_execution(&exec("arn:e1", "x", 3))
+                .err()
+                .map(|e| e.to_string())
         ));
-        let j = JournalEntry {
-            seq: 0,
-            at_ms: 5,
-            event: "{\"t\":\"Start\"}".into(),
+        let j = |seq| JournalEntry {
+            seq,
+            at_ms: seq as i64,
+            event: format!("ev{seq}"),
         };
-        let h = HistoryRow {
-            id: 1,
-            at_ms: 5,
-            kind: "ExecutionStarted".into(),
+        let h = |id, kind: &str| HistoryRow {
+            id,
+            at_ms: id as i64,
+            kind: kind.into(),
             details: "{}".into(),
         };
-        db.append(&e.arn, vec![j.clone()], vec![h.clone()]);
-        db.finish_execution(&e.arn, ExecutionStatus::Succeeded, 9, Some("1".into()), None, None);
-        db.flush().unwrap();
-        drop(db);
-        let db = Db::open(dir.path()).unwrap();
-        assert_eq!(db.journal(&e.arn).unwrap(), vec![j]);
-        assert_eq!(db.history(&e.arn).unwrap(), vec![h]);
-        let got = db.execution("a").unwrap();
-        assert_eq!(got.status, ExecutionStatus::Succeeded);
-        assert_eq!(got.output.as_deref(), Some("1"));
-        assert_eq!(got.stop_ms, Some(9));
-        assert!(matches!(
-            db.execution("nope"),
-            Err(Error::ExecutionDoesNotExist(_))
+        s.append("arn:e1", vec![j(0), j(1)], vec![h(1, "ExecutionStarted")]);
+        s.append("arn:e1", vec![j(2)], vec![h(2, "PassStateEntered")]);
+        s.flush().unwrap();
+        s.truncate_journal("arn:e1", 2).unwrap();
+        seen.push(format!("{:?}", s.journal("arn:e1").unwrap()));
+        seen.push(format!("{:?}", s.execution("one").unwrap().arn));
+        s.finish_execution(
+            "arn:e1",
+            ExecutionStatus::Failed,
+            9,
+            None,
+            Some("E".into()),
+            Some("c".into()),
+        );
+        s.flush().unwrap();
+        seen.push(format!("{:?}", s.execution("arn:e1").unwrap()));
+        s.redrive_execution("arn:e1", 10, 5).unwrap();
+        seen.push(format!("{:?}", s.execution("arn:e1").unwrap()));
+        seen.push(format!(
+            "{:?}",
+            s.abort_execution("arn:e1", 11, Some("A"), None).unwrap()
         ));
-    }
-
-    #[test]
-    fn many_openers_of_a_new_store_all_succeed() {
-        // Parallel `shoal run`s on a fresh state folder once failed with "database is locked".
-        for _ in 0..30 {
-            let dir = tempfile::tempdir().unwrap();
-            let openers: Vec<_> = (0..6)
-                .map(|_| {
-                    let d = dir.path().to_path_buf();
-                    std::thread::spawn(move || Db::open(&d).map(|_| ()))
-                })
-                .collect();
-            for o in openers {
-                o.join().unwrap().unwrap();
-            }
-        }
-    }
-
-    #[test]
-    fn a_damaged_or_newer_store_is_refused_and_left_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("shoal.db");
-        std::fs::write(&path, b"this is not a database at all").unwrap();
-        let err = Db::open(dir.path()).err().unwrap();
-        assert!(matches!(err, Error::Damaged { .. }), "{err}");
-        assert_eq!(
-            std::fs::read(&path).unwrap(),
-            b"this is not a database at all"
-        );
-
-        let dir = tempfile::tempdir().unwrap();
-        drop(Db::open(dir.path()).unwrap());
-        let conn = Connection::open(dir.path().join("shoal.db")).unwrap();
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
-            .unwrap();
-        drop(conn);
-        let err = Db::open(dir.path()).err().unwrap();
-        assert!(
-            matches!(err, Error::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1),
-            "{err}"
-        );
-        assert!(err.to_string().contains("newer"), "{err}");
-    }
-
-    #[test]
-    fn map_runs_failures_and_outputs() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(dir.path()).unwrap();
-        let m = MapRunRecord {
-            arn: "m".into(),
-            execution: "e".into(),
-            state: "Map".into(),
+        seen.push(format!(
+            "{:?}",
+            s.abort_execution("arn:e1", 12, None, None).unwrap()
+        ));
+        seen.push(format!("{:?}", s.history("arn:e1").unwrap()));
+        seen.push(format!(
+            "{:?}",
+            s.executions()
+                .unwrap()
+                .iter()
+                .map(|e| &e.arn)
+                .collect::<Vec<_>>()
+        ));
+        s.put_map_run(MapRunRecord {
+            arn: "m1".into(),
+            execution: "arn:e2".into(),
             status: "RUNNING".into(),
-            item_counts: "{}".into(),
-            execution_counts: "{}".into(),
-            checkpoint: Some("{\"low\":3}".into()),
-            ..Default::default()
+            start_ms: 3,
+            ..MapRunRecord::default()
+        });
+        s.add_failures(
+            "m1",
+            vec![ChildFailure {
+                child: 4,
+                generation: 0,
+                items: 1,
+                at_ms: 5,
+                error: Some("E".into()),
+                cause: None,
+            }],
+        );
+        s.add_outputs("m1", vec![(1, "b".into()), (0, "a".into())]);
+        s.flush().unwrap();
+        seen.push(format!("{:?}", s.map_runs("arn:e2").unwrap()));
+        seen.push(format!("{:?}", s.failures("m1").unwrap()));
+        seen.push(format!("{:?}", s.outputs("m1").unwrap()));
+        let sm = StateMachineRecord {
+            arn: "arn:sm".into(),
+            name: "sm".into(),
+            definition: "{}".into(),
+            role_arn: "r".into(),
+            kind: "STANDARD".into(),
+            created_ms: 1,
+            updated_ms: None,
         };
-        db.put_map_run(m.clone());
-        let f = ChildFailure {
-            child: 4,
-            generation: 0,
-            items: 10,
-            at_ms: 1,
-            error: Some("E".into()),
-            cause: None,
-        };
-        db.add_failures("m", vec![f.clone()]);
-        db.add_outputs("m", vec![(0, "1".into()), (1, "2".into())]);
-        db.flush().unwrap();
-        assert_eq!(db.map_run("m").unwrap(), Some(m));
-        assert_eq!(db.map_runs("e").unwrap().len(), 1);
-        assert_eq!(db.failures("m").unwrap(), vec![f]);
-        assert_eq!(db.outputs("m").unwrap().len(), 2);
+        seen.push(format!("{:?}", s.create_state_machine(&sm).unwrap()));
+        seen.push(format!("{:?}", s.create_state_machine(&sm).unwrap()));
+        seen.push(format!(
+            "{:?}",
+            s.update_state_machine("arn:sm", Some("{ }"), None, 4)
+                .unwrap()
+        ));
+        seen.push(format!("{:?}", s.state_machines().unwrap()));
+        s.delete_state_machine("arn:sm").unwrap();
+        seen.push(format!("{:?}", s.state_machine("arn:sm").unwrap()));
+        seen.push(format!(
+            "{:?}",
+            s.execution("nope").err().map(|e| e.to_string())
+        ));
+        seen
+    }
+
+    /// The memory store answers exactly as the SQLite store does.
+    #[test]
+    fn memory_answers_as_sqlite_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let db: Arc<dyn Store> = Db::open(dir.path()).unwrap();
+        let sqlite = exercise(&*db);
+        let memory = exercise(&Memory::new());
+        for (i, (a, b)) in sqlite.iter().zip(&memory).enumerate() {
+            assert_eq!(a, b, "answer {i}");
+        }
+        assert_eq!(sqlite.len(), memory.len());
     }
 }
