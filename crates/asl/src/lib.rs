@@ -144,9 +144,10 @@ pub struct Catcher {
     pub output: Option<Template>,
 }
 
-/// Fields shared by states that produce a result and can fail.
+/// How a Task, Parallel or Map state handles its result and its failures:
+/// ResultSelector, ResultPath, Retry and Catch.
 #[derive(Debug, Clone, Default)]
-pub struct Outcome {
+pub struct ResultHandling {
     pub result_selector: Option<Template>,
     pub result_path: ResultPath,
     pub retry: Vec<Retrier>,
@@ -199,7 +200,7 @@ pub struct MapState {
     pub item_batcher: Option<ItemBatcher>,
     pub result_writer: Option<ResultWriter>,
     pub label: Option<String>,
-    pub outcome: Outcome,
+    pub handling: ResultHandling,
 }
 
 #[derive(Debug, Clone)]
@@ -344,7 +345,7 @@ pub enum Kind {
         parameters: Option<Template>,
         timeout: Option<Num>,
         heartbeat: Option<Num>,
-        outcome: Outcome,
+        handling: ResultHandling,
     },
     Choice {
         choices: Vec<ChoiceBranch>,
@@ -361,7 +362,7 @@ pub enum Kind {
     Parallel {
         branches: Vec<Arc<StateMachine>>,
         parameters: Option<Template>,
-        outcome: Outcome,
+        handling: ResultHandling,
     },
     Map(Box<MapState>),
 }
@@ -380,10 +381,10 @@ impl Kind {
         }
     }
 
-    pub fn outcome(&self) -> Option<&Outcome> {
+    pub fn handling(&self) -> Option<&ResultHandling> {
         match self {
-            Kind::Task { outcome, .. } | Kind::Parallel { outcome, .. } => Some(outcome),
-            Kind::Map(m) => Some(&m.outcome),
+            Kind::Task { handling, .. } | Kind::Parallel { handling, .. } => Some(handling),
+            Kind::Map(m) => Some(&m.handling),
             _ => None,
         }
     }

@@ -706,7 +706,7 @@ impl Cx {
                     parameters: self.template(m, ptr, params_key, lang),
                     timeout,
                     heartbeat,
-                    outcome: self.outcome(m, ptr, lang),
+                    handling: self.handling(m, ptr, lang),
                 }
             }
             "Choice" => self.choice(m, ptr, lang),
@@ -769,7 +769,7 @@ impl Cx {
                 Kind::Parallel {
                     branches,
                     parameters: self.template(m, ptr, params_key, lang),
-                    outcome: self.outcome(m, ptr, lang),
+                    handling: self.handling(m, ptr, lang),
                 }
             }
             "Map" => self.map(m, ptr, lang)?,
@@ -788,7 +788,7 @@ impl Cx {
         })
     }
 
-    fn outcome(&mut self, m: &Map<String, Value>, ptr: &str, lang: Lang) -> Outcome {
+    fn handling(&mut self, m: &Map<String, Value>, ptr: &str, lang: Lang) -> ResultHandling {
         let result_selector = self.template(m, ptr, "ResultSelector", lang);
         let result_path = self.result_path(m, ptr);
         let mut retry = Vec::new();
@@ -890,7 +890,7 @@ impl Cx {
                 None => self.err(cptr, SCHEMA, "Catch must be an array"),
             }
         }
-        Outcome {
+        ResultHandling {
             result_selector,
             result_path,
             retry,
@@ -1366,7 +1366,7 @@ impl Cx {
             item_batcher,
             result_writer,
             label,
-            outcome: self.outcome(m, ptr, lang),
+            handling: self.handling(m, ptr, lang),
         })))
     }
 
@@ -1585,7 +1585,7 @@ fn targets(st: &State, ptr: &str) -> Vec<(String, String)> {
             out.push((at(ptr, "Default"), d.clone()));
         }
     }
-    if let Some(o) = st.kind.outcome() {
+    if let Some(o) = st.kind.handling() {
         for (i, c) in o.catch.iter().enumerate() {
             out.push((format!("{ptr}/Catch/{i}/Next"), c.next.clone()));
         }

@@ -534,7 +534,7 @@ impl Execution {
         }
         let f = &self.frames[fid];
         let mut state = json!({"Name": st.name, "EnteredTime": iso_time(f.entered_ms)});
-        if st.kind.outcome().is_some() {
+        if st.kind.handling().is_some() {
             state["RetryCount"] = json!(f.retries.iter().sum::<u32>());
         }
         json!({
@@ -1446,7 +1446,7 @@ impl Execution {
         let ctx = self.context(fid, st);
         let (selector, result_path) = match &st.kind {
             Kind::Pass { result_path, .. } => (None, result_path),
-            k => match k.outcome() {
+            k => match k.handling() {
                 Some(o) => (o.result_selector.as_ref(), &o.result_path),
                 None => (None, &ResultPath::Replace),
             },
@@ -1497,7 +1497,7 @@ impl Execution {
             return self.frame_done(fid, Err(failure));
         };
         self.frames[fid].status = Status::Ready;
-        if let Some(outcome) = st.kind.outcome() {
+        if let Some(outcome) = st.kind.handling() {
             if let Some(i) = outcome
                 .retry
                 .iter()

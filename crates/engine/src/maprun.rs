@@ -34,12 +34,19 @@ pub struct MapRunSpec {
     pub max_concurrency: usize,
     pub tolerance: Tolerance,
     pub writer: Option<WriterSpec>,
-    /// Children's ARN prefix, state machine ARN and name, and role, made on first use.
-    pub child_names: ChildNames,
+    /// What every child's identity shares, made on first use.
+    pub child_names: std::sync::OnceLock<ChildNames>,
 }
 
+/// The parts of a map run's children's identities that all of them share.
 #[derive(Debug, Clone, Default)]
-pub struct ChildNames(std::sync::OnceLock<(String, String, String, String)>);
+pub struct ChildNames {
+    /// A child's ARN is this followed by its name.
+    pub arn_prefix: String,
+    pub state_machine_arn: String,
+    pub state_machine_name: String,
+    pub role_arn: String,
+}
 
 /// Where the items come from.
 #[derive(Debug, Clone)]
@@ -426,30 +433,30 @@ impl MapRunSpec {
     /// `$$.Execution` and `$$.StateMachine` for the child named `name`.
     pub fn child_info(&self, name: &str, start_ms: i64) -> ExecutionInfo {
         // Formatted once per run, not once per child.
-        let (prefix, sm_arn, sm_name, role) = self.child_names.0.get_or_init(|| {
+        let names = self.child_names.get_or_init(|| {
             let kind = if self.express { "express" } else { "execution" };
             let base = &self.state_machine_arn;
             let sm_name = base.rsplit(':').next().unwrap_or("");
-            (
-                format!(
+            ChildNames {
+                arn_prefix: format!(
                     "{}/{}:",
                     base.replacen(":stateMachine:", &format!(":{kind}:"), 1),
                     self.label
                 ),
-                format!("{base}/{}", self.label),
-                format!("{sm_name}/{}", self.label),
-                identity::default_role_arn(),
-            )
+                state_machine_arn: format!("{base}/{}", self.label),
+                state_machine_name: format!("{sm_name}/{}", self.label),
+                role_arn: identity::default_role_arn(),
+            }
         });
-        let mut execution_arn = String::with_capacity(prefix.len() + name.len());
-        execution_arn.push_str(prefix);
+        let mut execution_arn = String::with_capacity(names.arn_prefix.len() + name.len());
+        execution_arn.push_str(&names.arn_prefix);
         execution_arn.push_str(name);
         ExecutionInfo {
             execution_arn,
             name: name.to_string(),
-            state_machine_arn: sm_arn.clone(),
-            state_machine_name: sm_name.clone(),
-            role_arn: role.clone(),
+            state_machine_arn: names.state_machine_arn.clone(),
+            state_machine_name: names.state_machine_name.clone(),
+            role_arn: names.role_arn.clone(),
             start_time_ms: start_ms,
             redrive_count: 0,
         }

@@ -134,7 +134,7 @@ impl Pool {
             .pop_front()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Counters> {
+    fn counters(&self) -> std::sync::MutexGuard<'_, Counters> {
         self.counters.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -162,7 +162,7 @@ impl Pool {
             reply,
         };
         let spawn = {
-            let mut c = self.lock();
+            let mut c = self.counters();
             c.queued += 1;
             let spawn = c.queued > c.idle && c.procs < self.config.concurrency.max(1);
             if spawn {
@@ -237,7 +237,7 @@ impl Pool {
                 // It died before asking for work (a bad command, a crash at start):
                 // the invocation that needed it fails rather than waiting forever.
                 if let Some(inv) = self.pop() {
-                    self.lock().queued -= 1;
+                    self.counters().queued -= 1;
                     failed.push(inv);
                 }
             }
@@ -247,7 +247,7 @@ impl Pool {
                     inv.id
                 )));
             }
-            let mut c = self.lock();
+            let mut c = self.counters();
             if !(c.queued > c.idle && c.procs <= self.config.concurrency.max(1)) {
                 c.procs -= 1;
                 return;
@@ -478,12 +478,12 @@ async fn serve_conn(mut conn: crate::http1::Conn, proc: Arc<Proc>) -> std::io::R
 async fn next(proc: &Arc<Proc>, conn: &mut crate::http1::Conn) -> std::io::Result<()> {
     let pool = &proc.pool;
     let inv = loop {
-        pool.lock().idle += 1;
+        pool.counters().idle += 1;
         // Counted idle until it takes work or its process goes away mid-wait.
         struct Idle<'a>(&'a Pool);
         impl Drop for Idle<'_> {
             fn drop(&mut self) {
-                self.0.lock().idle -= 1;
+                self.0.counters().idle -= 1;
             }
         }
         let idle = Idle(pool);
@@ -496,7 +496,7 @@ async fn next(proc: &Arc<Proc>, conn: &mut crate::http1::Conn) -> std::io::Resul
             pool.ready.notified().await;
         };
         drop(idle);
-        pool.lock().queued -= 1;
+        pool.counters().queued -= 1;
         proc.taken.fetch_add(1, Ordering::SeqCst);
         // Its caller gave up (a Task timeout) before any process took it.
         if !inv.reply.is_closed() {

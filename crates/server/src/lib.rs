@@ -39,18 +39,18 @@ pub struct Server {
     running: Mutex<HashMap<String, tokio::task::AbortHandle>>,
 }
 
-/// An HTTP answer: status, content type, body.
+/// An HTTP response: status, content type, body, extra headers.
 #[derive(Debug)]
-pub struct Reply {
+pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
     pub headers: Vec<(&'static str, String)>,
 }
 
-impl Reply {
-    fn json(v: &Value) -> Reply {
-        Reply {
+impl Response {
+    fn json(v: &Value) -> Response {
+        Response {
             status: 200,
             content_type: "application/x-amz-json-1.0",
             body: v.to_string().into_bytes(),
@@ -76,8 +76,8 @@ impl ApiError {
         }
     }
 
-    fn reply(&self) -> Reply {
-        Reply {
+    fn reply(&self) -> Response {
+        Response {
             status: self.status,
             content_type: "application/x-amz-json-1.0",
             body: json!({"__type": self.code, "message": self.message})
@@ -231,7 +231,12 @@ impl Server {
 
     /// Lambda's Invoke API for the registered functions: RequestResponse, Event (run in
     /// the background, 202) and DryRun (204).
-    async fn lambda_invoke(&self, path: &str, headers: &[(String, String)], body: &[u8]) -> Reply {
+    async fn lambda_invoke(
+        &self,
+        path: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Response {
         let name = path
             .trim_start_matches("/2015-03-31/functions/")
             .strip_suffix("/invocations")
@@ -244,7 +249,7 @@ impl Server {
                 .map(|(_, v)| v.as_str())
         };
         let request_id = shoal_expr::uuid_v4(&self.runtime.entropy());
-        let lambda_error = |status, code: &'static str, message: String| Reply {
+        let lambda_error = |status, code: &'static str, message: String| Response {
             status,
             content_type: "application/json",
             body: json!({"Type": "User", "message": message})
@@ -289,7 +294,7 @@ impl Server {
                             .await;
                     });
                 }
-                Reply {
+                Response {
                     status: if dry { 204 } else { 202 },
                     content_type: "application/json",
                     body: Vec::new(),
@@ -310,7 +315,7 @@ impl Server {
                     if let Some(e) = error {
                         headers.push(("x-amz-function-error", e.to_string()));
                     }
-                    Reply {
+                    Response {
                         status: 200,
                         content_type: "application/json",
                         body: body.to_vec(),
@@ -338,7 +343,7 @@ impl Server {
         uri: &str,
         headers: &[(String, String)],
         body: &[u8],
-    ) -> Reply {
+    ) -> Response {
         if !self.authorized(uri, headers) {
             return ApiError {
                 status: 403,
@@ -350,7 +355,7 @@ impl Server {
         let path = uri.split('?').next().unwrap_or("");
         match (method, path) {
             ("GET", "/") | ("GET", "/index.html") => {
-                return Reply {
+                return Response {
                     status: 200,
                     content_type: "text/html; charset=utf-8",
                     body: DASHBOARD.as_bytes().to_vec(),
@@ -415,7 +420,7 @@ impl Server {
             }
         };
         match self.call(op, &params).await {
-            Ok(v) => Reply::json(&v),
+            Ok(v) => Response::json(&v),
             Err(e) => e.reply(),
         }
     }
