@@ -11,6 +11,8 @@ old=$(realpath "$1"); new=$(realpath "$2"); photos="${3:-}"; rounds="${ROUNDS:-3
 cargo build --release -q -p shoal-testfn
 [ -z "$photos" ] || cargo build --release -q -p shoal-resize
 work=$(mktemp -d -p "$( [ -d /dev/shm ] && echo /dev/shm || echo /tmp )"); trap 'rm -rf "$work"' EXIT
+# Executions are journaled, as by default, into a state folder of the run's own.
+export SHOAL_STATE_DIR="$work/state"
 python3 bench/gen_jsonl.py "$work/dm" 1000000 >/dev/null
 mkdir -p "$work/inv/results"
 python3 -c "import json; json.dump(list(range(100000)), open('$work/items.json', 'w'))"
