@@ -235,8 +235,8 @@ impl P<'_> {
             Some('S') => Ok(Arg::Call(self.call()?)),
             Some(_) => {
                 let start = self.i;
-                while self.peek().is_some_and(|c| c != ',' && c != ')') {
-                    self.i += 1
+                while let Some(c) = self.peek().filter(|&c| c != ',' && c != ')') {
+                    self.i += c.len_utf8()
                 }
                 let lit = self.s[start..self.i].trim();
                 match serde_json::from_str::<Value>(lit) {
@@ -479,9 +479,7 @@ fn apply(f: Func, a: &[Value], scope: &Scope) -> Result<Value, String> {
                 return Err("the end must be greater than the start".into());
             }
             let r = match a.get(2) {
-                Some(seed) => {
-                    JavaRandom::new(int_arg(seed, "the seed")?).next_f64()
-                }
+                Some(seed) => JavaRandom::new(int_arg(seed, "the seed")?).next_f64(),
                 None => (scope.entropy.next_u64() >> 11) as f64 / (1u64 << 53) as f64,
             };
             Value::from(lo + ((hi - lo) as f64 * r) as i64)
