@@ -4,8 +4,9 @@
 use crate::*;
 use serde_json::Map;
 use shoal_expr::choice::{self, Operand, Test};
+use shoal_expr::intrinsic::Func;
 use shoal_expr::template::compile_dollar;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 /// The outcome of parsing: the model (when the document had the right overall shape)
 /// and every diagnostic. The definition is valid when `diagnostics` is empty.
@@ -47,6 +48,7 @@ const MISSING_TARGET: &str = "MISSING_TRANSITION_TARGET";
 const UNREACHABLE: &str = "UNREACHABLE_STATE";
 const NO_TERMINAL: &str = "NO_TERMINAL_STATE";
 const INVALID_JSON: &str = "INVALID_JSON_DESCRIPTION";
+const DUPLICATE_STATE: &str = "DUPLICATE_STATE_NAME";
 
 /// Parses definition text: JSON, or YAML as SAM allows.
 pub fn parse(text: &str) -> Parsed {
@@ -102,6 +104,9 @@ pub fn parse_value(v: &Value) -> Parsed {
 #[derive(Default)]
 struct Cx {
     diags: Vec<Diagnostic>,
+    /// Every state name met so far, in branches and item processors too, with the
+    /// pointer of its first state: names are unique across the whole machine.
+    state_names: HashMap<String, String>,
 }
 
 fn esc(k: &str) -> String {
@@ -417,6 +422,10 @@ impl Cx {
         }
         if let Some(s) = self.string(m, ptr, &kp) {
             return match compile_dollar(&s, &kp) {
+                Ok(Template::Call(c)) if !returns_string(c.func) => {
+                    self.err(at(ptr, &kp), JSON_PATH, format!("{kp} must be a JSONPath or an intrinsic function that returns a string (States.ArrayGetItem, Base64Encode, Base64Decode, Format, JsonToString, Hash or UUID), not {}", c.func.name()));
+                    None
+                }
                 Ok(t) => Some(Text::Dynamic(t)),
                 Err(e) => {
                     self.err(at(ptr, &kp), JSON_PATH, e);
@@ -508,14 +517,24 @@ impl Cx {
                         self.err(&sptr, SCHEMA, "States must hold at least one state");
                     }
                     for (name, st) in sm {
+                        let nptr = at(&sptr, name);
                         if name.is_empty() || name.chars().count() > 80 {
                             self.err(
-                                at(&sptr, name),
+                                &nptr,
                                 SCHEMA,
                                 "a state name must be 1 to 80 characters long",
                             );
                         }
-                        if let Some(s) = self.state(name, st, &at(&sptr, name), lang) {
+                        match self.state_names.get(name) {
+                            Some(first) => {
+                                let msg = format!("Duplicate State name: {name} (first at {first}): state names are unique across the whole state machine, its branches and item processors");
+                                self.err(&nptr, DUPLICATE_STATE, msg);
+                            }
+                            None => {
+                                self.state_names.insert(name.clone(), nptr.clone());
+                            }
+                        }
+                        if let Some(s) = self.state(name, st, &nptr, lang) {
                             states.insert(name.clone(), s);
                         }
                     }
@@ -689,6 +708,9 @@ impl Cx {
                         );
                     }
                 }
+                if let Some(c) = m.get("Credentials") {
+                    self.credentials(c, &at(ptr, "Credentials"), lang);
+                }
                 let resource = match resource.as_deref().map(Resource::parse) {
                     Some(Ok(r)) => r,
                     Some(Err(why)) => {
@@ -788,6 +810,54 @@ impl Cx {
         })
     }
 
+    /// A Task's `Credentials`: an object holding the role to assume, as `RoleArn` (a
+    /// string, or a JSONata expression) or `RoleArn.$` (a path or an intrinsic).
+    fn credentials(&mut self, v: &Value, ptr: &str, lang: Lang) {
+        let Some(cm) = v.as_object() else {
+            self.err(
+                ptr,
+                SCHEMA,
+                "Credentials must be an object that names the role to assume in RoleArn",
+            );
+            return;
+        };
+        let jp = lang == Lang::JsonPath;
+        let fields: &[&str] = if jp {
+            &["RoleArn", "RoleArn.$"]
+        } else {
+            &["RoleArn"]
+        };
+        self.unknown_fields(cm, ptr, fields, "Credentials");
+        match (cm.get("RoleArn"), cm.get("RoleArn.$").filter(|_| jp)) {
+            (Some(_), Some(_)) => {
+                self.err(ptr, SCHEMA, "RoleArn and RoleArn.$ are mutually exclusive")
+            }
+            (None, None) => self.err(
+                ptr,
+                SCHEMA,
+                if jp {
+                    "These fields are required: [RoleArn] (or RoleArn.$)"
+                } else {
+                    "These fields are required: [RoleArn]"
+                },
+            ),
+            (Some(Value::String(_)), None) => {
+                self.template(cm, ptr, "RoleArn", lang);
+            }
+            (Some(_), None) => self.err(at(ptr, "RoleArn"), SCHEMA, "RoleArn must be a string"),
+            (None, Some(Value::String(s))) => {
+                if let Err(e) = compile_dollar(s, "RoleArn.$") {
+                    self.err(at(ptr, "RoleArn.$"), JSON_PATH, e);
+                }
+            }
+            (None, Some(_)) => self.err(
+                at(ptr, "RoleArn.$"),
+                SCHEMA,
+                "RoleArn.$ must be a string holding a path or an intrinsic function",
+            ),
+        }
+    }
+
     fn outcome(&mut self, m: &Map<String, Value>, ptr: &str, lang: Lang) -> Outcome {
         let result_selector = self.template(m, ptr, "ResultSelector", lang);
         let result_path = self.result_path(m, ptr);
@@ -870,20 +940,27 @@ impl Cx {
                             self.unknown_fields(cm, &p, fields, "a catcher");
                             let error_equals = self.error_equals(cm, &p, i + 1 == cs.len());
                             let next = self.string(cm, &p, "Next");
-                            if next.is_none() {
+                            if next.is_none() && !cm.contains_key("Next") {
                                 self.err(&p, SCHEMA, "a catcher needs Next");
                             }
-                            catch.push(Catcher {
-                                error_equals,
-                                next: next.unwrap_or_default(),
-                                result_path: self.result_path(cm, &p),
-                                assign: self.assign(cm, &p, lang),
-                                output: if lang == Lang::Jsonata {
-                                    self.template(cm, &p, "Output", lang)
-                                } else {
-                                    None
-                                },
-                            });
+                            let result_path = self.result_path(cm, &p);
+                            let assign = self.assign(cm, &p, lang);
+                            let output = if lang == Lang::Jsonata {
+                                self.template(cm, &p, "Output", lang)
+                            } else {
+                                None
+                            };
+                            // Without Next there is no transition to check: the
+                            // diagnostic above says what is wrong.
+                            if let Some(next) = next {
+                                catch.push(Catcher {
+                                    error_equals,
+                                    next,
+                                    result_path,
+                                    assign,
+                                    output,
+                                });
+                            }
                         }
                     }
                 }
@@ -945,7 +1022,7 @@ impl Cx {
                         continue;
                     };
                     let next = self.string(cm, &p, "Next");
-                    if next.is_none() {
+                    if next.is_none() && !cm.contains_key("Next") {
                         self.err(&p, SCHEMA, "a choice rule needs Next");
                     }
                     let (rule, assign, output) = if lang == Lang::Jsonata {
@@ -984,10 +1061,10 @@ impl Cx {
                             None,
                         )
                     };
-                    if let Some(rule) = rule {
+                    if let (Some(rule), Some(next)) = (rule, next) {
                         choices.push(ChoiceBranch {
                             rule,
-                            next: next.unwrap_or_default(),
+                            next,
                             assign,
                             output,
                         });
@@ -1429,6 +1506,21 @@ impl Cx {
             max_items,
         })
     }
+}
+
+/// Does this intrinsic return a string, as ErrorPath and CausePath need? The list is
+/// AWS's (amazon-states-language-service, INVALID_JSON_PATH_OR_INTRINSIC_STRING_ONLY).
+fn returns_string(f: Func) -> bool {
+    matches!(
+        f,
+        Func::ArrayGetItem
+            | Func::Base64Encode
+            | Func::Base64Decode
+            | Func::Format
+            | Func::JsonToString
+            | Func::Hash
+            | Func::Uuid
+    )
 }
 
 /// Could any expression of this state read the context object? Over-approximates
