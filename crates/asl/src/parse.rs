@@ -107,6 +107,8 @@ struct Cx {
     /// Every state name met so far, in branches and item processors too, with the
     /// pointer of its first state: names are unique across the whole machine.
     state_names: HashMap<String, String>,
+    /// The top level's QueryLanguage: under JSONata no state may be JSONPath.
+    top_lang: Lang,
 }
 
 fn esc(k: &str) -> String {
@@ -444,11 +446,14 @@ impl Cx {
         match m.get("QueryLanguage") {
             None => inherited,
             Some(Value::String(s)) if s == "JSONPath" => {
-                if inherited == Lang::Jsonata && ptr.contains("/States/") {
+                // Only the top level's JSONata binds: a JSONPath state inside a JSONata
+                // Map of a JSONPath machine is valid (AWS's recorded
+                // ValidateStateMachineDefinition, VALID_QUERY_LANGUAGE_PASS).
+                if self.top_lang == Lang::Jsonata && ptr.contains("/States/") {
                     self.err(
-                        at(ptr, "QueryLanguage"),
+                        ptr,
                         SCHEMA,
-                        "a JSONPath state cannot be nested in a JSONata state machine",
+                        "'QueryLanguage' can not be 'JSONPath' if set to 'JSONata' for whole state machine",
                     );
                 }
                 Lang::JsonPath
@@ -490,7 +495,9 @@ impl Cx {
             },
         );
         let lang = if top {
-            self.lang(m, ptr, inherited)
+            let lang = self.lang(m, ptr, inherited);
+            self.top_lang = lang;
+            lang
         } else {
             inherited
         };
@@ -1363,14 +1370,24 @@ impl Cx {
             })
         });
         let processor_source = distributed.then(|| {
+            let name = |l: Lang| match l {
+                Lang::Jsonata => "JSONata",
+                Lang::JsonPath => "JSONPath",
+            };
             let mut src = pv.clone();
             if let Some(o) = src.as_object_mut() {
                 o.remove("ProcessorConfig");
-                let ql = match lang {
-                    Lang::Jsonata => "JSONata",
-                    Lang::JsonPath => "JSONPath",
-                };
-                o.insert("QueryLanguage".into(), Value::String(ql.into()));
+                // The machine's own QueryLanguage at the top, so that a JSONPath state
+                // under a JSONata Map stays valid on its own; the Map's on each state
+                // that inherits it.
+                o.insert("QueryLanguage".into(), name(self.top_lang).into());
+                if lang != self.top_lang {
+                    if let Some(Value::Object(states)) = o.get_mut("States") {
+                        for st in states.values_mut().filter_map(Value::as_object_mut) {
+                            st.entry("QueryLanguage").or_insert(name(lang).into());
+                        }
+                    }
+                }
             }
             Arc::new(src)
         });
@@ -1556,4 +1573,33 @@ fn targets(st: &State, ptr: &str) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A distributed processor travels as a definition of its own: it must parse alone
+    /// to the same languages, also when a JSONPath state sits under a JSONata Map.
+    #[test]
+    fn a_processor_source_parses_alone_to_the_same_languages() {
+        let text = include_str!("../tests/fixtures/valid/jsonpath-inside-jsonata-map.json");
+        let parsed = parse(text);
+        assert!(parsed.is_valid(), "{:?}", parsed.diagnostics);
+        let machine = parsed.machine.unwrap();
+        let Kind::Map(m) = &machine.states["Distributed"].kind else {
+            panic!("a Map")
+        };
+        let alone = parse_value(m.processor_source.as_deref().unwrap());
+        assert!(alone.is_valid(), "{:?}", alone.diagnostics);
+        let alone = alone.machine.unwrap();
+        for name in ["First", "Second"] {
+            assert_eq!(
+                alone.states[name].lang, m.processor.states[name].lang,
+                "{name}"
+            );
+        }
+        assert_eq!(alone.states["First"].lang, Lang::Jsonata);
+        assert_eq!(alone.states["Second"].lang, Lang::JsonPath);
+    }
 }
