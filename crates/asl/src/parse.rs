@@ -26,7 +26,11 @@ impl Parsed {
         let diags: Vec<Value> = self
             .diagnostics
             .iter()
-            .map(|d| serde_json::json!({"severity": "ERROR", "code": d.code, "message": d.message, "location": d.pointer}))
+            .map(|d| {
+                // AWS writes the document's own location as "/".
+                let location = if d.pointer.is_empty() { "/" } else { &d.pointer };
+                serde_json::json!({"severity": "ERROR", "code": d.code, "message": d.message, "location": location})
+            })
             .collect();
         let result = if self.is_valid() { "OK" } else { "FAIL" };
         serde_json::json!({"result": result, "diagnostics": diags, "truncated": false})
@@ -52,6 +56,9 @@ const DUPLICATE_STATE: &str = "DUPLICATE_STATE_NAME";
 
 /// Parses definition text: JSON, or YAML as SAM allows.
 pub fn parse(text: &str) -> Parsed {
+    if text.trim().is_empty() {
+        return parse_value(&Value::Null);
+    }
     let value = match serde_json::from_str::<Value>(text) {
         Ok(v) => v,
         Err(json_err) => {
@@ -477,7 +484,16 @@ impl Cx {
         inherited: Lang,
         top: bool,
     ) -> Option<StateMachine> {
-        let m = self.obj(v, ptr, "a state machine")?;
+        let m = if top {
+            let Some(m) = v.as_object() else {
+                // AWS's answer to `" "`, recorded (ValidateStateMachineDefinition).
+                self.err(ptr, SCHEMA, "Definition must be a valid JSON object");
+                return None;
+            };
+            m
+        } else {
+            self.obj(v, ptr, "a state machine")?
+        };
         let mut fields = vec!["StartAt", "States", "Comment"];
         if top {
             fields.extend(["Version", "TimeoutSeconds", "QueryLanguage"]);
@@ -511,12 +527,21 @@ impl Cx {
             .number(m, ptr, "TimeoutSeconds", 1.0, true)
             .map(|n| n as u64);
         let start_at = self.string(m, ptr, "StartAt");
-        if !m.contains_key("StartAt") {
-            self.err(ptr, SCHEMA, "StartAt is required");
+        // AWS's wording and order, recorded: "These fields are required: [States, StartAt]".
+        let missing: Vec<&str> = ["States", "StartAt"]
+            .into_iter()
+            .filter(|k| !m.contains_key(*k))
+            .collect();
+        if !missing.is_empty() {
+            self.err(
+                ptr,
+                SCHEMA,
+                format!("These fields are required: [{}]", missing.join(", ")),
+            );
         }
         let mut states = IndexMap::new();
         match m.get("States") {
-            None => self.err(ptr, SCHEMA, "States is required"),
+            None => {}
             Some(sv) => {
                 let sptr = at(ptr, "States");
                 if let Some(sm) = self.obj(sv, &sptr, "States") {
@@ -1578,6 +1603,39 @@ fn targets(st: &State, ptr: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// ValidateStateMachineDefinition's answers recorded on AWS
+    /// (`../shared/api-cases/validation`), diagnostic for diagnostic.
+    #[test]
+    fn validation_reports_as_aws_recorded_them() {
+        let fail = |code: &str, location: &str, message: &str| {
+            serde_json::json!({"result": "FAIL", "truncated": false, "diagnostics": [
+                {"severity": "ERROR", "code": code, "location": location, "message": message}
+            ]})
+        };
+        assert_eq!(
+            parse("{}").validation_report(),
+            fail(SCHEMA, "/", "These fields are required: [States, StartAt]")
+        );
+        assert_eq!(
+            parse(r#"{"States": {"StartState": {"Type": "Pass", "End": true}}}"#)
+                .validation_report(),
+            fail(SCHEMA, "/", "These fields are required: [StartAt]")
+        );
+        assert_eq!(
+            parse(r#"{"StartAt": "Pass", "States": {"Pass": {"Type": "Pass", "End": true, "QueryLanguage": "JSONPath"}}, "QueryLanguage": "JSONata"}"#)
+                .validation_report(),
+            fail(SCHEMA, "/States/Pass", "'QueryLanguage' can not be 'JSONPath' if set to 'JSONata' for whole state machine")
+        );
+        // AWS gives no location for this one.
+        let blank = parse(" ");
+        assert_eq!(blank.diagnostics.len(), 1);
+        assert_eq!(blank.diagnostics[0].code, SCHEMA);
+        assert_eq!(
+            blank.diagnostics[0].message,
+            "Definition must be a valid JSON object"
+        );
+    }
 
     /// A distributed processor travels as a definition of its own: it must parse alone
     /// to the same languages, also when a JSONPath state sits under a JSONata Map.
