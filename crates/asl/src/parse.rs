@@ -27,9 +27,19 @@ impl Parsed {
             .diagnostics
             .iter()
             .map(|d| {
-                // AWS writes the document's own location as "/".
-                let location = if d.pointer.is_empty() { "/" } else { &d.pointer };
-                serde_json::json!({"severity": "ERROR", "code": d.code, "message": d.message, "location": location})
+                let mut j =
+                    serde_json::json!({"severity": "ERROR", "code": d.code, "message": d.message});
+                // AWS writes the document's own location as "/", and gives none when
+                // the definition is not a JSON object at all.
+                if !(self.machine.is_none() && d.code == SCHEMA) {
+                    let location = if d.pointer.is_empty() {
+                        "/"
+                    } else {
+                        &d.pointer
+                    };
+                    j["location"] = location.into();
+                }
+                j
             })
             .collect();
         let result = if self.is_valid() { "OK" } else { "FAIL" };
@@ -1628,12 +1638,11 @@ mod tests {
             fail(SCHEMA, "/States/Pass", "'QueryLanguage' can not be 'JSONPath' if set to 'JSONata' for whole state machine")
         );
         // AWS gives no location for this one.
-        let blank = parse(" ");
-        assert_eq!(blank.diagnostics.len(), 1);
-        assert_eq!(blank.diagnostics[0].code, SCHEMA);
         assert_eq!(
-            blank.diagnostics[0].message,
-            "Definition must be a valid JSON object"
+            parse(" ").validation_report(),
+            serde_json::json!({"result": "FAIL", "truncated": false, "diagnostics": [
+                {"severity": "ERROR", "code": SCHEMA, "message": "Definition must be a valid JSON object"}
+            ]})
         );
     }
 
