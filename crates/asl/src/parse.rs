@@ -4,8 +4,9 @@
 use crate::*;
 use serde_json::Map;
 use shoal_expr::choice::{self, Operand, Test};
+use shoal_expr::intrinsic::Func;
 use shoal_expr::template::compile_dollar;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 /// The outcome of parsing: the model (when the document had the right overall shape)
 /// and every diagnostic. The definition is valid when `diagnostics` is empty.
@@ -25,7 +26,21 @@ impl Parsed {
         let diags: Vec<Value> = self
             .diagnostics
             .iter()
-            .map(|d| serde_json::json!({"severity": "ERROR", "code": d.code, "message": d.message, "location": d.pointer}))
+            .map(|d| {
+                let mut j =
+                    serde_json::json!({"severity": "ERROR", "code": d.code, "message": d.message});
+                // AWS writes the document's own location as "/", and gives none when
+                // the definition is not a JSON object at all.
+                if !(self.machine.is_none() && d.code == SCHEMA) {
+                    let location = if d.pointer.is_empty() {
+                        "/"
+                    } else {
+                        &d.pointer
+                    };
+                    j["location"] = location.into();
+                }
+                j
+            })
             .collect();
         let result = if self.is_valid() { "OK" } else { "FAIL" };
         serde_json::json!({"result": result, "diagnostics": diags, "truncated": false})
@@ -47,9 +62,13 @@ const MISSING_TARGET: &str = "MISSING_TRANSITION_TARGET";
 const UNREACHABLE: &str = "UNREACHABLE_STATE";
 const NO_TERMINAL: &str = "NO_TERMINAL_STATE";
 const INVALID_JSON: &str = "INVALID_JSON_DESCRIPTION";
+const DUPLICATE_STATE: &str = "DUPLICATE_STATE_NAME";
 
 /// Parses definition text: JSON, or YAML as SAM allows.
 pub fn parse(text: &str) -> Parsed {
+    if text.trim().is_empty() {
+        return parse_value(&Value::Null);
+    }
     let value = match serde_json::from_str::<Value>(text) {
         Ok(v) => v,
         Err(json_err) => {
@@ -102,6 +121,11 @@ pub fn parse_value(v: &Value) -> Parsed {
 #[derive(Default)]
 struct Cx {
     diags: Vec<Diagnostic>,
+    /// Every state name met so far, in branches and item processors too, with the
+    /// pointer of its first state: names are unique across the whole machine.
+    state_names: HashMap<String, String>,
+    /// The top level's QueryLanguage: under JSONata no state may be JSONPath.
+    top_lang: Lang,
 }
 
 fn esc(k: &str) -> String {
@@ -417,6 +441,10 @@ impl Cx {
         }
         if let Some(s) = self.string(m, ptr, &kp) {
             return match compile_dollar(&s, &kp) {
+                Ok(Template::Call(c)) if !returns_string(c.func) => {
+                    self.err(at(ptr, &kp), JSON_PATH, format!("{kp} must be a JSONPath or an intrinsic function that returns a string (States.ArrayGetItem, Base64Encode, Base64Decode, Format, JsonToString, Hash or UUID), not {}", c.func.name()));
+                    None
+                }
                 Ok(t) => Some(Text::Dynamic(t)),
                 Err(e) => {
                     self.err(at(ptr, &kp), JSON_PATH, e);
@@ -435,11 +463,14 @@ impl Cx {
         match m.get("QueryLanguage") {
             None => inherited,
             Some(Value::String(s)) if s == "JSONPath" => {
-                if inherited == Lang::Jsonata && ptr.contains("/States/") {
+                // Only the top level's JSONata binds: a JSONPath state inside a JSONata
+                // Map of a JSONPath machine is valid (AWS's recorded
+                // ValidateStateMachineDefinition, VALID_QUERY_LANGUAGE_PASS).
+                if self.top_lang == Lang::Jsonata && ptr.contains("/States/") {
                     self.err(
-                        at(ptr, "QueryLanguage"),
+                        ptr,
                         SCHEMA,
-                        "a JSONPath state cannot be nested in a JSONata state machine",
+                        "'QueryLanguage' can not be 'JSONPath' if set to 'JSONata' for whole state machine",
                     );
                 }
                 Lang::JsonPath
@@ -463,7 +494,16 @@ impl Cx {
         inherited: Lang,
         top: bool,
     ) -> Option<StateMachine> {
-        let m = self.obj(v, ptr, "a state machine")?;
+        let m = if top {
+            let Some(m) = v.as_object() else {
+                // AWS's answer to `" "`, recorded (ValidateStateMachineDefinition).
+                self.err(ptr, SCHEMA, "Definition must be a valid JSON object");
+                return None;
+            };
+            m
+        } else {
+            self.obj(v, ptr, "a state machine")?
+        };
         let mut fields = vec!["StartAt", "States", "Comment"];
         if top {
             fields.extend(["Version", "TimeoutSeconds", "QueryLanguage"]);
@@ -481,7 +521,9 @@ impl Cx {
             },
         );
         let lang = if top {
-            self.lang(m, ptr, inherited)
+            let lang = self.lang(m, ptr, inherited);
+            self.top_lang = lang;
+            lang
         } else {
             inherited
         };
@@ -495,12 +537,21 @@ impl Cx {
             .number(m, ptr, "TimeoutSeconds", 1.0, true)
             .map(|n| n as u64);
         let start_at = self.string(m, ptr, "StartAt");
-        if !m.contains_key("StartAt") {
-            self.err(ptr, SCHEMA, "StartAt is required");
+        // AWS's wording and order, recorded: "These fields are required: [States, StartAt]".
+        let missing: Vec<&str> = ["States", "StartAt"]
+            .into_iter()
+            .filter(|k| !m.contains_key(*k))
+            .collect();
+        if !missing.is_empty() {
+            self.err(
+                ptr,
+                SCHEMA,
+                format!("These fields are required: [{}]", missing.join(", ")),
+            );
         }
         let mut states = IndexMap::new();
         match m.get("States") {
-            None => self.err(ptr, SCHEMA, "States is required"),
+            None => {}
             Some(sv) => {
                 let sptr = at(ptr, "States");
                 if let Some(sm) = self.obj(sv, &sptr, "States") {
@@ -508,14 +559,24 @@ impl Cx {
                         self.err(&sptr, SCHEMA, "States must hold at least one state");
                     }
                     for (name, st) in sm {
+                        let nptr = at(&sptr, name);
                         if name.is_empty() || name.chars().count() > 80 {
                             self.err(
-                                at(&sptr, name),
+                                &nptr,
                                 SCHEMA,
                                 "a state name must be 1 to 80 characters long",
                             );
                         }
-                        if let Some(s) = self.state(name, st, &at(&sptr, name), lang) {
+                        match self.state_names.get(name) {
+                            Some(first) => {
+                                let msg = format!("Duplicate State name: {name} (first at {first}): state names are unique across the whole state machine, its branches and item processors");
+                                self.err(&nptr, DUPLICATE_STATE, msg);
+                            }
+                            None => {
+                                self.state_names.insert(name.clone(), nptr.clone());
+                            }
+                        }
+                        if let Some(s) = self.state(name, st, &nptr, lang) {
                             states.insert(name.clone(), s);
                         }
                     }
@@ -689,6 +750,9 @@ impl Cx {
                         );
                     }
                 }
+                if let Some(c) = m.get("Credentials") {
+                    self.credentials(c, &at(ptr, "Credentials"), lang);
+                }
                 let resource = match resource.as_deref().map(Resource::parse) {
                     Some(Ok(r)) => r,
                     Some(Err(why)) => {
@@ -788,6 +852,54 @@ impl Cx {
         })
     }
 
+    /// A Task's `Credentials`: an object holding the role to assume, as `RoleArn` (a
+    /// string, or a JSONata expression) or `RoleArn.$` (a path or an intrinsic).
+    fn credentials(&mut self, v: &Value, ptr: &str, lang: Lang) {
+        let Some(cm) = v.as_object() else {
+            self.err(
+                ptr,
+                SCHEMA,
+                "Credentials must be an object that names the role to assume in RoleArn",
+            );
+            return;
+        };
+        let jp = lang == Lang::JsonPath;
+        let fields: &[&str] = if jp {
+            &["RoleArn", "RoleArn.$"]
+        } else {
+            &["RoleArn"]
+        };
+        self.unknown_fields(cm, ptr, fields, "Credentials");
+        match (cm.get("RoleArn"), cm.get("RoleArn.$").filter(|_| jp)) {
+            (Some(_), Some(_)) => {
+                self.err(ptr, SCHEMA, "RoleArn and RoleArn.$ are mutually exclusive")
+            }
+            (None, None) => self.err(
+                ptr,
+                SCHEMA,
+                if jp {
+                    "These fields are required: [RoleArn] (or RoleArn.$)"
+                } else {
+                    "These fields are required: [RoleArn]"
+                },
+            ),
+            (Some(Value::String(_)), None) => {
+                self.template(cm, ptr, "RoleArn", lang);
+            }
+            (Some(_), None) => self.err(at(ptr, "RoleArn"), SCHEMA, "RoleArn must be a string"),
+            (None, Some(Value::String(s))) => {
+                if let Err(e) = compile_dollar(s, "RoleArn.$") {
+                    self.err(at(ptr, "RoleArn.$"), JSON_PATH, e);
+                }
+            }
+            (None, Some(_)) => self.err(
+                at(ptr, "RoleArn.$"),
+                SCHEMA,
+                "RoleArn.$ must be a string holding a path or an intrinsic function",
+            ),
+        }
+    }
+
     fn handling(&mut self, m: &Map<String, Value>, ptr: &str, lang: Lang) -> ResultHandling {
         let result_selector = self.template(m, ptr, "ResultSelector", lang);
         let result_path = self.result_path(m, ptr);
@@ -870,20 +982,27 @@ impl Cx {
                             self.unknown_fields(cm, &p, fields, "a catcher");
                             let error_equals = self.error_equals(cm, &p, i + 1 == cs.len());
                             let next = self.string(cm, &p, "Next");
-                            if next.is_none() {
+                            if next.is_none() && !cm.contains_key("Next") {
                                 self.err(&p, SCHEMA, "a catcher needs Next");
                             }
-                            catch.push(Catcher {
-                                error_equals,
-                                next: next.unwrap_or_default(),
-                                result_path: self.result_path(cm, &p),
-                                assign: self.assign(cm, &p, lang),
-                                output: if lang == Lang::Jsonata {
-                                    self.template(cm, &p, "Output", lang)
-                                } else {
-                                    None
-                                },
-                            });
+                            let result_path = self.result_path(cm, &p);
+                            let assign = self.assign(cm, &p, lang);
+                            let output = if lang == Lang::Jsonata {
+                                self.template(cm, &p, "Output", lang)
+                            } else {
+                                None
+                            };
+                            // Without Next there is no transition to check: the
+                            // diagnostic above says what is wrong.
+                            if let Some(next) = next {
+                                catch.push(Catcher {
+                                    error_equals,
+                                    next,
+                                    result_path,
+                                    assign,
+                                    output,
+                                });
+                            }
                         }
                     }
                 }
@@ -945,7 +1064,7 @@ impl Cx {
                         continue;
                     };
                     let next = self.string(cm, &p, "Next");
-                    if next.is_none() {
+                    if next.is_none() && !cm.contains_key("Next") {
                         self.err(&p, SCHEMA, "a choice rule needs Next");
                     }
                     let (rule, assign, output) = if lang == Lang::Jsonata {
@@ -984,10 +1103,10 @@ impl Cx {
                             None,
                         )
                     };
-                    if let Some(rule) = rule {
+                    if let (Some(rule), Some(next)) = (rule, next) {
                         choices.push(ChoiceBranch {
                             rule,
-                            next: next.unwrap_or_default(),
+                            next,
                             assign,
                             output,
                         });
@@ -1330,14 +1449,24 @@ impl Cx {
             })
         });
         let processor_source = distributed.then(|| {
+            let name = |l: Lang| match l {
+                Lang::Jsonata => "JSONata",
+                Lang::JsonPath => "JSONPath",
+            };
             let mut src = pv.clone();
             if let Some(o) = src.as_object_mut() {
                 o.remove("ProcessorConfig");
-                let ql = match lang {
-                    Lang::Jsonata => "JSONata",
-                    Lang::JsonPath => "JSONPath",
-                };
-                o.insert("QueryLanguage".into(), Value::String(ql.into()));
+                // The machine's own QueryLanguage at the top, so that a JSONPath state
+                // under a JSONata Map stays valid on its own; the Map's on each state
+                // that inherits it.
+                o.insert("QueryLanguage".into(), name(self.top_lang).into());
+                if lang != self.top_lang {
+                    if let Some(Value::Object(states)) = o.get_mut("States") {
+                        for st in states.values_mut().filter_map(Value::as_object_mut) {
+                            st.entry("QueryLanguage").or_insert(name(lang).into());
+                        }
+                    }
+                }
             }
             Arc::new(src)
         });
@@ -1558,6 +1687,21 @@ impl Cx {
     }
 }
 
+/// Does this intrinsic return a string, as ErrorPath and CausePath need? The list is
+/// AWS's (amazon-states-language-service, INVALID_JSON_PATH_OR_INTRINSIC_STRING_ONLY).
+fn returns_string(f: Func) -> bool {
+    matches!(
+        f,
+        Func::ArrayGetItem
+            | Func::Base64Encode
+            | Func::Base64Decode
+            | Func::Format
+            | Func::JsonToString
+            | Func::Hash
+            | Func::Uuid
+    )
+}
+
 /// Could any expression of this state read the context object? Over-approximates
 /// (any string naming `$$` or `context` counts), so the engine can skip building it.
 fn mentions_context(v: &Value) -> bool {
@@ -1591,4 +1735,65 @@ fn targets(st: &State, ptr: &str) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ValidateStateMachineDefinition's answers recorded on AWS
+    /// (`../shared/api-cases/validation`), diagnostic for diagnostic.
+    #[test]
+    fn validation_reports_as_aws_recorded_them() {
+        let fail = |code: &str, location: &str, message: &str| {
+            serde_json::json!({"result": "FAIL", "truncated": false, "diagnostics": [
+                {"severity": "ERROR", "code": code, "location": location, "message": message}
+            ]})
+        };
+        assert_eq!(
+            parse("{}").validation_report(),
+            fail(SCHEMA, "/", "These fields are required: [States, StartAt]")
+        );
+        assert_eq!(
+            parse(r#"{"States": {"StartState": {"Type": "Pass", "End": true}}}"#)
+                .validation_report(),
+            fail(SCHEMA, "/", "These fields are required: [StartAt]")
+        );
+        assert_eq!(
+            parse(r#"{"StartAt": "Pass", "States": {"Pass": {"Type": "Pass", "End": true, "QueryLanguage": "JSONPath"}}, "QueryLanguage": "JSONata"}"#)
+                .validation_report(),
+            fail(SCHEMA, "/States/Pass", "'QueryLanguage' can not be 'JSONPath' if set to 'JSONata' for whole state machine")
+        );
+        // AWS gives no location for this one.
+        assert_eq!(
+            parse(" ").validation_report(),
+            serde_json::json!({"result": "FAIL", "truncated": false, "diagnostics": [
+                {"severity": "ERROR", "code": SCHEMA, "message": "Definition must be a valid JSON object"}
+            ]})
+        );
+    }
+
+    /// A distributed processor travels as a definition of its own: it must parse alone
+    /// to the same languages, also when a JSONPath state sits under a JSONata Map.
+    #[test]
+    fn a_processor_source_parses_alone_to_the_same_languages() {
+        let text = include_str!("../tests/fixtures/valid/jsonpath-inside-jsonata-map.json");
+        let parsed = parse(text);
+        assert!(parsed.is_valid(), "{:?}", parsed.diagnostics);
+        let machine = parsed.machine.unwrap();
+        let Kind::Map(m) = &machine.states["Distributed"].kind else {
+            panic!("a Map")
+        };
+        let alone = parse_value(m.processor_source.as_deref().unwrap());
+        assert!(alone.is_valid(), "{:?}", alone.diagnostics);
+        let alone = alone.machine.unwrap();
+        for name in ["First", "Second"] {
+            assert_eq!(
+                alone.states[name].lang, m.processor.states[name].lang,
+                "{name}"
+            );
+        }
+        assert_eq!(alone.states["First"].lang, Lang::Jsonata);
+        assert_eq!(alone.states["Second"].lang, Lang::JsonPath);
+    }
 }

@@ -173,6 +173,12 @@ impl Rule {
             }
             Rule::Not(r) => Ok(!r.eval(scope)?),
             Rule::Test { variable, test } => {
+                if let Some(why) = variable.unevaluable() {
+                    return Err(Failure::runtime(format!(
+                        "Invalid path '{}' : {why}",
+                        variable.text()
+                    )));
+                }
                 let v = scope.resolve(variable);
                 if let Test::IsPresent(want) = test {
                     return Ok(v.is_some() == *want);

@@ -235,8 +235,8 @@ impl P<'_> {
             Some('S') => Ok(Arg::Call(self.call()?)),
             Some(_) => {
                 let start = self.i;
-                while self.peek().is_some_and(|c| c != ',' && c != ')') {
-                    self.i += 1
+                while let Some(c) = self.peek().filter(|&c| c != ',' && c != ')') {
+                    self.i += c.len_utf8()
                 }
                 let lit = self.s[start..self.i].trim();
                 match serde_json::from_str::<Value>(lit) {

@@ -20,7 +20,11 @@ enum Seg {
     Index(i64),
     Wildcard,
     Slice(Option<i64>, Option<i64>, Option<i64>),
-    Union(Vec<Seg>),
+    /// `[0,2]`: several indices.
+    Indices(Vec<i64>),
+    /// `['a','b']`: several keys. As the last segment it gives one object per node
+    /// holding those of the keys that are present (Jayway's multi-property merge).
+    Keys(Vec<String>),
     Descend(Box<Seg>),
     Filter(Filter),
     Length,
@@ -28,7 +32,8 @@ enum Seg {
 
 #[derive(Debug, Clone, PartialEq)]
 enum Filter {
-    Exists(Vec<Seg>),
+    /// `@.x` or `$.x` alone: the path matches something.
+    Exists(Operand),
     Cmp(Operand, CmpOp, Operand),
     And(Box<Filter>, Box<Filter>),
     Or(Box<Filter>, Box<Filter>),
@@ -37,7 +42,10 @@ enum Filter {
 
 #[derive(Debug, Clone, PartialEq)]
 enum Operand {
+    /// `@...`: from the item being filtered.
     Current(Vec<Seg>),
+    /// `$...`: from the root of the document being queried, as in Jayway.
+    Root(Vec<Seg>),
     Literal(Value),
 }
 
@@ -57,6 +65,9 @@ pub struct Path {
     text: String,
     root: Root,
     segs: Vec<Seg>,
+    /// Why this path, which a definition may hold, cannot be evaluated (see
+    /// [`Path::unevaluable`]).
+    unevaluable: Option<String>,
 }
 
 /// Why a path did not compile.
@@ -76,21 +87,44 @@ impl fmt::Display for Path {
 
 impl Path {
     pub fn parse(text: &str) -> Result<Path, PathError> {
+        // Jayway trims the path before compiling it: `"$$.Execution.Name "` is a path.
+        let body = text.trim_end();
         let mut p = Parser {
-            s: text.as_bytes(),
+            s: body.as_bytes(),
             i: 0,
-            text,
+            text: body,
+            unevaluable: None,
         };
         let root = p.root()?;
         let segs = p.segments(false)?;
         if p.i != p.s.len() {
             return Err(p.err("unexpected character"));
         }
+        let mut unevaluable = p.unevaluable;
+        if let Some(n) = segs[..segs.len().saturating_sub(1)]
+            .iter()
+            .position(|s| matches!(s, Seg::Keys(_)))
+        {
+            // Jayway merges several properties only as the last token.
+            unevaluable.get_or_insert_with(|| {
+                format!("Multi properties can only be used as path leafs (segment {n})")
+            });
+        }
         Ok(Path {
             text: text.to_string(),
             root,
             segs,
+            unevaluable,
         })
+    }
+
+    /// Why evaluating this path always fails, when it does. AWS accepts such a path
+    /// when a definition is created, and the state that evaluates it fails with
+    /// `States.Runtime`, because Jayway JsonPath cannot compile it: a filter that
+    /// compares with an unquoted word (`[?(@.code == es)]`), or several quoted keys
+    /// before the last segment (`$['a','b'].c`). See corpus/validator-cases/EVIDENCE.md.
+    pub fn unevaluable(&self) -> Option<&str> {
+        self.unevaluable.as_deref()
     }
 
     pub fn text(&self) -> &str {
@@ -105,7 +139,7 @@ impl Path {
     pub fn is_definite(&self) -> bool {
         self.segs
             .iter()
-            .all(|s| matches!(s, Seg::Key(_) | Seg::Index(_) | Seg::Length))
+            .all(|s| matches!(s, Seg::Key(_) | Seg::Index(_) | Seg::Keys(_) | Seg::Length))
     }
 
     /// A reference path (for ResultPath) names only keys and indices from `$`.
@@ -120,7 +154,10 @@ impl Path {
     /// Applies the path to `doc`. A definite path gives `None` when nothing matches;
     /// an indefinite one always gives an array.
     pub fn select(&self, doc: &Value) -> Option<Value> {
-        let nodes = apply(&self.segs, doc);
+        if self.unevaluable.is_some() {
+            return None;
+        }
+        let nodes = apply(&self.segs, doc, doc);
         if self.is_definite() {
             nodes.into_iter().next()
         } else {
@@ -160,12 +197,13 @@ impl Path {
     }
 }
 
-fn apply(segs: &[Seg], doc: &Value) -> Vec<Value> {
+/// Applies `segs` to `doc`; `root` is what `$` means inside a filter.
+fn apply(segs: &[Seg], doc: &Value, root: &Value) -> Vec<Value> {
     let mut cur: Vec<&Value> = vec![doc];
     let owned: Vec<Value>;
     for (n, seg) in segs.iter().enumerate() {
-        if let Seg::Length = seg {
-            owned = cur
+        let made = match seg {
+            Seg::Length => cur
                 .iter()
                 .filter_map(|v| match v {
                     Value::Array(a) => Some(Value::from(a.len())),
@@ -173,15 +211,31 @@ fn apply(segs: &[Seg], doc: &Value) -> Vec<Value> {
                     Value::String(s) => Some(Value::from(s.chars().count())),
                     _ => None,
                 })
-                .collect();
-            let rest = &segs[n + 1..];
-            return owned.iter().flat_map(|v| apply(rest, v)).collect();
-        }
-        let mut next = Vec::new();
-        for v in cur {
-            step(seg, v, &mut next);
-        }
-        cur = next;
+                .collect(),
+            Seg::Keys(keys) => cur
+                .iter()
+                .filter_map(|v| v.as_object())
+                .map(|o| {
+                    let merged: Map<String, Value> = keys
+                        .iter()
+                        .filter_map(|k| Some((k.clone(), o.get(k)?.clone())))
+                        .collect();
+                    Value::Object(merged)
+                })
+                .collect(),
+            _ => {
+                let mut next = Vec::new();
+                for v in cur {
+                    step(seg, v, root, &mut next);
+                }
+                cur = next;
+                continue;
+            }
+        };
+        // A segment that makes new values: the rest applies to each of them.
+        owned = made;
+        let rest = &segs[n + 1..];
+        return owned.iter().flat_map(|v| apply(rest, v, root)).collect();
     }
     cur.into_iter().cloned().collect()
 }
@@ -191,7 +245,7 @@ fn norm_index(i: i64, len: usize) -> Option<usize> {
     usize::try_from(idx).ok().filter(|&x| x < len)
 }
 
-fn step<'a>(seg: &Seg, v: &'a Value, out: &mut Vec<&'a Value>) {
+fn step<'a>(seg: &Seg, v: &'a Value, root: &Value, out: &mut Vec<&'a Value>) {
     match seg {
         Seg::Key(k) => {
             if let Some(c) = v.as_object().and_then(|o| o.get(k)) {
@@ -224,21 +278,27 @@ fn step<'a>(seg: &Seg, v: &'a Value, out: &mut Vec<&'a Value>) {
                 }
             }
         }
-        Seg::Union(parts) => {
-            for p in parts {
-                step(p, v, out)
+        Seg::Indices(idx) => {
+            if let Some(a) = v.as_array() {
+                out.extend(idx.iter().filter_map(|&i| a.get(norm_index(i, a.len())?)));
+            }
+        }
+        Seg::Keys(keys) => {
+            // Only reached under `..`: each key's value, as Jayway's scan gives them.
+            if let Some(o) = v.as_object() {
+                out.extend(keys.iter().filter_map(|k| o.get(k)));
             }
         }
         Seg::Descend(inner) => {
-            fn walk<'a>(inner: &Seg, v: &'a Value, out: &mut Vec<&'a Value>) {
-                step(inner, v, out);
+            fn walk<'a>(inner: &Seg, v: &'a Value, root: &Value, out: &mut Vec<&'a Value>) {
+                step(inner, v, root, out);
                 match v {
-                    Value::Array(a) => a.iter().for_each(|c| walk(inner, c, out)),
-                    Value::Object(o) => o.values().for_each(|c| walk(inner, c, out)),
+                    Value::Array(a) => a.iter().for_each(|c| walk(inner, c, root, out)),
+                    Value::Object(o) => o.values().for_each(|c| walk(inner, c, root, out)),
                     _ => {}
                 }
             }
-            walk(inner, v, out)
+            walk(inner, v, root, out)
         }
         Seg::Filter(f) => {
             let items: Box<dyn Iterator<Item = &'a Value>> = match v {
@@ -247,7 +307,7 @@ fn step<'a>(seg: &Seg, v: &'a Value, out: &mut Vec<&'a Value>) {
                 _ => Box::new(std::iter::empty()),
             };
             for item in items {
-                if filter_matches(f, item) {
+                if filter_matches(f, item, root) {
                     out.push(item)
                 }
             }
@@ -256,21 +316,27 @@ fn step<'a>(seg: &Seg, v: &'a Value, out: &mut Vec<&'a Value>) {
     }
 }
 
-fn operand_value(o: &Operand, item: &Value) -> Option<Value> {
+fn operand_nodes(o: &Operand, item: &Value, root: &Value) -> Vec<Value> {
     match o {
-        Operand::Literal(v) => Some(v.clone()),
-        Operand::Current(segs) => apply(segs, item).into_iter().next(),
+        Operand::Literal(v) => vec![v.clone()],
+        Operand::Current(segs) => apply(segs, item, root),
+        Operand::Root(segs) => apply(segs, root, root),
     }
 }
 
-fn filter_matches(f: &Filter, item: &Value) -> bool {
+fn operand_value(o: &Operand, item: &Value, root: &Value) -> Option<Value> {
+    operand_nodes(o, item, root).into_iter().next()
+}
+
+fn filter_matches(f: &Filter, item: &Value, root: &Value) -> bool {
     match f {
-        Filter::Exists(segs) => !apply(segs, item).is_empty(),
-        Filter::And(a, b) => filter_matches(a, item) && filter_matches(b, item),
-        Filter::Or(a, b) => filter_matches(a, item) || filter_matches(b, item),
-        Filter::Not(a) => !filter_matches(a, item),
+        Filter::Exists(o) => !operand_nodes(o, item, root).is_empty(),
+        Filter::And(a, b) => filter_matches(a, item, root) && filter_matches(b, item, root),
+        Filter::Or(a, b) => filter_matches(a, item, root) || filter_matches(b, item, root),
+        Filter::Not(a) => !filter_matches(a, item, root),
         Filter::Cmp(l, op, r) => {
-            let (Some(l), Some(r)) = (operand_value(l, item), operand_value(r, item)) else {
+            let (Some(l), Some(r)) = (operand_value(l, item, root), operand_value(r, item, root))
+            else {
                 return false;
             };
             let ord = match (&l, &r) {
@@ -302,6 +368,8 @@ struct Parser<'a> {
     s: &'a [u8],
     i: usize,
     text: &'a str,
+    /// Set when the path parses but Jayway could not compile it.
+    unevaluable: Option<String>,
 }
 
 fn is_name_byte(b: u8) -> bool {
@@ -403,7 +471,10 @@ impl<'a> Parser<'a> {
                 None => break,
                 Some(b'.') => {
                     self.i += 1;
-                    if self.eat(b'.') {
+                    if self.peek() == Some(b'[') {
+                        // Jayway reads `$.[0]` as `$[0]`: a dot may precede a bracket.
+                        segs.push(self.bracket()?);
+                    } else if self.eat(b'.') {
                         let inner = if self.eat(b'*') {
                             Seg::Wildcard
                         } else if self.peek() == Some(b'[') {
@@ -491,17 +562,17 @@ impl<'a> Parser<'a> {
                 Seg::Filter(f)
             }
             Some(b'\'') | Some(b'"') => {
-                let mut keys = vec![Seg::Key(self.quoted()?)];
+                let mut keys = vec![self.quoted()?];
                 self.ws();
                 while self.eat(b',') {
                     self.ws();
-                    keys.push(Seg::Key(self.quoted()?));
+                    keys.push(self.quoted()?);
                     self.ws();
                 }
                 if keys.len() == 1 {
-                    keys.pop().unwrap_or(Seg::Wildcard)
+                    Seg::Key(keys.swap_remove(0))
                 } else {
-                    Seg::Union(keys)
+                    Seg::Keys(keys)
                 }
             }
             _ => {
@@ -511,16 +582,14 @@ impl<'a> Parser<'a> {
                     let c = if self.eat(b':') { self.int()? } else { None };
                     Seg::Slice(a, b, c)
                 } else if let Some(a) = a {
-                    let mut idx = vec![Seg::Index(a)];
+                    let mut idx = vec![a];
                     while self.eat(b',') {
-                        idx.push(Seg::Index(
-                            self.int()?.ok_or_else(|| self.err("expected an index"))?,
-                        ));
+                        idx.push(self.int()?.ok_or_else(|| self.err("expected an index"))?);
                     }
                     if idx.len() == 1 {
-                        idx.pop().unwrap_or(Seg::Wildcard)
+                        Seg::Index(a)
                     } else {
-                        Seg::Union(idx)
+                        Seg::Indices(idx)
                     }
                 } else {
                     return Err(
@@ -593,31 +662,55 @@ impl<'a> Parser<'a> {
                 Ok(Filter::Cmp(left, op, right))
             }
             None => match left {
-                Operand::Current(segs) => Ok(Filter::Exists(segs)),
                 Operand::Literal(_) => Err(self.err("expected a comparison")),
+                path => Ok(Filter::Exists(path)),
             },
         }
     }
 
+    /// The bare word at the cursor: up to a space, `)`, or an operator character.
+    fn word(&self) -> &'a [u8] {
+        let rest = &self.s[self.i..];
+        let end = rest
+            .iter()
+            .position(|b| b" )&|=!<>".contains(b))
+            .unwrap_or(rest.len());
+        &rest[..end]
+    }
+
     fn operand(&mut self) -> Result<Operand, PathError> {
         self.ws();
+        let word = self.word();
+        let keyword = match word {
+            b"true" => Some(Value::Bool(true)),
+            b"false" => Some(Value::Bool(false)),
+            b"null" => Some(Value::Null),
+            _ => None,
+        };
+        if let Some(v) = keyword {
+            self.i += word.len();
+            return Ok(Operand::Literal(v));
+        }
         match self.peek() {
             Some(b'@') => {
                 self.i += 1;
                 Ok(Operand::Current(self.segments(true)?))
             }
+            Some(b'$') => {
+                self.i += 1;
+                Ok(Operand::Root(self.segments(true)?))
+            }
             Some(b'\'') | Some(b'"') => Ok(Operand::Literal(Value::String(self.quoted()?))),
-            Some(b't') if self.s[self.i..].starts_with(b"true") => {
-                self.i += 4;
-                Ok(Operand::Literal(Value::Bool(true)))
-            }
-            Some(b'f') if self.s[self.i..].starts_with(b"false") => {
-                self.i += 5;
-                Ok(Operand::Literal(Value::Bool(false)))
-            }
-            Some(b'n') if self.s[self.i..].starts_with(b"null") => {
-                self.i += 4;
-                Ok(Operand::Literal(Value::Null))
+            Some(b) if b.is_ascii_alphabetic() || b == b'_' || b >= 0x80 => {
+                // `[?(@.code == es)]`: Jayway reads `es` as a number and cannot compile
+                // the filter, so the path fails wherever it is evaluated. AWS accepts
+                // the definition (corpus/validator-cases/EVIDENCE.md).
+                let w = String::from_utf8_lossy(word).into_owned();
+                self.i += word.len();
+                self.unevaluable.get_or_insert_with(|| {
+                    format!("the filter compares with {w:?}, which is neither a path nor a quoted string, a number, true, false or null")
+                });
+                Ok(Operand::Literal(Value::String(w)))
             }
             _ => {
                 let start = self.i;
@@ -664,6 +757,78 @@ mod tests {
         assert_eq!(sel("$.missing", doc.clone()), None);
         assert_eq!(sel("$.missing[*].x", doc.clone()), Some(json!([])));
         assert_eq!(sel("$.a.b.length()", doc), Some(json!(3)));
+    }
+
+    /// Forms Jayway JsonPath (and so AWS) accepts, with Jayway's results.
+    #[test]
+    fn jayway_forms() {
+        let doc = json!({
+            "Snapshots": [{"State": "ok"}, {"State": "gone"}],
+            "agent_id": "w2",
+            "workers": [{"workerId": "w1", "n": 1}, {"workerId": "w2", "n": 2}],
+            "objs": [{"bucket": "b", "key": "k", "size": 1}, {"bucket": "c"}, 7],
+        });
+        assert_eq!(sel("$.[0]", json!([1, 2])), Some(json!(1)));
+        assert_eq!(sel("$.Snapshots.[0].State", doc.clone()), Some(json!("ok")));
+        assert_eq!(
+            sel("$.[?(@.x > 0)]", json!([{"x": 1}, {"x": 0}])),
+            Some(json!([{"x": 1}]))
+        );
+        // Several keys as the last segment: one object per node, with the keys it has.
+        assert_eq!(
+            sel("$.objs.[*].['bucket','key']", doc.clone()),
+            Some(json!([{"bucket": "b", "key": "k"}, {"bucket": "c"}]))
+        );
+        assert_eq!(
+            sel("$['agent_id','nope']", doc.clone()),
+            Some(json!({"agent_id": "w2"}))
+        );
+        assert_eq!(
+            sel("$.objs[0,2]", doc.clone()),
+            Some(json!([doc["objs"][0], 7]))
+        );
+        // `$` inside a filter is the root of the document being queried.
+        assert_eq!(
+            sel("$.workers[?(@.workerId == $.agent_id)].n", doc.clone()),
+            Some(json!([2]))
+        );
+        assert_eq!(
+            sel("$.workers[?($.agent_id)].n", doc.clone()),
+            Some(json!([1, 2]))
+        );
+        assert_eq!(sel("$.workers[?($.nope)].n", doc.clone()), Some(json!([])));
+        // Trailing spaces are trimmed; the text stays as written.
+        let p = Path::parse("$$.Execution.Name ").unwrap();
+        assert_eq!(p.root(), &Root::Context);
+        assert_eq!(p.text(), "$$.Execution.Name ");
+        assert_eq!(
+            p.select(&json!({"Execution": {"Name": "x"}})),
+            Some(json!("x"))
+        );
+    }
+
+    /// Paths AWS accepts in a definition that Jayway cannot compile: they parse, and
+    /// never evaluate.
+    #[test]
+    fn unevaluable_paths() {
+        for text in [
+            "$.langs[?(@.TargetLanguageCode==es)]",
+            "$.a[?(@.OutputKey == FooBar)].OutputValue",
+            "$.a[?(@.name==ecs.availability-zone)].value",
+            "$.a[?(FooBar == @.x)]",
+            "$['a','b'].c",
+        ] {
+            let p = Path::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert!(p.unevaluable().is_some(), "{text}");
+            assert_eq!(p.select(&json!({"a": [{"x": 1}]})), None, "{text}");
+        }
+        for text in [
+            "$.a[?(@.x == true)]",
+            "$.a[?(@.x == null)]",
+            "$.a[?(@.x == 'es')]",
+        ] {
+            assert_eq!(Path::parse(text).unwrap().unevaluable(), None, "{text}");
+        }
     }
 
     #[test]

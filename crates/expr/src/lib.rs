@@ -156,6 +156,12 @@ impl Scope<'_> {
 
     /// Resolves a path that must match, with AWS's error for a field that does not.
     pub fn resolve_field(&self, path: &Path, field: &str) -> Result<Value, Failure> {
+        if let Some(why) = path.unevaluable() {
+            return Err(Failure::runtime(format!(
+                "Invalid path '{}' : {why}",
+                path.text()
+            )));
+        }
         self.resolve(path).ok_or_else(|| {
             let source = match path.root() {
                 Root::Context => self.context,

@@ -62,6 +62,17 @@ impl Template {
                 let mut fields = Vec::with_capacity(m.len());
                 for (k, child) in m {
                     let cptr = format!("{ptr}/{}", escape_pointer(k));
+                    // `a` and `a.$` would both write `a`: the ASL spec forbids it.
+                    if let (Lang::JsonPath, Some(name)) = (lang, k.strip_suffix(".$")) {
+                        if m.contains_key(name) {
+                            problems.push((
+                                cptr.clone(),
+                                format!(
+                                    "the field {name:?} is given twice: as {name:?} and as {k:?}"
+                                ),
+                            ));
+                        }
+                    }
                     match (lang, k.strip_suffix(".$")) {
                         (Lang::JsonPath, Some(name)) => {
                             let t = match child.as_str() {
@@ -186,5 +197,29 @@ mod tests {
             problems.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(),
             ["/P/a.$", "/P/b/c.$"]
         );
+    }
+
+    #[test]
+    fn a_field_and_its_path_form_are_one_field_too_many() {
+        let mut problems = Vec::new();
+        Template::compile(
+            &json!({"a": {"c": 1, "c.$": "$.x"}, "b": [{"t.$": "$", "t": 2}], "u.$": "$"}),
+            Lang::JsonPath,
+            "/P",
+            &mut problems,
+        );
+        assert_eq!(
+            problems.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(),
+            ["/P/a/c.$", "/P/b/0/t.$"]
+        );
+        // In JSONata, `.$` means nothing.
+        problems.clear();
+        Template::compile(
+            &json!({"c": 1, "c.$": 2}),
+            Lang::Jsonata,
+            "/A",
+            &mut problems,
+        );
+        assert!(problems.is_empty());
     }
 }

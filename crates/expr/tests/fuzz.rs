@@ -32,6 +32,14 @@ const CORPUS: &[&str] = &[
     "States.Hash('x', 'NOPE')",
     "States.Format('\\",
     "States.ArrayRange(0, 100000, 1)",
+    "States.StringToJson(\u{1f574}$.result)",
+    "$.[0]",
+    "$.a[?(@.b == $.c)]",
+    "$.a[?(@.b == word)]",
+    "$.a[?(@.b == wörd)]",
+    "$['a','b'].c",
+    "$.[*].['a','b']",
+    "$.a ",
 ];
 
 fn exercise(s: &str) {
