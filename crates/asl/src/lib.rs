@@ -3,6 +3,7 @@
 //! Architecture invariant: parsing never stops at the first problem. [`parse`] returns
 //! the model it could build together with **every** diagnostic, each with a JSON pointer.
 
+mod express;
 pub mod identity;
 mod parse;
 mod resource;
@@ -16,6 +17,7 @@ use shoal_expr::template::{Lang, Template};
 use shoal_expr::Path;
 use std::sync::Arc;
 
+pub use express::express_diagnostics;
 pub use parse::{parse, parse_value, substitute, Parsed};
 pub use resource::{Pattern, Resource};
 pub use status::{ExecutionStatus, UnknownStatus};

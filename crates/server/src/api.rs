@@ -15,6 +15,14 @@ const MAX_INPUT: usize = 256 * 1024;
 
 type R<T = Value> = Result<T, ApiError>;
 
+/// The EXPRESS-only rules, on a definition's text (JSON; a YAML one has no such rule
+/// checked here).
+fn express_diagnostics(text: &str) -> Vec<shoal_asl::Diagnostic> {
+    serde_json::from_str::<Value>(text)
+        .map(|v| shoal_asl::express_diagnostics(&v))
+        .unwrap_or_default()
+}
+
 fn secs(ms: i64) -> Value {
     serde_json::Number::from_f64(ms as f64 / 1000.0).map_or(Value::Null, Value::Number)
 }
@@ -255,7 +263,11 @@ impl Server {
                         "Member must have length less than or equal to 1048576",
                     ));
                 }
-                Ok(shoal_asl::parse(def).validation_report())
+                let mut parsed = shoal_asl::parse(def);
+                if opt_str(p, "type")? == Some("EXPRESS") {
+                    parsed.diagnostics.extend(express_diagnostics(def));
+                }
+                Ok(parsed.validation_report())
             }
             "TestState" => self.test_state(p).await,
             "ListMapRunFailures" => self.list_failures(p),
@@ -277,7 +289,9 @@ impl Server {
         })
     }
 
-    fn definition(p: &Value) -> R<String> {
+    /// The request's definition with its substitutions made, refused with AWS's
+    /// message when it is not valid for a machine of this type.
+    fn definition(p: &Value, express: bool) -> R<String> {
         let def = req_str(p, "definition")?;
         if def.len() > MAX_DEFINITION {
             return Err(validation(
@@ -306,14 +320,29 @@ impl Server {
             }
         };
         let text = shoal_asl::substitute(def, subs);
-        let parsed = shoal_asl::parse(&text);
+        let mut parsed = shoal_asl::parse(&text);
+        if express {
+            parsed.diagnostics.extend(express_diagnostics(&text));
+        }
         if !parsed.is_valid() {
-            let problems: Vec<String> = parsed.diagnostics.iter().map(|d| d.to_string()).collect();
+            // AWS: 'CODE: message at /pointer', one per problem.
+            let problems: Vec<String> = parsed
+                .diagnostics
+                .iter()
+                .map(|d| {
+                    let at = if d.pointer.is_empty() {
+                        "/"
+                    } else {
+                        &d.pointer
+                    };
+                    format!("{}: {} at {at}", d.code, d.message)
+                })
+                .collect();
             return Err(ApiError::new(
                 "InvalidDefinition",
                 format!(
                     "Invalid State Machine Definition: '{}'",
-                    problems.join("; ")
+                    problems.join(", ")
                 ),
             ));
         }
@@ -323,9 +352,9 @@ impl Server {
     fn create_state_machine(&self, p: &Value) -> R {
         let name = req_str(p, "name")?;
         check_name(name)?;
-        let definition = Self::definition(p)?;
         let role = opt_str(p, "roleArn")?.unwrap_or("arn:aws:iam::123456789012:role/shoal");
         let kind = opt_str(p, "type")?.unwrap_or("STANDARD");
+        let definition = Self::definition(p, kind == "EXPRESS")?;
         if !matches!(kind, "STANDARD" | "EXPRESS") {
             return Err(validation(
                 "type",
@@ -360,10 +389,10 @@ impl Server {
 
     fn update_state_machine(&self, p: &Value) -> R {
         let arn = req_str(p, "stateMachineArn")?;
-        self.machine(arn)?;
+        let machine = self.machine(arn)?;
         let definition = match p.get("definition") {
             None | Some(Value::Null) => None,
-            Some(_) => Some(Self::definition(p)?),
+            Some(_) => Some(Self::definition(p, machine.kind == "EXPRESS")?),
         };
         let now = self.runtime.now_ms();
         self.db
