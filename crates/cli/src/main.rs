@@ -130,6 +130,10 @@ enum Cmd {
         /// Print the result as AWS's ValidateStateMachineDefinition JSON.
         #[arg(long)]
         json: bool,
+        /// Validate for an EXPRESS machine, which AWS refuses `.sync` and
+        /// `.waitForTaskToken` integrations in.
+        #[arg(long)]
+        express: bool,
     },
     /// Run one execution to completion, in-process.
     Run {
@@ -229,8 +233,20 @@ fn read_definition(path: &PathBuf, subs: &[String]) -> Result<String> {
 
 fn real_main(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
-        Cmd::Validate { definition, json } => {
-            let parsed = shoal_asl::parse(&read_definition(&definition, &[])?);
+        Cmd::Validate {
+            definition,
+            json,
+            express,
+        } => {
+            let text = read_definition(&definition, &[])?;
+            let mut parsed = shoal_asl::parse(&text);
+            if express {
+                if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                    parsed
+                        .diagnostics
+                        .extend(shoal_asl::express_diagnostics(&v));
+                }
+            }
             if json {
                 println!("{}", parsed.validation_report());
             } else {

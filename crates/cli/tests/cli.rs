@@ -58,6 +58,20 @@ fn validate_reports_every_problem_with_pointers() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["result"], "FAIL");
     assert_eq!(v["diagnostics"][0]["location"], "/States/A/Extra");
+
+    // A callback is valid in a STANDARD machine and not in an EXPRESS one.
+    let callback = write(
+        dir.path(),
+        "callback.json",
+        r#"{"StartAt":"W","States":{"W":{"Type":"Task","Resource":"arn:aws:states:::sqs:sendMessage.waitForTaskToken","End":true}}}"#,
+    );
+    assert_eq!(shoal(&["validate", &callback]).status.code(), Some(0));
+    let o = shoal(&["validate", &callback, "--express"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stdout(&o).trim_end(),
+        "/States/W/Resource: Express state machine does not support '.waitForTaskToken' service integration"
+    );
 }
 
 #[test]
