@@ -117,7 +117,10 @@ check(t["status"] == "SUCCEEDED" and json.loads(t["output"]) == {"b": 5} and t["
 t = sfn.test_state(definition=json.dumps({"Type": "Fail", "Error": "Oops", "Cause": "why"}), roleArn="r")
 check(t["status"] == "FAILED" and t["error"] == "Oops", f"TestState failing: {t}")
 check(machine("cli", definition).endswith(":stateMachine:cli"), "identical CreateStateMachine answers the existing machine")
-names = [m["name"] for m in sfn.list_state_machines()["stateMachines"]]
+listed = sfn.list_state_machines()
+# boto3 reads the request id from x-amzn-RequestId.
+check(len(listed["ResponseMetadata"].get("RequestId", "")) == 36, "a request id on every response")
+names = [m["name"] for m in listed["stateMachines"]]
 check("cli" in names, f"list machines {names}")
 execs = sfn.list_executions(stateMachineArn=f"{ACCT}:stateMachine:cli")["executions"]
 check([e["name"] for e in execs] == ["first"], f"list executions {execs}")

@@ -336,8 +336,26 @@ impl Server {
         }
     }
 
-    /// One request, from bytes to bytes. Never panics on any input.
+    /// One request, from bytes to bytes. Never panics on any input. Every response
+    /// carries an `x-amzn-RequestId`, which the SDKs report as the request id.
     pub async fn handle(
+        self: &Arc<Self>,
+        method: &str,
+        uri: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Response {
+        let mut r = self.respond(method, uri, headers, body).await;
+        if !r.headers.iter().any(|(k, _)| *k == "x-amzn-requestid") {
+            r.headers.push((
+                "x-amzn-requestid",
+                shoal_expr::uuid_v4(&self.runtime.entropy()),
+            ));
+        }
+        r
+    }
+
+    async fn respond(
         self: &Arc<Self>,
         method: &str,
         uri: &str,

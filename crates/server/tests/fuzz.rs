@@ -142,6 +142,7 @@ proptest! {
         headers.extend(extra.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)));
         let reply = rt.block_on(server.handle(method, path, &headers, &body));
         prop_assert!((200..500).contains(&reply.status), "{} {method} {path} {op}: {}", reply.status, String::from_utf8_lossy(&reply.body));
+        prop_assert!(reply.headers.iter().any(|(k, v)| *k == "x-amzn-requestid" && !v.is_empty()), "no request id");
         if reply.status >= 400 {
             let v: Value = serde_json::from_slice(&reply.body).expect("errors are JSON");
             prop_assert!(v["__type"].is_string() && v["message"].is_string(), "{v}");
