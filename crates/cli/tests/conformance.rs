@@ -57,6 +57,22 @@ fn engine(shoal: &str, lambda: bool) -> String {
     format!("{shoal} run {{definition}} --input @{{input}} --buckets {{buckets}}{config} --json")
 }
 
+/// `python3` resolved once to the interpreter itself: a version manager's shim (pyenv's
+/// is a bash script) doubled each case's start-up time.
+fn python3() -> &'static str {
+    static PYTHON: OnceLock<String> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "python3".to_string())
+    })
+}
+
 /// The interpreter with awslambdaric for the cases' functions, checked once.
 fn lambda_python() -> Result<&'static str, &'static String> {
     static PYTHON: OnceLock<Result<String, String>> = OnceLock::new();
@@ -105,7 +121,7 @@ fn check(root: &str, path: &Path, lambda: bool) -> datatest_stable::Result<()> {
     std::fs::create_dir_all(&tmp)?;
 
     let engine = engine(&sh_quote(env!("CARGO_BIN_EXE_shoal")), lambda);
-    let mut cmd = Command::new("python3");
+    let mut cmd = Command::new(python3());
     cmd.arg(runner());
     if lambda {
         let python = lambda_python().map_err(|e| Failure(e.clone()))?;
