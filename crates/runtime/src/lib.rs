@@ -62,6 +62,8 @@ pub struct Options {
     pub fleet: Option<Arc<dyn Remote>>,
 }
 
+const MILLENNIUM_MS: i64 = 1000 * 365 * 24 * 3600 * 1000;
+
 pub struct Runtime {
     buckets: Option<Arc<Buckets>>,
     tasks: Arc<Tasks>,
@@ -109,8 +111,13 @@ impl Runtime {
         self.start_wall_ms + self.t0.elapsed().as_millis() as i64
     }
 
+    /// When a timer set for `at_ms` fires; one past what the clock can hold fires in
+    /// a thousand years, which is never.
     fn instant(&self, at_ms: i64) -> Instant {
-        self.t0 + std::time::Duration::from_millis((at_ms - self.start_wall_ms).max(0) as u64)
+        let after = at_ms
+            .saturating_sub(self.start_wall_ms)
+            .clamp(0, MILLENNIUM_MS);
+        self.t0 + std::time::Duration::from_millis(after as u64)
     }
 
     /// A fresh, independent random stream.
@@ -398,9 +405,10 @@ impl Runtime {
                     } if Tasks::handles(&resource) => {
                         let tasks = self.tasks.clone();
                         let request_id = shoal_expr::uuid_v4(&self.entropy());
+                        // The engine holds it to AWS's limits; a duration it is not means none.
                         let timeout = timeout_seconds
                             .filter(|t| *t > 0.0)
-                            .map(std::time::Duration::from_secs_f64);
+                            .and_then(|t| std::time::Duration::try_from_secs_f64(t).ok());
                         calls.push(Box::pin(async move {
                             match tasks.run(&resource, input, timeout, request_id).await {
                                 Ok(output) => Event::TaskSucceeded { id, output },
