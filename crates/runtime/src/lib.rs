@@ -264,12 +264,16 @@ impl Runtime {
         let db = self.db.clone().ok_or(Error::NoStore)?;
         let rec = db.execution(execution)?;
         let done = match rec.status {
-            ExecutionStatus::Succeeded => Some(Outcome::Succeeded(
-                rec.output
-                    .as_deref()
-                    .and_then(|o| serde_json::from_str(o).ok())
-                    .unwrap_or_default(),
-            )),
+            ExecutionStatus::Succeeded => {
+                let output = rec.output.as_deref().map(serde_json::from_str::<Value>);
+                let Some(Ok(output)) = output else {
+                    return Err(Error::Damaged {
+                        arn: rec.arn,
+                        message: "it SUCCEEDED without a JSON output".into(),
+                    });
+                };
+                Some(Outcome::Succeeded(output))
+            }
             ExecutionStatus::Running => None,
             _ => Some(Outcome::Failed(Failure {
                 error: rec.error.clone().unwrap_or_default(),
@@ -298,7 +302,10 @@ impl Runtime {
                     .unwrap_or_default(),
             });
         };
-        let input: Value = serde_json::from_str(&rec.input).unwrap_or_default();
+        let input: Value = serde_json::from_str(&rec.input).map_err(|e| Error::Damaged {
+            arn: rec.arn.clone(),
+            message: format!("its input is not JSON: {e}"),
+        })?;
         let mut info = ExecutionInfo::local(
             &rec.state_machine_name,
             &rec.name,
@@ -310,8 +317,17 @@ impl Runtime {
         info.state_machine_arn = rec.state_machine_arn.clone();
         info.redrive_count =
             rec.redrive_count + u32::from(redrive && rec.status != ExecutionStatus::Running);
-        let mut entries = db.journal(&rec.arn)?;
         let redriving = redrive && rec.status != ExecutionStatus::Running;
+        // A map run that resumes must be able to: refuse a damaged one before anything
+        // is written.
+        for m in db.map_runs(&rec.arn)? {
+            let resumes = m.status == "RUNNING"
+                || (redriving && matches!(m.status.as_str(), "FAILED" | "ABORTED"));
+            if resumes {
+                durable::load_checkpoint(&*db, &m, false)?;
+            }
+        }
+        let mut entries = db.journal(&rec.arn)?;
         if redriving && rec.status != ExecutionStatus::Aborted {
             // The last event is the one that failed the execution: it is taken back.
             if let Some(last) = entries.pop() {
@@ -340,6 +356,16 @@ impl Runtime {
         }
         if redriving {
             let stored = db.history(&rec.arn)?.last().map_or(0, |h| h.id);
+            // The replay made as many events as the stored history holds, or fewer.
+            let offset = (stored + 1)
+                .checked_sub(exec.history().len() as u64)
+                .ok_or_else(|| Error::Damaged {
+                    arn: rec.arn.clone(),
+                    message: format!(
+                        "its history ends at event {stored}, but its journal replays {} events",
+                        exec.history().len()
+                    ),
+                })?;
             let now = self.now_ms();
             db.append(
                 &rec.arn,
@@ -351,7 +377,7 @@ impl Runtime {
                     details: serde_json::json!({"redriveCount": rec.redrive_count + 1}).to_string(),
                 }],
             );
-            journal.history_offset = stored + 1 - exec.history().len() as u64;
+            journal.history_offset = offset;
             db.redrive_execution(&rec.arn, now, journal.history_offset)?;
         }
         self.drive_from(&mut exec, VecDeque::new(), replayed.open, Some(journal))

@@ -142,3 +142,35 @@ async fn resuming_a_finished_execution_answers_its_outcome() {
         "{again:?}"
     );
 }
+
+/// A map run row that does not hold what shoal wrote stops the resume before anything
+/// runs or is written, with an error that names the execution.
+#[tokio::test(start_paused = true)]
+async fn a_damaged_map_run_row_stops_a_resume_and_is_left_as_it_is() {
+    let db: Arc<dyn Store> = Arc::new(shoal_store::Memory::new());
+    let rt = runtime(Some(db.clone()));
+    let cut = tokio::time::timeout(Duration::from_secs(13), start(&rt, "damaged")).await;
+    assert!(cut.is_err(), "still running in its map run");
+    db.flush().unwrap();
+    let arn = db.execution("damaged").unwrap().arn;
+    let mut row = db.map_runs(&arn).unwrap().pop().expect("a map run row");
+    assert_eq!(row.status, "RUNNING");
+    row.checkpoint = Some("{\"done\":".into());
+    db.put_map_run(row.clone());
+    db.flush().unwrap();
+    let journal = db.journal(&arn).unwrap();
+
+    let err = runtime(Some(db.clone()))
+        .resume("damaged", false)
+        .await
+        .expect_err("a damaged checkpoint is refused");
+    assert!(matches!(err, shoal_runtime::Error::MapRun { .. }), "{err}");
+    assert!(err.to_string().contains(&arn), "{err}");
+    db.flush().unwrap();
+    assert_eq!(db.journal(&arn).unwrap(), journal);
+    assert_eq!(db.map_runs(&arn).unwrap(), vec![row]);
+    assert_eq!(
+        db.execution(&arn).unwrap().status,
+        shoal_store::ExecutionStatus::Running
+    );
+}
