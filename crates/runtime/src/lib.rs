@@ -328,12 +328,11 @@ impl Runtime {
             }
         }
         let mut entries = db.journal(&rec.arn)?;
-        if redriving && rec.status != ExecutionStatus::Aborted {
-            // The last event is the one that failed the execution: it is taken back.
-            if let Some(last) = entries.pop() {
-                db.truncate_journal(&rec.arn, last.seq)?;
-            }
-        }
+        // The last event is the one that failed the execution: it is taken back, from
+        // the store too once the replay has shown the rest is sound.
+        let taken_back = (redriving && rec.status != ExecutionStatus::Aborted)
+            .then(|| entries.pop())
+            .flatten();
         let mut exec = Execution::new(
             Arc::new(machine),
             info,
@@ -341,6 +340,26 @@ impl Runtime {
             Box::new(SplitMix::new(rec.seed)),
         );
         let replayed = durable::replay(&mut exec, &rec.arn, &entries)?;
+        // A redrive's history goes on after the stored one, which holds at least the
+        // events the replay made.
+        let stored_history = if redriving {
+            let stored = db.history(&rec.arn)?.last().map_or(0, |h| h.id);
+            let offset = (stored + 1)
+                .checked_sub(exec.history().len() as u64)
+                .ok_or_else(|| Error::Damaged {
+                    arn: rec.arn.clone(),
+                    message: format!(
+                        "its history ends at event {stored}, but its journal replays {} events",
+                        exec.history().len()
+                    ),
+                })?;
+            Some((stored, offset))
+        } else {
+            None
+        };
+        if let Some(last) = taken_back {
+            db.truncate_journal(&rec.arn, last.seq)?;
+        }
         let mut journal = Journal {
             db: db.clone(),
             arn: rec.arn.clone(),
@@ -354,18 +373,7 @@ impl Runtime {
             db.flush()?;
             return Ok(o);
         }
-        if redriving {
-            let stored = db.history(&rec.arn)?.last().map_or(0, |h| h.id);
-            // The replay made as many events as the stored history holds, or fewer.
-            let offset = (stored + 1)
-                .checked_sub(exec.history().len() as u64)
-                .ok_or_else(|| Error::Damaged {
-                    arn: rec.arn.clone(),
-                    message: format!(
-                        "its history ends at event {stored}, but its journal replays {} events",
-                        exec.history().len()
-                    ),
-                })?;
+        if let Some((stored, offset)) = stored_history {
             let now = self.now_ms();
             db.append(
                 &rec.arn,
