@@ -14,6 +14,10 @@ use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+/// The longest Task timeout, heartbeat or Wait AWS accepts, in seconds; the parser
+/// holds literals to it, and evaluation holds paths and expressions to it.
+const MAX_SECONDS: f64 = 99_999_999.0;
+
 /// How an execution runs.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
@@ -252,7 +256,9 @@ impl Execution {
                     self.timeout_timer = Some(id);
                     self.effects.push(Effect::Timer {
                         id,
-                        fire_at_ms: now_ms + t as i64 * 1000,
+                        fire_at_ms: now_ms.saturating_add(
+                            i64::try_from(t).unwrap_or(i64::MAX).saturating_mul(1000),
+                        ),
                     });
                 }
                 self.ready.push_back(0);
@@ -819,14 +825,21 @@ impl Execution {
                     Some(p) => self.scope_eval(fid, &effective, &ctx, |s| p.eval(s))?,
                     None => effective.clone().into_owned(),
                 };
-                let timeout_seconds =
-                    self.num(fid, timeout.as_ref(), &effective, &ctx, "TimeoutSeconds")?;
-                let heartbeat_seconds = self.num(
+                let timeout_seconds = self.seconds(
+                    fid,
+                    timeout.as_ref(),
+                    &effective,
+                    &ctx,
+                    "TimeoutSeconds",
+                    false,
+                )?;
+                let heartbeat_seconds = self.seconds(
                     fid,
                     heartbeat.as_ref(),
                     &effective,
                     &ctx,
                     "HeartbeatSeconds",
+                    false,
                 )?;
                 let id = self.effect_id();
                 self.record(
@@ -923,16 +936,15 @@ impl Execution {
         let now = self.now_ms;
         let fire_at_ms = match wait {
             WaitFor::Seconds(n) => {
-                now + (self
-                    .num(fid, Some(n), input, ctx, "Seconds")?
-                    .unwrap_or(0.0)
-                    * 1000.0) as i64
+                let secs = self.seconds(fid, Some(n), input, ctx, "Seconds", true)?;
+                now.saturating_add((secs.unwrap_or(0.0) * 1000.0) as i64)
             }
             WaitFor::SecondsPath(p) => {
                 let v = self.wait_path(fid, p, input, ctx, "SecondsPath")?;
                 match v.as_f64() {
                     Some(n) if n < 0.0 => return Err(Failure::runtime(format!("The SecondsPath parameter references a negative value: {} == {}", p.text(), compact(&v)))),
-                    Some(n) if n.fract() == 0.0 => now + n as i64 * 1000,
+                    Some(n) if n > MAX_SECONDS => return Err(Failure::runtime(format!("The SecondsPath parameter references a value over {MAX_SECONDS} seconds: {} == {}", p.text(), compact(&v)))),
+                    Some(n) if n.fract() == 0.0 => now.saturating_add(n as i64 * 1000),
                     _ => return Err(Failure::runtime(format!("The SecondsPath parameter does not reference a valid integer value: {} == {}", p.text(), compact(&v)))),
                 }
             }
@@ -1026,22 +1038,33 @@ impl Execution {
         }
     }
 
-    fn num(
+    /// A Task's timeout or heartbeat, or a Wait's seconds: a number up to
+    /// [`MAX_SECONDS`], above 0 (or from 0 with `zero`). Anything else fails the state
+    /// with `States.Runtime` naming the field: it never reaches a clock.
+    fn seconds(
         &self,
         fid: FrameId,
         n: Option<&Num>,
         input: &Value,
         ctx: &Value,
         field: &str,
+        zero: bool,
     ) -> Result<Option<f64>, Failure> {
         let Some(n) = n else { return Ok(None) };
         let v = self.num_value(fid, n, input, ctx, field)?;
-        v.as_f64().map(Some).ok_or_else(|| {
-            Failure::runtime(format!(
-                "The {field} field refers to value \"{}\" which is not a valid number",
-                plain(&v)
-            ))
-        })
+        let low_ok = |s: f64| if zero { s >= 0.0 } else { s > 0.0 };
+        if let Some(s) = v.as_f64().filter(|s| low_ok(*s) && *s <= MAX_SECONDS) {
+            return Ok(Some(s));
+        }
+        let (field, path) = match n {
+            Num::Path(p) => (format!("{field}Path"), format!(": {}", p.text())),
+            _ => (field.to_string(), String::new()),
+        };
+        let low = if zero { "from 0" } else { "above 0" };
+        Err(Failure::runtime(format!(
+            "The {field} field refers to value \"{}\" which is not a valid number of seconds ({low}, at most {MAX_SECONDS}){path}",
+            plain(&v)
+        )))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1516,7 +1539,7 @@ impl Execution {
                     let id = self.effect_id();
                     self.effects.push(Effect::Timer {
                         id,
-                        fire_at_ms: self.now_ms + delay,
+                        fire_at_ms: self.now_ms.saturating_add(delay),
                     });
                     self.waiting.insert(id, fid);
                     self.frames[fid].status = Status::Waiting(Wait::Timer(AfterTimer::Retry));

@@ -610,18 +610,22 @@ impl DoneSet {
         json!({"low": self.low, "above": self.above, "redo": self.redo})
     }
 
-    pub fn from_json(v: &Value) -> DoneSet {
+    /// Reads what [`DoneSet::to_json`] wrote; `Err` names the first key that is not.
+    pub fn from_json(v: &Value) -> Result<DoneSet, String> {
         let set = |k: &str| {
             v.get(k)
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_u64).collect())
-                .unwrap_or_default()
+                .and_then(|a| a.iter().map(Value::as_u64).collect::<Option<_>>())
+                .ok_or_else(|| format!("done.{k} is not a list of child indexes"))
         };
-        DoneSet {
-            low: v.get("low").and_then(Value::as_u64).unwrap_or(0),
-            above: set("above"),
-            redo: set("redo"),
-        }
+        Ok(DoneSet {
+            low: v
+                .get("low")
+                .and_then(Value::as_u64)
+                .ok_or("done.low is not a child index")?,
+            above: set("above")?,
+            redo: set("redo")?,
+        })
     }
 }
 

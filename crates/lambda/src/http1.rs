@@ -6,22 +6,56 @@
 //! reads a request into one reused buffer and writes each response with one call.
 //! It speaks what Runtime API clients send: Content-Length or chunked bodies,
 //! `Expect: 100-continue`, keep-alive and `Connection: close`, pipelined requests.
+//! A client that falls silent or trickles is cut off (see [`Limits`]).
 
 use bytes::{Buf, Bytes, BytesMut};
 use std::io;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// Larger heads get 431; larger bodies 413 (S3's limit for one PutObject).
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 5 << 30;
 /// Bodies up to this size are copied behind the head; larger ones go out by writev.
 const COPY_BODY: usize = 4 * 1024;
+/// A body, in or out, gets a second per this many bytes on top of [`Limits::request`]:
+/// slow enough for any honest client, and a 5 GiB PutObject still ends.
+const BODY_RATE: usize = 1 << 20;
+
+/// How long a client may keep the connection waiting on it.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Between requests: silent this long, the connection is closed. `None`: no limit.
+    pub idle: Option<Duration>,
+    /// From a request's first byte to the end of its head and body (408 after that),
+    /// and for writing a response; bodies get a second per MiB more.
+    pub request: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            idle: Some(Duration::from_secs(60)),
+            request: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Time for `n` body bytes on top of [`Limits::request`].
+fn body_time(n: usize) -> Duration {
+    Duration::from_secs((n / BODY_RATE) as u64)
+}
 
 /// Serves each connection of `listener` with `serve`, until the listener fails or
 /// the task is dropped (which drops the connections too).
-pub async fn accept<S, F, Fut>(listener: tokio::net::TcpListener, state: S, serve: F)
-where
+pub async fn accept<S, F, Fut>(
+    listener: tokio::net::TcpListener,
+    limits: Limits,
+    state: S,
+    serve: F,
+) where
     S: Clone,
     F: Fn(Conn, S) -> Fut,
     Fut: std::future::Future<Output = io::Result<()>> + Send + 'static,
@@ -29,7 +63,7 @@ where
     let mut conns = tokio::task::JoinSet::new();
     while let Ok((stream, _)) = listener.accept().await {
         while conns.try_join_next().is_some() {}
-        conns.spawn(serve(Conn::new(stream), state.clone()));
+        conns.spawn(serve(Conn::new(stream, limits), state.clone()));
     }
 }
 
@@ -38,6 +72,9 @@ pub struct Conn {
     buf: BytesMut,
     out: Vec<u8>,
     close: bool,
+    limits: Limits,
+    /// When the read under way gives up; `None`: never.
+    deadline: Option<Instant>,
 }
 
 /// What the request head said about its body and the connection.
@@ -49,7 +86,7 @@ struct Framing {
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream) -> Conn {
+    pub fn new(stream: TcpStream, limits: Limits) -> Conn {
         // Request/response over loopback: never hold a small write back for an ACK.
         let _ = stream.set_nodelay(true);
         Conn {
@@ -57,7 +94,24 @@ impl Conn {
             buf: BytesMut::with_capacity(8 * 1024),
             out: Vec::with_capacity(1024),
             close: false,
+            limits,
+            deadline: None,
         }
+    }
+
+    /// Reads what the client sent into `buf`; `TimedOut` past the deadline.
+    async fn read_more(&mut self) -> io::Result<usize> {
+        let read = self.stream.read_buf(&mut self.buf);
+        match self.deadline {
+            None => read.await,
+            Some(at) => tokio::time::timeout_at(at, read)
+                .await
+                .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
+        }
+    }
+
+    fn request_deadline(&self) -> Option<Instant> {
+        Some(Instant::now() + self.limits.request)
     }
 
     /// Whether the last request asked to close the connection after its response.
@@ -66,12 +120,19 @@ impl Conn {
     }
 
     /// Reads the next request: `see` picks what the caller needs from its head, and
-    /// the body comes whole. `None` when the client closed between requests. A
-    /// malformed request is answered (400, 413, 431) and ends the connection.
+    /// the body comes whole. `None` when the client closed or fell silent between
+    /// requests. A malformed or late request is answered (400, 408, 413, 431) and ends
+    /// the connection.
     pub async fn read_request<R>(
         &mut self,
         see: impl FnOnce(&httparse::Request<'_, '_>) -> R,
     ) -> io::Result<Option<(R, Bytes)>> {
+        // A pipelined request is under way already; otherwise the client may be idle.
+        self.deadline = if self.buf.is_empty() {
+            self.limits.idle.map(|d| Instant::now() + d)
+        } else {
+            self.request_deadline()
+        };
         let (seen, framing, head_len) = loop {
             if !self.buf.is_empty() {
                 // As many as hyper allows: S3 clients send a dozen, plus user metadata.
@@ -89,11 +150,20 @@ impl Conn {
                     Err(_) => return self.refuse("400 Bad Request").await,
                 }
             }
-            if self.stream.read_buf(&mut self.buf).await? == 0 {
-                if self.buf.is_empty() {
-                    return Ok(None);
+            let idle = self.buf.is_empty();
+            match self.read_more().await {
+                Ok(0) if self.buf.is_empty() => return Ok(None),
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) if idle => self.deadline = self.request_deadline(),
+                Ok(_) => {}
+                // Silent between requests: nothing to answer.
+                Err(e) if e.kind() == io::ErrorKind::TimedOut && self.buf.is_empty() => {
+                    return Ok(None)
                 }
-                return Err(io::ErrorKind::UnexpectedEof.into());
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return self.refuse("408 Request Timeout").await
+                }
+                Err(e) => return Err(e),
             }
         };
         let Some(framing) = framing else {
@@ -107,26 +177,33 @@ impl Conn {
                 .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
                 .await?;
         }
-        let body = if framing.chunked {
-            match self.read_chunked().await? {
-                Some(b) => b,
-                None => return self.refuse("400 Bad Request").await,
+        let body = match self.read_body(&framing).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(status)) => return self.refuse(status).await,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                return self.refuse("408 Request Timeout").await
             }
-        } else {
-            let n = framing.length.unwrap_or(0);
-            if n > MAX_BODY {
-                return self.refuse("413 Payload Too Large").await;
-            }
-            while self.buf.len() < n {
-                // Grown as bytes arrive, not by what the head claims.
-                self.buf.reserve((n - self.buf.len()).min(1 << 20));
-                if self.stream.read_buf(&mut self.buf).await? == 0 {
-                    return Err(io::ErrorKind::UnexpectedEof.into());
-                }
-            }
-            self.buf.split_to(n).freeze()
+            Err(e) => return Err(e),
         };
         Ok(Some((seen, body)))
+    }
+
+    /// The body the head announced; `Err(status)` when it is refused.
+    async fn read_body(&mut self, framing: &Framing) -> io::Result<Result<Bytes, &'static str>> {
+        if framing.chunked {
+            return Ok(self.read_chunked().await?.ok_or("400 Bad Request"));
+        }
+        let n = framing.length.unwrap_or(0);
+        if n > MAX_BODY {
+            return Ok(Err("413 Payload Too Large"));
+        }
+        self.deadline = self.deadline.map(|d| d + body_time(n));
+        while self.buf.len() < n {
+            // Grown as bytes arrive, not by what the head claims.
+            self.buf.reserve((n - self.buf.len()).min(1 << 20));
+            self.fill().await?;
+        }
+        Ok(Ok(self.buf.split_to(n).freeze()))
     }
 
     /// A chunked body, trailers read and dropped; `None` when the framing is bad.
@@ -148,6 +225,7 @@ impl Conn {
             if body.len().saturating_add(size) > MAX_BODY {
                 return Ok(None);
             }
+            self.deadline = self.deadline.map(|d| d + body_time(size));
             self.buf.advance(skip);
             if size == 0 {
                 // Trailers, if any, up to the empty line.
@@ -177,7 +255,7 @@ impl Conn {
     }
 
     async fn fill(&mut self) -> io::Result<()> {
-        if self.stream.read_buf(&mut self.buf).await? == 0 {
+        if self.read_more().await? == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         Ok(())
@@ -220,7 +298,22 @@ impl Conn {
         self.send(status, headers, length, b"").await
     }
 
+    /// Writes a response, in the time a request of its size gets: a client that does
+    /// not read does not hold the connection either.
     async fn send(
+        &mut self,
+        status: &str,
+        headers: &[(&str, &[u8])],
+        length: usize,
+        body: &[u8],
+    ) -> io::Result<()> {
+        let limit = self.limits.request + body_time(body.len());
+        tokio::time::timeout(limit, self.write_response(status, headers, length, body))
+            .await
+            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+    }
+
+    async fn write_response(
         &mut self,
         status: &str,
         headers: &[(&str, &[u8])],
@@ -318,6 +411,7 @@ pub(crate) fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use tokio::net::TcpListener;
 
     /// Sends `raw` in pieces of `step` bytes to a server that answers each request
@@ -327,7 +421,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             let (s, _) = listener.accept().await.unwrap();
-            let mut conn = Conn::new(s);
+            let mut conn = Conn::new(s, Limits::default());
             while let Ok(Some((path, body))) = conn
                 .read_request(|r| r.path.unwrap_or("").to_string())
                 .await
@@ -466,10 +560,204 @@ mod tests {
         assert_eq!(bodies(&out), [format!("/big|{big}")]);
     }
 
+    /// Serves one connection as `exchange` does; the client sends `pieces`, each after
+    /// `pause`, then falls silent without closing. Returns what the server wrote before
+    /// it closed; fails if it held the connection an hour. The clock is paused, so the
+    /// minutes pass at once.
+    async fn silent_exchange(pieces: &[&[u8]], pause: Duration) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let mut conn = Conn::new(s, Limits::default());
+            while let Ok(Some((path, _))) = conn
+                .read_request(|r| r.path.unwrap_or("").to_string())
+                .await
+            {
+                conn.respond("200 OK", &[], path.as_bytes()).await.unwrap();
+            }
+        });
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        for piece in pieces {
+            tokio::time::sleep(pause).await;
+            // The server may have given up already.
+            let _ = c.write_all(piece).await;
+        }
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(3600), c.read_to_end(&mut out));
+        assert!(
+            read.await.is_ok(),
+            "the server held a silent connection for an hour after {:?}",
+            String::from_utf8_lossy(&pieces.concat())
+        );
+        server.await.unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_and_slow_clients_are_cut_off() {
+        let none = Duration::ZERO;
+        // Silent between requests: closed without a word.
+        assert_eq!(silent_exchange(&[], none).await, "");
+        let out = silent_exchange(&[b"GET /a HTTP/1.1\r\n\r\n"], none).await;
+        assert!(
+            out.starts_with("HTTP/1.1 200 OK") && out.ends_with("/a"),
+            "{out}"
+        );
+        // Silent or slow within a request: 408.
+        for pieces in [
+            &[&b"GET /a HTTP/1.1\r\nHost"[..]][..],
+            &[b"POST /a HTTP/1.1\r\nContent-Length: 10\r\n\r\nab"],
+            &[b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"],
+            &[
+                b"GET /a HTTP/1.1\r\n",
+                b"X: 1\r\n",
+                b"X: 2\r\n",
+                b"X: 3\r\n",
+            ],
+        ] {
+            let out = silent_exchange(pieces, Duration::from_secs(25)).await;
+            assert!(out.starts_with("HTTP/1.1 408 "), "{pieces:?}: {out}");
+        }
+    }
+
     #[test]
     fn itoa_writes_decimal() {
         for n in [0u64, 7, 10, 12345, u64::MAX] {
             assert_eq!(itoa(n, &mut [0; 20]), n.to_string().as_bytes());
+        }
+    }
+}
+
+/// Random bytes in random pieces, from a client that then closes or falls silent: the
+/// connection answers each request it can parse and refuses the rest with a 4xx, and
+/// always ends; it never panics or holds on.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+    use std::time::Duration;
+    use tokio::net::TcpListener;
+
+    /// Pieces of requests, valid and not, that random bytes rarely hit.
+    const PARTS: &[&[u8]] = &[
+        b"GET /a HTTP/1.1\r\n",
+        b"POST /2018-06-01/runtime/invocation/x/response HTTP/1.1\r\n",
+        b"PUT /b/k HTTP/1.0\r\n",
+        b"Content-Length: 5\r\n",
+        b"Content-Length: 99999999999999999999\r\n",
+        b"Transfer-Encoding: chunked\r\n",
+        b"Expect: 100-continue\r\n",
+        b"Connection: close\r\n",
+        b"Connection: keep-alive\r\n",
+        b"\r\n",
+        b"hello",
+        b"5\r\nhello\r\n",
+        b"0\r\n\r\n",
+        b"ffffffffffffffffff\r\n",
+        b"\xc3\xa9",
+        b"\0",
+    ];
+
+    fn input() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..512),
+            proptest::collection::vec(
+                prop_oneof![
+                    proptest::sample::select(PARTS).prop_map(<[u8]>::to_vec),
+                    proptest::collection::vec(any::<u8>(), 0..8),
+                ],
+                0..24,
+            )
+            .prop_map(|parts| parts.concat()),
+        ]
+    }
+
+    /// Every status line in `out`: what the server answered.
+    fn statuses(out: &[u8]) -> Vec<String> {
+        let text = String::from_utf8_lossy(out);
+        text.match_indices("HTTP/1.1 ")
+            .map(|(i, _)| text[i + 9..].chars().take(3).collect())
+            .collect()
+    }
+
+    async fn exchange(raw: Vec<u8>, steps: Vec<usize>, close: bool) -> Result<(), String> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let mut conn = Conn::new(s, Limits::default());
+            while let Ok(Some((path, body))) = conn
+                .read_request(|r| r.path.unwrap_or("").to_string())
+                .await
+            {
+                let text = format!("{path}|{}", body.len());
+                if conn.respond("200 OK", &[], text.as_bytes()).await.is_err() || conn.closing() {
+                    break;
+                }
+            }
+        });
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let mut rest = &raw[..];
+        for step in steps.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (piece, tail) = rest.split_at((*step).min(rest.len()));
+            rest = tail;
+            if c.write_all(piece).await.is_err() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        if close {
+            let _ = c.shutdown().await;
+        }
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(3600), async {
+            // A reset after the server gave up is an end too.
+            let _ = c.read_to_end(&mut out).await;
+        });
+        if read.await.is_err() {
+            return Err("the server held the connection for an hour".into());
+        }
+        match tokio::time::timeout(Duration::from_secs(3600), server).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("the server failed: {e}")),
+            Err(_) => return Err("the server did not end".into()),
+        }
+        for status in statuses(&out) {
+            if !(status == "100" || status == "200" || status.starts_with('4')) {
+                return Err(format!(
+                    "answered {status}: {}",
+                    String::from_utf8_lossy(&out)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x5_40a1),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn any_bytes_in_any_pieces_get_an_answer_or_a_close(
+            raw in input(),
+            steps in proptest::collection::vec(1usize..64, 1..16),
+            close in any::<bool>(),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            let r = rt.block_on(exchange(raw, steps, close));
+            prop_assert!(r.is_ok(), "{}", r.unwrap_err());
         }
     }
 }

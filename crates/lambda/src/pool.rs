@@ -126,6 +126,14 @@ impl Pool {
         self.arn.clone()
     }
 
+    /// The function's `timeout_seconds`. `Registry::load` checks it; a config made in
+    /// code gets the longest one where it is not a duration.
+    fn own_timeout(&self) -> Duration {
+        let most = Duration::from_secs_f64(crate::registry::MAX_TIMEOUT_SECONDS);
+        Duration::try_from_secs_f64(self.config.timeout_seconds.max(0.001))
+            .map_or(most, |t| t.min(most))
+    }
+
     /// The oldest invocation no process has taken.
     fn pop(&self) -> Option<Invocation> {
         self.queue
@@ -146,12 +154,14 @@ impl Pool {
         payload: Bytes,
         task_timeout: Option<Duration>,
     ) -> Reply {
-        let own = Duration::from_secs_f64(self.config.timeout_seconds.max(0.001));
+        let own = self.own_timeout();
         let (timeout, task_first) = match task_timeout {
             Some(t) if t < own => (t, true),
             _ => (own, false),
         };
-        let deadline_ms = chrono::Utc::now().timestamp_millis() + timeout.as_millis() as i64;
+        let deadline_ms = chrono::Utc::now()
+            .timestamp_millis()
+            .saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
         self.invocations.fetch_add(1, Ordering::SeqCst);
         let (reply, rx) = oneshot::channel();
         let id: Arc<str> = Arc::from(id);
@@ -261,7 +271,18 @@ impl Pool {
     ) -> std::io::Result<std::process::ExitStatus> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let server = tokio::spawn(crate::http1::accept(listener, proc.clone(), serve_conn));
+        // A connection sits idle while the function runs, which its timeout bounds (the
+        // process is killed then); a minute on top never cuts off an honest process.
+        let limits = crate::http1::Limits {
+            idle: Some(self.own_timeout() + Duration::from_secs(60)),
+            ..Default::default()
+        };
+        let server = tokio::spawn(crate::http1::accept(
+            listener,
+            limits,
+            proc.clone(),
+            serve_conn,
+        ));
         let mut cmd = tokio::process::Command::new(
             self.config
                 .command
@@ -415,7 +436,11 @@ const ACCEPTED: &[u8] = b"{\"status\":\"OK\"}";
 const JSON: (&str, &[u8]) = ("Content-Type", b"application/json");
 
 async fn serve_conn(mut conn: crate::http1::Conn, proc: Arc<Proc>) -> std::io::Result<()> {
-    while let Some(((route, error_type), body)) = conn.read_request(route).await? {
+    // Checked before each request, so that every answer honours `Connection: close`.
+    while !conn.closing() {
+        let Some(((route, error_type), body)) = conn.read_request(route).await? else {
+            break;
+        };
         match route {
             Route::Next => next(&proc, &mut conn).await?,
             Route::Reply { id, error } => {
@@ -466,9 +491,6 @@ async fn serve_conn(mut conn: crate::http1::Conn, proc: Arc<Proc>) -> std::io::R
                 conn.respond("404 Not Found", &[JSON], b"{\"errorType\":\"NotFound\"}")
                     .await?
             }
-        }
-        if conn.closing() {
-            break;
         }
     }
     Ok(())

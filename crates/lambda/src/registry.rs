@@ -31,6 +31,10 @@ pub struct FunctionConfig {
 fn default_timeout() -> f64 {
     3.0
 }
+
+/// The longest `timeout_seconds`: Step Functions' own limit for a Task, which keeps
+/// every deadline shoal computes from it representable.
+pub const MAX_TIMEOUT_SECONDS: f64 = 99_999_999.0;
 fn default_memory() -> u64 {
     128
 }
@@ -103,6 +107,13 @@ impl Registry {
                     "functions.{name}: a function name is 1 to 64 letters, digits, '-' or '_'"
                 )));
             }
+            let t = cfg.timeout_seconds;
+            // Written so that NaN fails too.
+            if !(t > 0.0 && t <= MAX_TIMEOUT_SECONDS) {
+                return Err(invalid(format!(
+                    "functions.{name}.timeout_seconds: must be a number of seconds above 0 and at most {MAX_TIMEOUT_SECONDS}, got {t}"
+                )));
+            }
             let f = match (cfg.builtin.take(), cfg.command.is_empty()) {
                 (Some(b), true) => FunctionDef::Builtin(b),
                 (None, false) => {
@@ -127,5 +138,41 @@ impl Registry {
             path: path.to_path_buf(),
             functions,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(body: &str) -> Result<Registry, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shoal.toml");
+        std::fs::write(&path, body).unwrap();
+        Registry::load(&path)
+    }
+
+    #[test]
+    fn timeouts_that_are_not_a_number_of_seconds_are_refused() {
+        for t in ["inf", "-inf", "nan", "-1", "0", "1e300"] {
+            let err = load(&format!(
+                "[functions.f]\ncommand = [\"x\"]\ntimeout_seconds = {t}\n"
+            ))
+            .err()
+            .unwrap_or_else(|| panic!("timeout_seconds = {t} was accepted"));
+            let ConfigError::Invalid { message, .. } = &err else {
+                panic!("{t}: {err}");
+            };
+            assert!(
+                message.contains("functions.f.timeout_seconds"),
+                "{t}: {err}"
+            );
+        }
+        for t in ["0.5", "3", "900"] {
+            let r = load(&format!(
+                "[functions.f]\ncommand = [\"x\"]\ntimeout_seconds = {t}\n"
+            ));
+            assert!(r.is_ok(), "{t}: {:?}", r.err());
+        }
     }
 }

@@ -63,20 +63,33 @@ enum Op {
 const NOT_IMPLEMENTED: &str = "shoal serves GetObject, HeadObject and PutObject only";
 
 async fn serve_conn(mut conn: Conn, buckets: LocalBuckets) -> std::io::Result<()> {
-    while let Some(((op, path), body)) = conn
-        .read_request(|r| {
-            let op = match r.method.unwrap_or("") {
-                "GET" => Op::Get,
-                "HEAD" => Op::Head,
-                "PUT" => Op::Put,
-                _ => Op::Other,
-            };
-            // The SDKs add queries such as `?x-id=GetObject`: the key is the path.
-            let path = r.path.unwrap_or("").split('?').next().unwrap_or("");
-            (op, percent_decode(path.trim_start_matches('/')))
-        })
-        .await?
-    {
+    // Checked before each request, so that every answer, refusals too, honours
+    // `Connection: close`.
+    while !conn.closing() {
+        let Some(((op, path), body)) = conn
+            .read_request(|r| {
+                let op = match r.method.unwrap_or("") {
+                    "GET" => Op::Get,
+                    "HEAD" => Op::Head,
+                    "PUT" => Op::Put,
+                    _ => Op::Other,
+                };
+                (op, object_path(r.path.unwrap_or("")))
+            })
+            .await?
+        else {
+            break;
+        };
+        let Some(path) = path else {
+            xml_error(
+                &mut conn,
+                "400 Bad Request",
+                "InvalidURI",
+                "Couldn't parse the specified URI.",
+            )
+            .await?;
+            continue;
+        };
         let Some((bucket, key)) = path.split_once('/') else {
             xml_error(
                 &mut conn,
@@ -148,9 +161,6 @@ async fn serve_conn(mut conn: Conn, buckets: LocalBuckets) -> std::io::Result<()
                 .await?
             }
         }
-        if conn.closing() {
-            break;
-        }
     }
     Ok(())
 }
@@ -173,29 +183,35 @@ async fn read_small_inline(mut file: std::fs::File, len: u64) -> std::io::Result
         .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
+/// `bucket/key` from a request target, percent-escapes decoded (a `%` without two hex
+/// digits stays as it is). The SDKs add queries such as `?x-id=GetObject`: the key is
+/// the path. `None` for raw non-ASCII bytes or escapes that are not UTF-8, which S3
+/// refuses as InvalidURI.
+fn object_path(target: &str) -> Option<String> {
+    let path = target
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .trim_start_matches('/');
+    if !path.is_ascii() {
+        return None;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .ok()
+        .map(|p| p.into_owned())
 }
 
 /// Starts serving `buckets` on 127.0.0.1 and a free port; runs until the runtime stops.
 pub async fn serve(buckets: LocalBuckets) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(crate::http1::accept(listener, buckets, serve_conn));
+    tokio::spawn(crate::http1::accept(
+        listener,
+        crate::http1::Limits::default(),
+        buckets,
+        serve_conn,
+    ));
     Ok(addr)
 }
 
@@ -205,8 +221,61 @@ mod tests {
 
     #[test]
     fn decodes_percent_escapes() {
-        assert_eq!(percent_decode("b/a%20b%2Fc.jpg"), "b/a b/c.jpg");
-        assert_eq!(percent_decode("b/100%"), "b/100%");
+        let path = |t: &str| object_path(t);
+        assert_eq!(
+            path("/b/a%20b%2Fc.jpg?x-id=GetObject").unwrap(),
+            "b/a b/c.jpg"
+        );
+        assert_eq!(path("/b/100%").unwrap(), "b/100%");
+        assert_eq!(path("/b/%zz%4").unwrap(), "b/%zz%4");
+        assert_eq!(path("/b/%C3%A9.txt").unwrap(), "b/é.txt");
+        for bad in ["/b/%a\u{e9}", "/b/\u{e9}", "/b/%FF", "/b/%C3"] {
+            assert_eq!(path(bad), None, "{bad}");
+        }
+    }
+
+    /// Sends `raw` on one connection and returns all the server wrote until it closed.
+    async fn raw_exchange(addr: SocketAddr, raw: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(raw).await.unwrap();
+        let mut out = Vec::new();
+        // Every exchange ends with `Connection: close`: the server must close at once.
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(10), c.read_to_end(&mut out));
+        assert!(read.await.is_ok(), "still open after {out:?}");
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn multibyte_and_broken_escapes_get_invalid_uri() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("b")).unwrap();
+        std::fs::write(dir.path().join("b/é.txt"), b"accent").unwrap();
+        let addr = serve(LocalBuckets::new(dir.path())).await.unwrap();
+        for target in [
+            "/b/%a\u{e9}",
+            "/b/\u{e9}.txt",
+            "/b/%\u{e9}\u{e9}",
+            "/b/%FF.txt",
+            "/b/%C3",
+        ] {
+            let raw = format!("GET {target} HTTP/1.1\r\nConnection: close\r\n\r\n");
+            let out = raw_exchange(addr, raw.as_bytes()).await;
+            assert!(out.starts_with("HTTP/1.1 400 "), "{target}: {out}");
+            assert!(out.contains("<Code>InvalidURI</Code>"), "{target}: {out}");
+        }
+        let out = raw_exchange(addr, b"GET /b/none HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+        assert!(out.contains("<Code>NoSuchKey</Code>"), "{out}");
+        // A well-formed escape of the same key still reads it, on the same connection
+        // as a refused one.
+        let out = raw_exchange(
+            addr,
+            b"GET /b/%aa\xc3\xa9 HTTP/1.1\r\n\r\nGET /b/%C3%A9.txt HTTP/1.1\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+        assert!(out.ends_with("\r\n\r\naccent"), "{out}");
     }
 
     #[tokio::test]

@@ -634,4 +634,155 @@ mod tests {
         assert_eq!(err.error, errors::DATA_LIMIT_EXCEEDED);
         assert!(err.cause.unwrap().starts_with("s3://b/k line 2:"));
     }
+
+    /// AWS's own sentences, which name no place: each is about the whole object.
+    const FIXED_CAUSES: &[&str] = &[
+        "Attempting to map over non-iterable node.",
+        "CSV headers cannot contain duplicates.",
+        "CSV headers exceed the 10 KB limit.",
+    ];
+
+    fn collect_bytes(bytes: &[u8], fmt: &Format) -> Result<usize, Failure> {
+        let (tx, mut rx) = mpsc::channel(1000);
+        let mut em = Emitter {
+            tx,
+            buf: Vec::new(),
+            left: usize::MAX,
+        };
+        let r = parse(bytes, fmt, "s3://b/k", &mut em).and_then(|_| em.flush());
+        if let Err(Stop::Failed(f)) = r {
+            return Err(f);
+        }
+        drop(em);
+        let mut n = 0;
+        while let Ok(c) = rx.try_recv() {
+            n += c?.len();
+        }
+        Ok(n)
+    }
+
+    use proptest::prelude::*;
+
+    fn format_strategy() -> impl Strategy<Value = Format> {
+        prop_oneof![
+            Just(Format::Jsonl),
+            proptest::option::of(Just("/items".to_string()))
+                .prop_map(|pointer| Format::Json { pointer }),
+            (
+                proptest::sample::select(vec![',', '|', ';', '\t']),
+                proptest::option::of(proptest::collection::vec("[a-c]{0,3}", 1..4)),
+            )
+                .prop_map(|(delim, headers)| Format::Csv { delim, headers }),
+        ]
+    }
+
+    /// A document in `fmt` of `rows` (cells with quotes, delimiters, line breaks and
+    /// non-ASCII text).
+    fn document(fmt: &Format, rows: &[Vec<String>]) -> Vec<u8> {
+        let object = |r: &Vec<String>| {
+            Value::Object(
+                r.iter()
+                    .enumerate()
+                    .map(|(i, c)| (format!("k{i}"), Value::String(c.clone())))
+                    .collect(),
+            )
+        };
+        match fmt {
+            Format::Jsonl => rows
+                .iter()
+                .map(|r| format!("{}\n", object(r)))
+                .collect::<String>()
+                .into_bytes(),
+            Format::Json { pointer } => {
+                let items = Value::Array(rows.iter().map(object).collect());
+                match pointer {
+                    Some(_) => json!({"items": items}),
+                    None => items,
+                }
+                .to_string()
+                .into_bytes()
+            }
+            Format::Csv { delim, .. } => rows
+                .iter()
+                .map(|r| {
+                    let cells: Vec<String> = r
+                        .iter()
+                        .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
+                        .collect();
+                    cells.join(&delim.to_string()) + "\r\n"
+                })
+                .collect::<String>()
+                .into_bytes(),
+        }
+    }
+
+    fn input_strategy() -> impl Strategy<Value = (Format, Vec<u8>)> {
+        let rows = proptest::collection::vec(
+            proptest::collection::vec("[a-c,|;\"\n\r\t é{}\\[\\]]{0,6}", 1..4),
+            0..8,
+        );
+        prop_oneof![
+            (
+                format_strategy(),
+                proptest::collection::vec(any::<u8>(), 0..256)
+            ),
+            (
+                format_strategy(),
+                rows.clone(),
+                any::<prop::sample::Index>(),
+                any::<bool>()
+            )
+                .prop_map(|(fmt, rows, cut, truncate)| {
+                    let mut doc = document(&fmt, &rows);
+                    if truncate && !doc.is_empty() {
+                        doc.truncate(cut.index(doc.len()));
+                    }
+                    (fmt, doc)
+                }),
+            (
+                format_strategy(),
+                rows,
+                any::<prop::sample::Index>(),
+                any::<u8>()
+            )
+                .prop_map(|(fmt, rows, at, byte)| {
+                    let mut doc = document(&fmt, &rows);
+                    if !doc.is_empty() {
+                        let i = at.index(doc.len());
+                        doc[i] = byte;
+                    }
+                    (fmt, doc)
+                }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 512,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x17e5),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Random bytes, truncated and damaged documents: items, or a reader failure
+        /// that says where; never a panic.
+        #[test]
+        fn any_bytes_give_items_or_a_failure_that_says_where((fmt, bytes) in input_strategy()) {
+            if let Err(f) = collect_bytes(&bytes, &fmt) {
+                prop_assert!(
+                    f.error == errors::ITEM_READER_FAILED || f.error == errors::DATA_LIMIT_EXCEEDED,
+                    "{f:?}"
+                );
+                let cause = f.cause.unwrap_or_default();
+                // Failures of the whole object name it; the others the line too.
+                let whole = FIXED_CAUSES.contains(&cause.as_str())
+                    || cause.ends_with("does not exist in s3://b/k")
+                    || cause.starts_with("s3://b/k is empty");
+                prop_assert!(
+                    whole || (cause.starts_with("s3://b/k") && cause.contains(" line ")),
+                    "{fmt:?}: {cause}"
+                );
+            }
+        }
+    }
 }

@@ -24,6 +24,14 @@ pub enum Error {
         seq: u64,
         message: String,
     },
+    #[error("the stored execution {arn} is damaged: {message}")]
+    Damaged { arn: String, message: String },
+    #[error("the row of map run {map_run} of {execution} is damaged: {message}")]
+    MapRun {
+        execution: String,
+        map_run: String,
+        message: String,
+    },
     #[error("{arn} is {status}: only a FAILED, TIMED_OUT or ABORTED execution can be redriven")]
     NotRedrivable {
         arn: String,
@@ -49,31 +57,56 @@ pub fn encode_event(e: &Event) -> String {
     v.to_string()
 }
 
+/// The event [`encode_event`] wrote. Text that lacks what the event needs is refused:
+/// a default would replay something that never happened.
 pub fn decode_event(text: &str) -> Result<Event, String> {
     let mut v: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let id = v.get("id").and_then(Value::as_u64).unwrap_or(0);
-    let failure = |v: &Value| Failure {
-        error: v["error"].as_str().unwrap_or_default().to_string(),
-        cause: v["cause"].as_str().map(str::to_string),
+    let Some(kind) = v.get("t").and_then(Value::as_str).map(str::to_string) else {
+        return Err("an event without its type (t)".into());
     };
-    Ok(match v["t"].as_str().unwrap_or_default() {
-        "Start" => Event::Start,
+    if kind == "Start" {
+        return Ok(Event::Start);
+    }
+    let id = v
+        .get("id")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| format!("a {kind} event without its effect id"))?;
+    let failure = |v: &Value| {
+        let error = v.get("error").and_then(Value::as_str);
+        let cause = match v.get("cause") {
+            None | Some(Value::Null) => Some(None),
+            Some(c) => c.as_str().map(|c| Some(c.to_string())),
+        };
+        match (error, cause) {
+            (Some(error), Some(cause)) => Ok(Failure {
+                error: error.to_string(),
+                cause,
+            }),
+            _ => Err(format!("a {kind} event without a string error and cause")),
+        }
+    };
+    let output = |v: &mut Value| {
+        v.get_mut("output")
+            .map(Value::take)
+            .ok_or_else(|| format!("a {kind} event without its output"))
+    };
+    Ok(match kind.as_str() {
         "TaskSucceeded" => Event::TaskSucceeded {
             id,
-            output: v["output"].take(),
+            output: output(&mut v)?,
         },
         "TaskFailed" => Event::TaskFailed {
             id,
-            failure: failure(&v),
+            failure: failure(&v)?,
         },
         "TimerFired" => Event::TimerFired { id },
         "MapRunFinished" if v.get("error").is_some() => Event::MapRunFinished {
             id,
-            result: Err(failure(&v)),
+            result: Err(failure(&v)?),
         },
         "MapRunFinished" => Event::MapRunFinished {
             id,
-            result: Ok(v["output"].take()),
+            result: Ok(output(&mut v)?),
         },
         other => return Err(format!("unknown event type {other:?}")),
     })
@@ -209,19 +242,24 @@ pub fn counts_json(c: &Counts) -> String {
     c.to_json().to_string()
 }
 
-pub fn counts_from(text: &str) -> Counts {
-    let v: Value = serde_json::from_str(text).unwrap_or_default();
-    let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
-    Counts {
-        pending: n("pending"),
-        running: n("running"),
-        succeeded: n("succeeded"),
-        failed: n("failed"),
-        timed_out: n("timedOut"),
-        aborted: n("aborted"),
-        total: n("total"),
-        results_written: n("resultsWritten"),
-    }
+/// The counters [`counts_json`] wrote; `Err` names the first that is missing.
+pub fn counts_from(text: &str) -> Result<Counts, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let n = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| format!("no count {k}"))
+    };
+    Ok(Counts {
+        pending: n("pending")?,
+        running: n("running")?,
+        succeeded: n("succeeded")?,
+        failed: n("failed")?,
+        timed_out: n("timedOut")?,
+        aborted: n("aborted")?,
+        total: n("total")?,
+        results_written: n("resultsWritten")?,
+    })
 }
 
 /// A checkpoint: which children ended, the result files, and the attempt number.
@@ -232,20 +270,42 @@ pub struct Checkpoint {
 }
 
 /// Reads a map run's checkpoint; for a redrive, its failed children are to run again.
+/// Every row was written with a whole checkpoint, so one that is not is refused.
 pub fn load_checkpoint(
     db: &dyn Store,
     rec: &shoal_store::MapRunRecord,
     redrive: bool,
-) -> Result<Checkpoint, shoal_store::Error> {
-    let cp: Value = rec
+) -> Result<Checkpoint, Error> {
+    let bad = |message: String| Error::MapRun {
+        execution: rec.execution.clone(),
+        map_run: rec.arn.clone(),
+        message,
+    };
+    let text = rec
         .checkpoint
         .as_deref()
-        .and_then(|c| serde_json::from_str(c).ok())
-        .unwrap_or_default();
-    let mut generation = cp["generation"].as_u64().unwrap_or(0) as u32;
-    let mut done = DoneSet::from_json(&cp["done"]);
-    let mut items = counts_from(&rec.item_counts);
-    let mut executions = counts_from(&rec.execution_counts);
+        .ok_or_else(|| bad("it has no checkpoint".into()))?;
+    let mut cp: Value =
+        serde_json::from_str(text).map_err(|e| bad(format!("its checkpoint is not JSON: {e}")))?;
+    let mut generation = cp
+        .get("generation")
+        .and_then(Value::as_u64)
+        .and_then(|g| u32::try_from(g).ok())
+        .ok_or_else(|| bad("its checkpoint has no valid generation".into()))?;
+    let mut done =
+        DoneSet::from_json(&cp["done"]).map_err(|e| bad(format!("its checkpoint: {e}")))?;
+    let over = cp
+        .get("over")
+        .and_then(Value::as_bool)
+        .ok_or_else(|| bad("its checkpoint has no valid over".into()))?;
+    let writer = cp
+        .get_mut("writer")
+        .map(Value::take)
+        .ok_or_else(|| bad("its checkpoint has no writer".into()))?;
+    let mut items =
+        counts_from(&rec.item_counts).map_err(|e| bad(format!("its item counts: {e}")))?;
+    let mut executions = counts_from(&rec.execution_counts)
+        .map_err(|e| bad(format!("its execution counts: {e}")))?;
     if redrive {
         for f in db.failures(&rec.arn)? {
             if f.generation == generation && done.contains(f.child) {
@@ -256,23 +316,28 @@ pub fn load_checkpoint(
                 executions.results_written = executions.results_written.saturating_sub(1);
             }
         }
-        generation += 1;
+        generation = generation
+            .checked_add(1)
+            .ok_or_else(|| bad("its generation cannot grow".into()))?;
     }
     let outputs = db
         .outputs(&rec.arn)?
         .into_iter()
         .filter(|(i, _)| done.contains(*i))
-        .filter_map(|(i, o)| Some((i, serde_json::from_str(&o).ok()?)))
-        .collect();
+        .map(|(i, o)| match serde_json::from_str(&o) {
+            Ok(v) => Ok((i, v)),
+            Err(e) => Err(bad(format!("the output of child {i} is not JSON: {e}"))),
+        })
+        .collect::<Result<_, _>>()?;
     Ok(Checkpoint {
         restored: Restored {
             done,
             items,
             executions,
             outputs,
-            over: cp["over"].as_bool().unwrap_or(false),
+            over,
         },
-        writer: cp["writer"].clone(),
+        writer,
         generation,
     })
 }
@@ -313,5 +378,86 @@ mod tests {
             assert_eq!(decode_event(&encode_event(&e)).unwrap(), e);
         }
         assert!(decode_event("{\"t\":\"Nope\"}").is_err());
+    }
+
+    #[test]
+    fn journal_events_without_what_they_need_are_refused() {
+        for text in [
+            r#"{"t":"TimerFired"}"#,
+            r#"{"t":"TimerFired","id":-1}"#,
+            r#"{"t":"TimerFired","id":"3"}"#,
+            r#"{"id":3}"#,
+            r#"{"t":"TaskSucceeded","id":1}"#,
+            r#"{"t":"TaskFailed","id":1}"#,
+            r#"{"t":"TaskFailed","id":1,"error":5}"#,
+            r#"{"t":"TaskFailed","id":1,"error":"E","cause":5}"#,
+            r#"{"t":"MapRunFinished","id":1}"#,
+            r#"[]"#,
+        ] {
+            assert!(decode_event(text).is_err(), "{text} was decoded");
+        }
+    }
+
+    #[test]
+    fn a_damaged_map_run_row_is_refused_naming_the_execution() {
+        let db = shoal_store::Memory::new();
+        let counts = counts_json(&Counts::default());
+        let good = shoal_store::MapRunRecord {
+            arn: "arn:m".into(),
+            execution: "arn:e".into(),
+            status: "RUNNING".into(),
+            item_counts: counts.clone(),
+            execution_counts: counts.clone(),
+            checkpoint: Some(
+                json!({"done": {"low": 2, "above": [4], "redo": []}, "writer": {}, "over": false, "generation": 1})
+                    .to_string(),
+            ),
+            ..Default::default()
+        };
+        let cp = load_checkpoint(&db, &good, false).ok().unwrap();
+        assert!(cp.restored.done.contains(4) && !cp.restored.done.contains(3));
+        assert_eq!(cp.generation, 1);
+        let c = counts.as_str();
+        let damaged = [
+            (Some("{not json"), c),
+            (Some("{}"), c),
+            (
+                Some(
+                    r#"{"done":{"low":-1,"above":[],"redo":[]},"writer":{},"over":false,"generation":0}"#,
+                ),
+                c,
+            ),
+            (
+                Some(
+                    r#"{"done":{"low":0,"above":["x"],"redo":[]},"writer":{},"over":false,"generation":0}"#,
+                ),
+                c,
+            ),
+            (
+                Some(
+                    r#"{"done":{"low":0,"above":[],"redo":[]},"writer":{},"over":false,"generation":4294967296}"#,
+                ),
+                c,
+            ),
+            (
+                Some(r#"{"done":{"low":0,"above":[],"redo":[]},"over":false,"generation":0}"#),
+                c,
+            ),
+            (None, c),
+            (good.checkpoint.as_deref(), "{}"),
+            (good.checkpoint.as_deref(), r#"{"pending":-1}"#),
+        ];
+        for (checkpoint, item_counts) in damaged {
+            let rec = shoal_store::MapRunRecord {
+                checkpoint: checkpoint.map(str::to_string),
+                item_counts: item_counts.to_string(),
+                ..good.clone()
+            };
+            let err = load_checkpoint(&db, &rec, false)
+                .err()
+                .unwrap_or_else(|| panic!("{checkpoint:?} {item_counts} was read as sound"));
+            let text = err.to_string();
+            assert!(text.contains("arn:e") && text.contains("arn:m"), "{text}");
+        }
     }
 }

@@ -62,6 +62,8 @@ pub struct Options {
     pub fleet: Option<Arc<dyn Remote>>,
 }
 
+const MILLENNIUM_MS: i64 = 1000 * 365 * 24 * 3600 * 1000;
+
 pub struct Runtime {
     buckets: Option<Arc<Buckets>>,
     tasks: Arc<Tasks>,
@@ -109,8 +111,13 @@ impl Runtime {
         self.start_wall_ms + self.t0.elapsed().as_millis() as i64
     }
 
+    /// When a timer set for `at_ms` fires; one past what the clock can hold fires in
+    /// a thousand years, which is never.
     fn instant(&self, at_ms: i64) -> Instant {
-        self.t0 + std::time::Duration::from_millis((at_ms - self.start_wall_ms).max(0) as u64)
+        let after = at_ms
+            .saturating_sub(self.start_wall_ms)
+            .clamp(0, MILLENNIUM_MS);
+        self.t0 + std::time::Duration::from_millis(after as u64)
     }
 
     /// A fresh, independent random stream.
@@ -257,12 +264,16 @@ impl Runtime {
         let db = self.db.clone().ok_or(Error::NoStore)?;
         let rec = db.execution(execution)?;
         let done = match rec.status {
-            ExecutionStatus::Succeeded => Some(Outcome::Succeeded(
-                rec.output
-                    .as_deref()
-                    .and_then(|o| serde_json::from_str(o).ok())
-                    .unwrap_or_default(),
-            )),
+            ExecutionStatus::Succeeded => {
+                let output = rec.output.as_deref().map(serde_json::from_str::<Value>);
+                let Some(Ok(output)) = output else {
+                    return Err(Error::Damaged {
+                        arn: rec.arn,
+                        message: "it SUCCEEDED without a JSON output".into(),
+                    });
+                };
+                Some(Outcome::Succeeded(output))
+            }
             ExecutionStatus::Running => None,
             _ => Some(Outcome::Failed(Failure {
                 error: rec.error.clone().unwrap_or_default(),
@@ -291,7 +302,10 @@ impl Runtime {
                     .unwrap_or_default(),
             });
         };
-        let input: Value = serde_json::from_str(&rec.input).unwrap_or_default();
+        let input: Value = serde_json::from_str(&rec.input).map_err(|e| Error::Damaged {
+            arn: rec.arn.clone(),
+            message: format!("its input is not JSON: {e}"),
+        })?;
         let mut info = ExecutionInfo::local(
             &rec.state_machine_name,
             &rec.name,
@@ -303,14 +317,22 @@ impl Runtime {
         info.state_machine_arn = rec.state_machine_arn.clone();
         info.redrive_count =
             rec.redrive_count + u32::from(redrive && rec.status != ExecutionStatus::Running);
-        let mut entries = db.journal(&rec.arn)?;
         let redriving = redrive && rec.status != ExecutionStatus::Running;
-        if redriving && rec.status != ExecutionStatus::Aborted {
-            // The last event is the one that failed the execution: it is taken back.
-            if let Some(last) = entries.pop() {
-                db.truncate_journal(&rec.arn, last.seq)?;
+        // A map run that resumes must be able to: refuse a damaged one before anything
+        // is written.
+        for m in db.map_runs(&rec.arn)? {
+            let resumes = m.status == "RUNNING"
+                || (redriving && matches!(m.status.as_str(), "FAILED" | "ABORTED"));
+            if resumes {
+                durable::load_checkpoint(&*db, &m, false)?;
             }
         }
+        let mut entries = db.journal(&rec.arn)?;
+        // The last event is the one that failed the execution: it is taken back, from
+        // the store too once the replay has shown the rest is sound.
+        let taken_back = (redriving && rec.status != ExecutionStatus::Aborted)
+            .then(|| entries.pop())
+            .flatten();
         let mut exec = Execution::new(
             Arc::new(machine),
             info,
@@ -318,6 +340,26 @@ impl Runtime {
             Box::new(SplitMix::new(rec.seed)),
         );
         let replayed = durable::replay(&mut exec, &rec.arn, &entries)?;
+        // A redrive's history goes on after the stored one, which holds at least the
+        // events the replay made.
+        let stored_history = if redriving {
+            let stored = db.history(&rec.arn)?.last().map_or(0, |h| h.id);
+            let offset = (stored + 1)
+                .checked_sub(exec.history().len() as u64)
+                .ok_or_else(|| Error::Damaged {
+                    arn: rec.arn.clone(),
+                    message: format!(
+                        "its history ends at event {stored}, but its journal replays {} events",
+                        exec.history().len()
+                    ),
+                })?;
+            Some((stored, offset))
+        } else {
+            None
+        };
+        if let Some(last) = taken_back {
+            db.truncate_journal(&rec.arn, last.seq)?;
+        }
         let mut journal = Journal {
             db: db.clone(),
             arn: rec.arn.clone(),
@@ -331,8 +373,7 @@ impl Runtime {
             db.flush()?;
             return Ok(o);
         }
-        if redriving {
-            let stored = db.history(&rec.arn)?.last().map_or(0, |h| h.id);
+        if let Some((stored, offset)) = stored_history {
             let now = self.now_ms();
             db.append(
                 &rec.arn,
@@ -344,7 +385,7 @@ impl Runtime {
                     details: serde_json::json!({"redriveCount": rec.redrive_count + 1}).to_string(),
                 }],
             );
-            journal.history_offset = stored + 1 - exec.history().len() as u64;
+            journal.history_offset = offset;
             db.redrive_execution(&rec.arn, now, journal.history_offset)?;
         }
         self.drive_from(&mut exec, VecDeque::new(), replayed.open, Some(journal))
@@ -398,9 +439,10 @@ impl Runtime {
                     } if Tasks::handles(&resource) => {
                         let tasks = self.tasks.clone();
                         let request_id = shoal_expr::uuid_v4(&self.entropy());
+                        // The engine holds it to AWS's limits; a duration it is not means none.
                         let timeout = timeout_seconds
                             .filter(|t| *t > 0.0)
-                            .map(std::time::Duration::from_secs_f64);
+                            .and_then(|t| std::time::Duration::try_from_secs_f64(t).ok());
                         calls.push(Box::pin(async move {
                             match tasks.run(&resource, input, timeout, request_id).await {
                                 Ok(output) => Event::TaskSucceeded { id, output },

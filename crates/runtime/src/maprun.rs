@@ -291,7 +291,9 @@ fn recall(d: &MapDurable, spec: &MapRunSpec) -> Result<Recalled, Failure> {
                 || (d.redrive && matches!(rec.status.as_str(), "FAILED" | "ABORTED")) =>
         {
             let redrive = rec.status != "RUNNING";
-            let cp = durable::load_checkpoint(&*d.db, &rec, redrive).map_err(store_failure)?;
+            // `Runtime::resume` refused a damaged row before anything ran.
+            let cp = durable::load_checkpoint(&*d.db, &rec, redrive)
+                .map_err(|e| Failure::runtime(e.to_string()))?;
             Recalled::Resume {
                 rec: Box::new(rec),
                 cp: Box::new(cp),

@@ -142,3 +142,70 @@ async fn resuming_a_finished_execution_answers_its_outcome() {
         "{again:?}"
     );
 }
+
+/// A map run row that does not hold what shoal wrote stops the resume before anything
+/// runs or is written, with an error that names the execution.
+#[tokio::test(start_paused = true)]
+async fn a_damaged_map_run_row_stops_a_resume_and_is_left_as_it_is() {
+    let db: Arc<dyn Store> = Arc::new(shoal_store::Memory::new());
+    let rt = runtime(Some(db.clone()));
+    let cut = tokio::time::timeout(Duration::from_secs(13), start(&rt, "damaged")).await;
+    assert!(cut.is_err(), "still running in its map run");
+    db.flush().unwrap();
+    let arn = db.execution("damaged").unwrap().arn;
+    let mut row = db.map_runs(&arn).unwrap().pop().expect("a map run row");
+    assert_eq!(row.status, "RUNNING");
+    row.checkpoint = Some("{\"done\":".into());
+    db.put_map_run(row.clone());
+    db.flush().unwrap();
+    let journal = db.journal(&arn).unwrap();
+
+    let err = runtime(Some(db.clone()))
+        .resume("damaged", false)
+        .await
+        .expect_err("a damaged checkpoint is refused");
+    assert!(matches!(err, shoal_runtime::Error::MapRun { .. }), "{err}");
+    assert!(err.to_string().contains(&arn), "{err}");
+    db.flush().unwrap();
+    assert_eq!(db.journal(&arn).unwrap(), journal);
+    assert_eq!(db.map_runs(&arn).unwrap(), vec![row]);
+    assert_eq!(
+        db.execution(&arn).unwrap().status,
+        shoal_store::ExecutionStatus::Running
+    );
+}
+
+/// A redrive whose stored history lost rows is refused before the journal is cut back.
+#[tokio::test(start_paused = true)]
+async fn a_redrive_over_a_damaged_history_is_refused_and_left_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = shoal_store::Db::open(dir.path()).unwrap();
+    let rt = runtime(Some(db.clone()));
+    let def = json!({"StartAt": "P", "States": {
+        "P": {"Type": "Pass", "Next": "F"},
+        "F": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+              "Parameters": {"FunctionName": "nowhere"}, "End": true}}});
+    let machine = Arc::new(shoal_asl::parse(&def.to_string()).machine.unwrap());
+    let info = ExecutionInfo::local("sm", "lost", rt.now_ms(), false, &SplitMix::new(1));
+    let arn = info.execution_arn.clone();
+    let out = rt.start(machine, &def.to_string(), info, json!({})).await;
+    assert!(matches!(out, Ok(Outcome::Failed(_))), "{out:?}");
+    db.flush().unwrap();
+    rusqlite::Connection::open(dir.path().join("shoal.db"))
+        .unwrap()
+        .execute("DELETE FROM history WHERE execution = ?1", [&arn])
+        .unwrap();
+    let journal = db.journal(&arn).unwrap();
+
+    let err = runtime(Some(db.clone()))
+        .resume("lost", true)
+        .await
+        .expect_err("a history shorter than the replay is refused");
+    assert!(matches!(err, shoal_runtime::Error::Damaged { .. }), "{err}");
+    assert!(err.to_string().contains(&arn), "{err}");
+    assert_eq!(db.journal(&arn).unwrap(), journal);
+    assert_eq!(
+        db.execution(&arn).unwrap().status,
+        shoal_store::ExecutionStatus::Failed
+    );
+}

@@ -6,6 +6,7 @@
 //! stop rather than lose work silently.
 
 use crate::*;
+use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -156,10 +157,8 @@ fn connect(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
-    let found: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(sqlite(path))?;
+/// Refuses a schema version this build cannot migrate from.
+fn known_version(found: i64, path: &Path) -> Result<usize> {
     if found > SCHEMA_VERSION {
         return Err(Error::NewerSchema {
             path: path.display().to_string(),
@@ -167,7 +166,17 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
             supported: SCHEMA_VERSION,
         });
     }
-    if found == SCHEMA_VERSION {
+    usize::try_from(found).map_err(|_| Error::Damaged {
+        path: path.display().to_string(),
+        message: format!("its schema version is {found}"),
+    })
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let found: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(sqlite(path))?;
+    if known_version(found, path)? == SCHEMA_VERSION as usize {
         return Ok(());
     }
     let tx = conn
@@ -177,7 +186,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     let now: i64 = tx
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(sqlite(path))?;
-    for sql in &MIGRATIONS[now as usize..] {
+    for sql in &MIGRATIONS[known_version(now, path)?..] {
         tx.execute_batch(sql).map_err(sqlite(path))?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -242,6 +251,35 @@ impl Db {
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         f(&conn).map_err(sqlite(&self.path))
+    }
+
+    /// Row `row` (from 0, in order) of `execution`'s `table` lacks a sound `column`.
+    fn damaged(&self, execution: &str, table: &str, row: usize, column: &str) -> Error {
+        Error::Damaged {
+            path: self.path.display().to_string(),
+            message: format!("row {row} of the {table} of {execution} has no valid {column}"),
+        }
+    }
+}
+
+// Rows are read as they are stored: SQLite keeps a value that does not fit a
+// column's type as it is, and a damaged row must be refused, not converted.
+fn int(v: &SqlValue) -> Option<i64> {
+    match v {
+        SqlValue::Integer(n) => Some(*n),
+        _ => None,
+    }
+}
+
+/// A sequence number or id: an integer from 0.
+fn count(v: &SqlValue) -> Option<u64> {
+    int(v).and_then(|n| u64::try_from(n).ok())
+}
+
+fn text(v: SqlValue) -> Option<String> {
+    match v {
+        SqlValue::Text(s) => Some(s),
+        _ => None,
     }
 }
 
@@ -481,19 +519,24 @@ impl Store for Db {
     }
 
     fn journal(&self, execution: &str) -> Result<Vec<JournalEntry>> {
-        self.read(|c| {
+        let rows = self.read(|c| {
             let mut st = c.prepare(
                 "SELECT seq, at_ms, event FROM journal WHERE execution = ?1 ORDER BY seq",
             )?;
-            let rows = st.query_map([execution], |r| {
+            let rows = st.query_map([execution], |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?]))?;
+            rows.collect::<rusqlite::Result<Vec<[SqlValue; 3]>>>()
+        })?;
+        let bad = |row: usize, what: &str| self.damaged(execution, "journal", row, what);
+        rows.into_iter()
+            .enumerate()
+            .map(|(i, [seq, at_ms, event])| {
                 Ok(JournalEntry {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    at_ms: r.get(1)?,
-                    event: r.get(2)?,
+                    seq: count(&seq).ok_or_else(|| bad(i, "seq"))?,
+                    at_ms: int(&at_ms).ok_or_else(|| bad(i, "at_ms"))?,
+                    event: text(event).ok_or_else(|| bad(i, "event"))?,
                 })
-            })?;
-            rows.collect()
-        })
+            })
+            .collect()
     }
 
     /// Drops the journal from `seq` on (a redrive replays up to the failure).
@@ -509,20 +552,30 @@ impl Store for Db {
     }
 
     fn history(&self, execution: &str) -> Result<Vec<HistoryRow>> {
-        self.read(|c| {
+        let rows = self.read(|c| {
             let mut st = c.prepare(
                 "SELECT id, at_ms, type, details FROM history WHERE execution = ?1 ORDER BY id",
             )?;
             let rows = st.query_map([execution], |r| {
-                Ok(HistoryRow {
-                    id: r.get::<_, i64>(0)? as u64,
-                    at_ms: r.get(1)?,
-                    kind: r.get(2)?,
-                    details: r.get(3)?,
-                })
+                Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?])
             })?;
-            rows.collect()
-        })
+            rows.collect::<rusqlite::Result<Vec<[SqlValue; 4]>>>()
+        })?;
+        let bad = |row: usize, what: &str| self.damaged(execution, "history", row, what);
+        rows.into_iter()
+            .enumerate()
+            .map(|(i, [id, at_ms, kind, details])| {
+                Ok(HistoryRow {
+                    // History ids count from 1.
+                    id: count(&id)
+                        .filter(|id| *id > 0)
+                        .ok_or_else(|| bad(i, "id"))?,
+                    at_ms: int(&at_ms).ok_or_else(|| bad(i, "at_ms"))?,
+                    kind: text(kind).ok_or_else(|| bad(i, "type"))?,
+                    details: text(details).ok_or_else(|| bad(i, "details"))?,
+                })
+            })
+            .collect()
     }
 
     fn map_run(&self, arn: &str) -> Result<Option<MapRunRecord>> {
@@ -916,6 +969,72 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn a_negative_schema_version_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Db::open(dir.path()).unwrap());
+        let path = dir.path().join("shoal.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", -1).unwrap();
+        drop(conn);
+        let before = std::fs::read(&path).unwrap();
+        let err = Db::open(dir.path()).err().unwrap();
+        assert!(matches!(err, Error::Damaged { .. }), "{err}");
+        assert!(err.to_string().contains("-1"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn damaged_journal_and_history_rows_are_refused_naming_the_execution() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        // What another program or a broken disk could leave: SQLite keeps a value that
+        // does not fit an INTEGER column as it is.
+        let rows = [
+            ("journal", "INSERT INTO journal VALUES (?1, -1, 5, '{}')"),
+            ("journal", "INSERT INTO journal VALUES (?1, 'x', 5, '{}')"),
+            ("journal", "INSERT INTO journal VALUES (?1, 0, 5, X'00')"),
+            (
+                "journal",
+                "INSERT INTO journal VALUES (?1, 0, 'soon', '{}')",
+            ),
+            (
+                "history",
+                "INSERT INTO history VALUES (?1, -4, 5, 'ExecutionStarted', '{}')",
+            ),
+            (
+                "history",
+                "INSERT INTO history VALUES (?1, 'one', 5, 'ExecutionStarted', '{}')",
+            ),
+            (
+                "history",
+                "INSERT INTO history VALUES (?1, 1, 5, X'07', '{}')",
+            ),
+        ];
+        for (i, (table, sql)) in rows.iter().enumerate() {
+            let e = record(&format!("e{i}"));
+            db.create_execution(&e).unwrap();
+            Connection::open(dir.path().join("shoal.db"))
+                .unwrap()
+                .execute(sql, [&e.arn])
+                .unwrap();
+            let got = if *table == "journal" {
+                db.journal(&e.arn).map(|_| ())
+            } else {
+                db.history(&e.arn).map(|_| ())
+            };
+            let err = got
+                .err()
+                .unwrap_or_else(|| panic!("{sql} was read as sound"));
+            assert!(matches!(err, Error::Damaged { .. }), "{sql}: {err}");
+            let text = err.to_string();
+            assert!(
+                text.contains(&e.arn) && text.contains(table),
+                "{sql}: {text}"
+            );
+        }
     }
 
     #[test]
