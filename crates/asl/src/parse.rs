@@ -754,7 +754,12 @@ impl Cx {
                     self.credentials(c, &at(ptr, "Credentials"), lang);
                 }
                 let resource = match resource.as_deref().map(Resource::parse) {
-                    Some(Ok(r)) => r,
+                    Some(Ok(r)) => {
+                        if let Some(why) = r.unrecognized() {
+                            self.err(at(ptr, "Resource"), SCHEMA, why);
+                        }
+                        r
+                    }
                     Some(Err(why)) => {
                         self.err(
                             at(ptr, "Resource"),

@@ -174,6 +174,43 @@ impl Resource {
         }
     }
 
+    /// Why AWS does not recognise an optimized integration it has no such action or
+    /// pattern for (DynamoDB has four actions, SQS, SNS and EventBridge one each);
+    /// `None` for anything else, which may still fail at run time if shoal cannot run it.
+    pub fn unrecognized(&self) -> Option<String> {
+        let Resource::Service {
+            service,
+            action,
+            pattern,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let (actions, patterns): (&[&str], &[Pattern]) = match service.as_str() {
+            "dynamodb" => (
+                &["getItem", "putItem", "updateItem", "deleteItem"],
+                &[Pattern::RequestResponse],
+            ),
+            "sqs" => (
+                &["sendMessage"],
+                &[Pattern::RequestResponse, Pattern::WaitForTaskToken],
+            ),
+            "sns" => (
+                &["publish"],
+                &[Pattern::RequestResponse, Pattern::WaitForTaskToken],
+            ),
+            "events" => (
+                &["putEvents"],
+                &[Pattern::RequestResponse, Pattern::WaitForTaskToken],
+            ),
+            _ => return None,
+        };
+        (!actions.contains(&action.as_str()) || !patterns.contains(pattern)).then(|| {
+            format!("The resource provided {self} is not recognized. The value is not a valid resource ARN, or the resource is not available in this region.")
+        })
+    }
+
     /// The integration pattern; direct function and activity calls have none.
     pub fn pattern(&self) -> Pattern {
         match self {
@@ -278,6 +315,29 @@ mod tests {
             "arn:aws:s3:::bucket",
         ] {
             assert!(Resource::parse(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn only_the_optimized_actions_aws_has_are_recognized() {
+        for ok in [
+            "arn:aws:states:::dynamodb:putItem",
+            "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+            "arn:aws:states:::events:putEvents",
+            "arn:aws:states:::aws-sdk:dynamodb:scan",
+            "arn:aws:states:::batch:submitJob.sync",
+        ] {
+            assert_eq!(Resource::parse(ok).unwrap().unrecognized(), None, "{ok}");
+        }
+        for bad in [
+            "arn:aws:states:::dynamodb:scan",
+            "arn:aws:states:::dynamodb:putItem.waitForTaskToken",
+            "arn:aws:states:::sqs:receiveMessage",
+        ] {
+            assert!(
+                Resource::parse(bad).unwrap().unrecognized().is_some(),
+                "{bad}"
+            );
         }
     }
 }

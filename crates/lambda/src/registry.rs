@@ -47,6 +47,15 @@ fn default_concurrency() -> usize {
 struct ConfigFile {
     #[serde(default)]
     functions: BTreeMap<String, FunctionConfig>,
+    #[serde(default)]
+    services: BTreeMap<String, ServiceConfig>,
+}
+
+/// `[services.<name>]`: where an AWS service's calls go (moto, LocalStack, ...).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceConfig {
+    endpoint: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +84,8 @@ pub struct Registry {
     /// The file it came from, for error messages.
     pub path: PathBuf,
     pub functions: BTreeMap<String, FunctionDef>,
+    /// An endpoint URL per AWS service key (`dynamodb`, `sqs`, `s3`, ...).
+    pub services: BTreeMap<String, String>,
 }
 
 impl Registry {
@@ -134,9 +145,20 @@ impl Registry {
             };
             functions.insert(name, f);
         }
+        let mut services = BTreeMap::new();
+        for (name, s) in file.services {
+            if !(s.endpoint.starts_with("http://") || s.endpoint.starts_with("https://")) {
+                return Err(invalid(format!(
+                    "services.{name}.endpoint: an endpoint is an http:// or https:// URL, got {:?}",
+                    s.endpoint
+                )));
+            }
+            services.insert(name, s.endpoint);
+        }
         Ok(Registry {
             path: path.to_path_buf(),
             functions,
+            services,
         })
     }
 }

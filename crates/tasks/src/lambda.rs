@@ -36,6 +36,8 @@ pub struct Functions {
     by_name: HashMap<String, Function>,
     /// The buckets builtins read and write.
     buckets: std::sync::OnceLock<Arc<Buckets>>,
+    /// `[services.<name>] endpoint` from the same shoal.toml.
+    services: shoal_aws::Endpoints,
 }
 
 impl Functions {
@@ -43,6 +45,7 @@ impl Functions {
     /// Call within a tokio runtime.
     pub fn new(registry: Registry, builtins: &Builtins) -> Result<Functions, ConfigError> {
         let mut by_name = HashMap::new();
+        let path = registry.path.clone();
         for (name, def) in registry.functions {
             let f = match def {
                 FunctionDef::Builtin(b) => match builtins.get(&b) {
@@ -50,7 +53,7 @@ impl Functions {
                     None => {
                         let known: Vec<&str> = builtins.keys().map(String::as_str).collect();
                         return Err(ConfigError::Invalid {
-                            path: registry.path.display().to_string(),
+                            path: path.display().to_string(),
                             message: format!(
                                 "functions.{name}: unknown builtin {b:?} (this shoal has: {}){}",
                                 known.join(", "),
@@ -69,6 +72,7 @@ impl Functions {
         }
         Ok(Functions {
             by_name,
+            services: registry.services.into_iter().collect(),
             ..Functions::default()
         })
     }
@@ -76,6 +80,11 @@ impl Functions {
     /// Reads a `shoal.toml` with the standard builtins.
     pub fn load(path: &Path, builtins: &Builtins) -> Result<Functions, ConfigError> {
         Functions::new(Registry::load(path)?, builtins)
+    }
+
+    /// `[services.<name>] endpoint` from shoal.toml, for the AWS integrations.
+    pub fn service_endpoints(&self) -> shoal_aws::Endpoints {
+        self.services.clone()
     }
 
     /// The buckets that builtins use.

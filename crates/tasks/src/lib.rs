@@ -1,14 +1,17 @@
 //! Where a Task's resource is carried out: the one router from a parsed
 //! [`Resource`] to the code that runs it. Functions (`lambda:invoke` and function
-//! ARNs, with Lambda's result shapes), the HTTP Task, and builtins live here; the
-//! service integrations, callbacks, activities and nested executions join them.
+//! ARNs, with Lambda's result shapes), the HTTP Task, builtins, and the AWS service
+//! integrations (optimized and `aws-sdk:*`) live here; callbacks, activities and nested
+//! executions join them.
 
 pub mod builtin;
 pub mod http;
 pub mod lambda;
+pub mod services;
 
 pub use builtin::{Builtin, Builtins};
 pub use lambda::{FunctionStats, Functions};
+pub use services::{Optimized, Services};
 
 use serde_json::Value;
 use shoal_asl::{Pattern, Resource};
@@ -19,13 +22,16 @@ use std::time::Duration;
 pub struct Tasks {
     functions: Functions,
     http: http::Client,
+    services: Services,
 }
 
 impl Tasks {
     pub fn new(functions: Functions) -> Tasks {
+        let services = Services::new(functions.service_endpoints());
         Tasks {
             functions,
             http: http::Client::default(),
+            services,
         }
     }
 
@@ -43,6 +49,18 @@ impl Tasks {
                 ..
             } | Resource::LambdaFunction { .. }
                 | Resource::Http { .. }
+                | Resource::AwsSdk {
+                    pattern: Pattern::RequestResponse,
+                    ..
+                }
+        ) || matches!(
+            resource,
+            Resource::Service {
+                service,
+                action,
+                pattern: Pattern::RequestResponse,
+                ..
+            } if Optimized::find(service, action).is_some()
         )
     }
 
@@ -74,6 +92,25 @@ impl Tasks {
                     .await
             }
             Resource::Http { .. } => self.http.invoke(&input, timeout).await,
+            Resource::AwsSdk {
+                service,
+                action,
+                pattern: Pattern::RequestResponse,
+                ..
+            } => self.services.sdk(service, action, &input, timeout).await,
+            Resource::Service {
+                service,
+                action,
+                pattern: Pattern::RequestResponse,
+                ..
+            } => match Optimized::find(service, action) {
+                Some(o) => {
+                    self.services
+                        .optimized(o, &input, timeout, &request_id)
+                        .await
+                }
+                None => Err(Tasks::unsupported(resource)),
+            },
             other => Err(Tasks::unsupported(other)),
         }
     }
