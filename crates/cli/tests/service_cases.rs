@@ -6,7 +6,8 @@
 //!
 //! `corpus/service-cases/KNOWN-FAILURES.md` lists the cases that fail, each with its
 //! reason (most: moto answers differently from AWS). A listed case that passes fails
-//! its test, so the list only shrinks. Needs `moto[server]` and boto3 in the venv that
+//! its test, so the list only shrinks. Cases under `needs-server/` run in `shoal serve`,
+//! where a worker answers their task tokens. Needs `moto[server]` and boto3 in the venv that
 //! scripts/test.sh makes in `target/lambda-venv` (or `SHOAL_TEST_PYTHON`).
 
 use std::collections::BTreeMap;
@@ -86,6 +87,84 @@ fn known_failures() -> &'static BTreeMap<String, String> {
     })
 }
 
+/// A child process killed when dropped.
+struct Guard(std::process::Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+fn wait_for(port: u16, what: &str) -> Result<(), Failure> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if std::time::Instant::now() > deadline {
+            return Err(Failure(format!("{what} did not listen on port {port}")));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// A case under `needs-server/`: a worker answers the task token through the Step
+/// Functions API, so the execution runs in `shoal serve` (moto behind it), started by
+/// the corpus's `sfn_client.py`, as the corpus README describes.
+fn served(python: &str, work: &Path) -> Result<(Vec<Guard>, Vec<String>), Failure> {
+    let moto_port = free_port();
+    let moto = std::process::Command::new(Path::new(python).with_file_name("moto_server"))
+        .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| Failure(format!("cannot start moto_server: {e}")))?;
+    let moto = Guard(moto);
+    wait_for(moto_port, "moto server")?;
+    let backend = format!("http://127.0.0.1:{moto_port}");
+    let serve_port = free_port();
+    let serve = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{serve_port}"),
+            "--state-dir",
+        ])
+        .arg(work.join("serve-state"))
+        .env("AWS_ENDPOINT_URL", &backend)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| Failure(format!("cannot start shoal serve: {e}")))?;
+    let serve = Guard(serve);
+    wait_for(serve_port, "shoal serve")?;
+    let endpoint = format!("http://127.0.0.1:{serve_port}");
+    let client = Path::new(CASES).join("sfn_client.py");
+    let args = vec![
+        "--backend".into(),
+        backend,
+        "--sfn-endpoint".into(),
+        endpoint.clone(),
+        "--engine".into(),
+        format!(
+            "{} {} --endpoint {endpoint} {{definition}} {{input}}",
+            sh_quote(python),
+            sh_quote(&client.to_string_lossy())
+        ),
+    ];
+    Ok((vec![serve, moto], args))
+}
+
 fn check(path: &Path) -> datatest_stable::Result<()> {
     let rel = path.strip_prefix(CASES)?;
     let key = rel.to_string_lossy().into_owned();
@@ -100,10 +179,20 @@ fn check(path: &Path) -> datatest_stable::Result<()> {
     std::fs::create_dir_all(&tmp)?;
     std::fs::create_dir_all(&state)?;
     let python = python().map_err(|e| Failure(e.clone()))?;
+    let (_servers, args) = if key.starts_with("needs-server/") {
+        served(python, work.path())?
+    } else {
+        (
+            Vec::new(),
+            vec![
+                "--engine".to_string(),
+                engine(&sh_quote(env!("CARGO_BIN_EXE_shoal"))),
+            ],
+        )
+    };
     let out = Command::new(python)
         .arg(Path::new(CASES).join("run_service_cases.py"))
-        .arg("--engine")
-        .arg(engine(&sh_quote(env!("CARGO_BIN_EXE_shoal"))))
+        .args(&args)
         .arg(&cases)
         .env("SHOAL_STATE_DIR", &state)
         .env("TMPDIR", &tmp)

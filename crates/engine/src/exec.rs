@@ -817,6 +817,24 @@ impl Execution {
                 heartbeat,
                 ..
             } => {
+                // A task that waits for a callback gets its token in `$$.Task.Token`.
+                let task_token = waits_for_token(resource).then(|| {
+                    let hi = self.entropy.next_u64() as u128;
+                    let secret = hi << 64 | self.entropy.next_u64() as u128;
+                    shoal_asl::identity::TaskToken {
+                        execution_arn: self.info.execution_arn.clone(),
+                        effect: self.next_effect,
+                        secret,
+                    }
+                    .encode()
+                });
+                let ctx = match (&task_token, ctx) {
+                    (Some(t), Value::Object(mut c)) => {
+                        c.insert("Task".into(), json!({ "Token": t }));
+                        Value::Object(c)
+                    }
+                    (_, c) => c,
+                };
                 let states = self.states_var(raw, &ctx, None, None);
                 let input = match parameters {
                     Some(p) if jsonata => {
@@ -853,6 +871,7 @@ impl Execution {
                     input,
                     timeout_seconds,
                     heartbeat_seconds,
+                    task_token,
                 });
                 self.waiting.insert(id, fid);
                 self.frames[fid].status = Status::Waiting(Wait::Task);
@@ -1637,4 +1656,11 @@ fn plain(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => compact(other),
     }
+}
+
+/// Whether a Task's resource waits for SendTaskSuccess/Failure: `.waitForTaskToken`
+/// and activities.
+fn waits_for_token(resource: &shoal_asl::Resource) -> bool {
+    matches!(resource, shoal_asl::Resource::Activity { .. })
+        || resource.pattern() == shoal_asl::Pattern::WaitForTaskToken
 }

@@ -30,6 +30,8 @@ pub enum Effect {
         input: Value,
         timeout_seconds: Option<f64>,
         heartbeat_seconds: Option<f64>,
+        /// For `.waitForTaskToken` and activities: the token whose answer ends the task.
+        task_token: Option<String>,
     },
     /// Call back with [`Event::TimerFired`] at (or after) this time.
     Timer { id: EffectId, fire_at_ms: i64 },

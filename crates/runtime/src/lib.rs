@@ -7,6 +7,7 @@
 //! With a state store ([`Options::db`]) a top-level execution is journaled and its map
 //! runs checkpoint, so [`Runtime::resume`] can finish it after a crash.
 
+pub mod callbacks;
 mod durable;
 mod maprun;
 
@@ -73,6 +74,7 @@ pub struct Runtime {
     map_runs: Mutex<Vec<Arc<MapRunProgress>>>,
     db: Option<Arc<dyn Store>>,
     fleet: Option<Arc<dyn Remote>>,
+    callbacks: Arc<callbacks::Callbacks>,
 }
 
 /// An execution recorded in the store, ready to run.
@@ -103,7 +105,13 @@ impl Runtime {
             map_runs: Mutex::new(Vec::new()),
             db: options.db,
             fleet: options.fleet,
+            callbacks: Arc::default(),
         })
+    }
+
+    /// The tasks of this process waiting for SendTaskSuccess/Failure/Heartbeat.
+    pub fn callbacks(&self) -> &Arc<callbacks::Callbacks> {
+        &self.callbacks
     }
 
     /// Milliseconds since the epoch on this runtime's clock.
@@ -435,6 +443,53 @@ impl Runtime {
                         resource,
                         input,
                         timeout_seconds,
+                        heartbeat_seconds,
+                        task_token: Some(token),
+                        ..
+                    } if Tasks::handles(&resource) => {
+                        let tasks = self.tasks.clone();
+                        let callbacks = self.callbacks.clone();
+                        let request_id = shoal_expr::uuid_v4(&self.entropy());
+                        let secs = |s: Option<f64>| {
+                            s.filter(|t| *t > 0.0)
+                                .and_then(|t| std::time::Duration::try_from_secs_f64(t).ok())
+                        };
+                        let (timeout, heartbeat) = (secs(timeout_seconds), secs(heartbeat_seconds));
+                        // Registered before the call, so an answer that comes back
+                        // before the call returns is not lost.
+                        let registration = callbacks.register(&token);
+                        calls.push(Box::pin(async move {
+                            let started = Instant::now();
+                            if let Err(failure) =
+                                tasks.run(&resource, input, timeout, request_id).await
+                            {
+                                callbacks.forget(&token, false);
+                                return Event::TaskFailed { id, failure };
+                            }
+                            let left = timeout.map(|t| t.saturating_sub(started.elapsed()));
+                            match registration.wait(left, heartbeat).await {
+                                Ok(callbacks::Answer::Success(output)) => {
+                                    Event::TaskSucceeded { id, output }
+                                }
+                                Ok(callbacks::Answer::Failure(failure)) => {
+                                    Event::TaskFailed { id, failure }
+                                }
+                                Err(expired) => {
+                                    callbacks.forget(&token, true);
+                                    Event::TaskFailed {
+                                        id,
+                                        failure: expired.failure(),
+                                    }
+                                }
+                            }
+                        }));
+                    }
+                    Effect::Invoke {
+                        id,
+                        resource,
+                        input,
+                        timeout_seconds,
+                        task_token: None,
                         ..
                     } if Tasks::handles(&resource) => {
                         let tasks = self.tasks.clone();

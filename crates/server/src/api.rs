@@ -13,7 +13,7 @@ const ACCOUNT: &str = "123456789012";
 const MAX_DEFINITION: usize = 1024 * 1024;
 const MAX_INPUT: usize = 256 * 1024;
 
-type R<T = Value> = Result<T, ApiError>;
+pub(crate) type R<T = Value> = Result<T, ApiError>;
 
 /// The EXPRESS-only rules, on a definition's text (JSON; a YAML one has no such rule
 /// checked here).
@@ -70,14 +70,14 @@ pub fn describe_execution(e: &ExecutionRecord) -> Value {
     Value::Object(m)
 }
 
-fn validation(field: &str, constraint: &str) -> ApiError {
+pub(crate) fn validation(field: &str, constraint: &str) -> ApiError {
     ApiError::new(
         "ValidationException",
         format!("1 validation error detected: Value at '{field}' failed to satisfy constraint: {constraint}"),
     )
 }
 
-fn opt_str<'a>(p: &'a Value, k: &str) -> R<Option<&'a str>> {
+pub(crate) fn opt_str<'a>(p: &'a Value, k: &str) -> R<Option<&'a str>> {
     match p.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -88,7 +88,7 @@ fn opt_str<'a>(p: &'a Value, k: &str) -> R<Option<&'a str>> {
     }
 }
 
-fn req_str<'a>(p: &'a Value, k: &str) -> R<&'a str> {
+pub(crate) fn req_str<'a>(p: &'a Value, k: &str) -> R<&'a str> {
     opt_str(p, k)?.ok_or_else(|| validation(k, "Member must not be null"))
 }
 
@@ -272,6 +272,9 @@ impl Server {
             "TestState" => self.test_state(p).await,
             "ListMapRunFailures" => self.list_failures(p),
             "ListWorkers" => self.list_workers().await,
+            "SendTaskSuccess" => self.send_task_success(p),
+            "SendTaskFailure" => self.send_task_failure(p),
+            "SendTaskHeartbeat" => self.send_task_heartbeat(p),
             _ => Err(ApiError::new(
                 "UnknownOperationException",
                 format!("unknown operation {op}"),

@@ -7,6 +7,7 @@
 //! without a socket.
 
 mod api;
+mod callbacks;
 pub use api::describe_execution;
 
 use bytes::Bytes;

@@ -39,29 +39,24 @@ impl Tasks {
         &self.functions
     }
 
-    /// Whether [`Tasks::run`] can carry this resource out. One that it cannot fails its
-    /// Task at run time with [`Tasks::unsupported`], never at validation.
+    /// Whether [`Tasks::run`] can carry this resource's call out: request-response, or
+    /// the call that hands a `.waitForTaskToken` task's token over (the runtime then
+    /// waits for the answer). One that it cannot fails its Task at run time with
+    /// [`Tasks::unsupported`], never at validation.
     pub fn handles(resource: &Resource) -> bool {
-        matches!(
-            resource,
-            Resource::LambdaInvoke {
-                pattern: Pattern::RequestResponse,
-                ..
-            } | Resource::LambdaFunction { .. }
-                | Resource::Http { .. }
-                | Resource::AwsSdk {
-                    pattern: Pattern::RequestResponse,
-                    ..
-                }
-        ) || matches!(
-            resource,
-            Resource::Service {
-                service,
-                action,
-                pattern: Pattern::RequestResponse,
-                ..
-            } if Optimized::find(service, action).is_some()
-        )
+        let calls = matches!(
+            resource.pattern(),
+            Pattern::RequestResponse | Pattern::WaitForTaskToken
+        );
+        calls
+            && match resource {
+                Resource::LambdaInvoke { .. } | Resource::AwsSdk { .. } => true,
+                Resource::LambdaFunction { .. } | Resource::Http { .. } => true,
+                Resource::Service {
+                    service, action, ..
+                } => Optimized::find(service, action).is_some(),
+                Resource::Activity { .. } => false,
+            }
     }
 
     /// The Task failure for a resource this build cannot run.
@@ -70,6 +65,7 @@ impl Tasks {
     }
 
     /// Runs a Task's resource; `input` is the Task's effective Parameters/Arguments.
+    /// Call it only for a resource [`Tasks::handles`].
     pub async fn run(
         &self,
         resource: &Resource,
@@ -78,10 +74,8 @@ impl Tasks {
         request_id: String,
     ) -> Result<Value, Failure> {
         match resource {
-            Resource::LambdaInvoke {
-                pattern: Pattern::RequestResponse,
-                ..
-            } => {
+            // `.waitForTaskToken` makes the same call; its answer comes later.
+            Resource::LambdaInvoke { .. } => {
                 self.functions
                     .lambda_invoke(input, timeout, request_id)
                     .await
@@ -93,16 +87,10 @@ impl Tasks {
             }
             Resource::Http { .. } => self.http.invoke(&input, timeout).await,
             Resource::AwsSdk {
-                service,
-                action,
-                pattern: Pattern::RequestResponse,
-                ..
+                service, action, ..
             } => self.services.sdk(service, action, &input, timeout).await,
             Resource::Service {
-                service,
-                action,
-                pattern: Pattern::RequestResponse,
-                ..
+                service, action, ..
             } => match Optimized::find(service, action) {
                 Some(o) => {
                     self.services

@@ -1,0 +1,80 @@
+//! SendTaskSuccess, SendTaskFailure and SendTaskHeartbeat: answers for the tasks of
+//! this server's executions that wait for a token.
+
+use crate::api::{opt_str, req_str, validation, R};
+use crate::{ApiError, Server};
+use serde_json::{json, Value};
+use shoal_expr::Failure;
+use shoal_runtime::callbacks::{Answer, CallbackError};
+
+/// AWS's limits on a token, an error and a cause.
+const MAX_TOKEN: usize = 2048;
+const MAX_ERROR: usize = 256;
+const MAX_CAUSE: usize = 32_768;
+
+impl From<CallbackError> for ApiError {
+    fn from(e: CallbackError) -> ApiError {
+        ApiError::new(e.code(), e.to_string())
+    }
+}
+
+fn token(p: &Value) -> R<&str> {
+    let t = req_str(p, "taskToken")?;
+    if t.is_empty() || t.len() > MAX_TOKEN {
+        return Err(validation(
+            "taskToken",
+            "Member must have length less than or equal to 2048",
+        ));
+    }
+    Ok(t)
+}
+
+impl Server {
+    pub(crate) fn send_task_success(&self, p: &Value) -> R {
+        let t = token(p)?;
+        let text = req_str(p, "output")?;
+        if text.len() > shoal_asl::identity::PAYLOAD_LIMIT {
+            return Err(validation(
+                "output",
+                "Member must have length less than or equal to 262144",
+            ));
+        }
+        let output: Value = serde_json::from_str(text)
+            .map_err(|e| ApiError::new("InvalidOutput", format!("Invalid Output: '{e}'")))?;
+        self.runtime
+            .callbacks()
+            .answer(t, Answer::Success(output))?;
+        Ok(json!({}))
+    }
+
+    pub(crate) fn send_task_failure(&self, p: &Value) -> R {
+        let t = token(p)?;
+        let error = opt_str(p, "error")?;
+        let cause = opt_str(p, "cause")?;
+        if error.is_some_and(|e| e.len() > MAX_ERROR) {
+            return Err(validation(
+                "error",
+                "Member must have length less than or equal to 256",
+            ));
+        }
+        if cause.is_some_and(|c| c.len() > MAX_CAUSE) {
+            return Err(validation(
+                "cause",
+                "Member must have length less than or equal to 32768",
+            ));
+        }
+        let failure = Failure {
+            error: error.unwrap_or_default().to_string(),
+            cause: cause.map(str::to_string),
+        };
+        self.runtime
+            .callbacks()
+            .answer(t, Answer::Failure(failure))?;
+        Ok(json!({}))
+    }
+
+    pub(crate) fn send_task_heartbeat(&self, p: &Value) -> R {
+        self.runtime.callbacks().heartbeat(token(p)?)?;
+        Ok(json!({}))
+    }
+}
