@@ -10,6 +10,7 @@
 pub mod callbacks;
 mod durable;
 mod maprun;
+mod nested;
 
 pub use durable::{decode_event, encode_event, Error};
 use durable::{Journal, MapDurable};
@@ -107,6 +108,57 @@ impl Runtime {
             fleet: options.fleet,
             callbacks: Arc::default(),
         })
+    }
+
+    /// Whether [`Runtime::call`] can carry a Task's resource out.
+    fn can_call(&self, resource: &shoal_asl::Resource) -> bool {
+        Tasks::handles(resource)
+            || matches!(
+                nested::nested_pattern(resource),
+                Some(shoal_asl::Pattern::Sync | shoal_asl::Pattern::Sync2)
+            )
+    }
+
+    /// A Task's call: a nested execution of a state machine this shoal runs, or the
+    /// `tasks` router.
+    fn call(
+        self: &Arc<Self>,
+        resource: Arc<shoal_asl::Resource>,
+        input: Value,
+        timeout: Option<std::time::Duration>,
+        request_id: String,
+    ) -> BoxFuture<'static, Result<Value, Failure>> {
+        use shoal_asl::Pattern;
+        let held = || {
+            input
+                .get("StateMachineArn")
+                .and_then(Value::as_str)
+                .is_some_and(|arn| self.holds(arn))
+        };
+        let nested = match nested::nested_pattern(&resource) {
+            Some(p @ (Pattern::Sync | Pattern::Sync2)) => Some(p),
+            Some(Pattern::RequestResponse | Pattern::WaitForTaskToken) if held() => {
+                Some(Pattern::RequestResponse)
+            }
+            _ => None,
+        };
+        match nested {
+            Some(p) => {
+                let run = self.clone().nested(p, input);
+                Box::pin(async move {
+                    match timeout {
+                        Some(t) => tokio::time::timeout(t, run)
+                            .await
+                            .unwrap_or_else(|_| Err(callbacks::Expired::Timeout.failure())),
+                        None => run.await,
+                    }
+                })
+            }
+            None => {
+                let tasks = self.tasks.clone();
+                Box::pin(async move { tasks.run(&resource, input, timeout, request_id).await })
+            }
+        }
     }
 
     /// The tasks of this process waiting for SendTaskSuccess/Failure/Heartbeat.
@@ -446,8 +498,7 @@ impl Runtime {
                         heartbeat_seconds,
                         task_token: Some(token),
                         ..
-                    } if Tasks::handles(&resource) => {
-                        let tasks = self.tasks.clone();
+                    } if self.can_call(&resource) => {
                         let callbacks = self.callbacks.clone();
                         let request_id = shoal_expr::uuid_v4(&self.entropy());
                         let secs = |s: Option<f64>| {
@@ -458,10 +509,11 @@ impl Runtime {
                         // Registered before the call, so an answer that comes back
                         // before the call returns is not lost.
                         let registration = callbacks.register(&token);
+                        let rt = self.clone();
                         calls.push(Box::pin(async move {
                             let started = Instant::now();
                             if let Err(failure) =
-                                tasks.run(&resource, input, timeout, request_id).await
+                                rt.call(resource, input, timeout, request_id).await
                             {
                                 callbacks.forget(&token, false);
                                 return Event::TaskFailed { id, failure };
@@ -491,15 +543,15 @@ impl Runtime {
                         timeout_seconds,
                         task_token: None,
                         ..
-                    } if Tasks::handles(&resource) => {
-                        let tasks = self.tasks.clone();
+                    } if self.can_call(&resource) => {
+                        let rt = self.clone();
                         let request_id = shoal_expr::uuid_v4(&self.entropy());
                         // The engine holds it to AWS's limits; a duration it is not means none.
                         let timeout = timeout_seconds
                             .filter(|t| *t > 0.0)
                             .and_then(|t| std::time::Duration::try_from_secs_f64(t).ok());
                         calls.push(Box::pin(async move {
-                            match tasks.run(&resource, input, timeout, request_id).await {
+                            match rt.call(resource, input, timeout, request_id).await {
                                 Ok(output) => Event::TaskSucceeded { id, output },
                                 Err(failure) => Event::TaskFailed { id, failure },
                             }

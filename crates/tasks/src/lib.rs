@@ -39,6 +39,10 @@ impl Tasks {
         &self.functions
     }
 
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
     /// Whether [`Tasks::run`] can carry this resource's call out: request-response, or
     /// the call that hands a `.waitForTaskToken` task's token over (the runtime then
     /// waits for the answer). One that it cannot fails its Task at run time with

@@ -178,6 +178,29 @@ impl Services {
         }
     }
 
+    /// A state machine's name and definition from the Step Functions endpoint
+    /// (DescribeStateMachine), for a nested execution that runs here.
+    pub async fn state_machine(&self, arn: &str) -> Result<(String, String), Failure> {
+        let o = Optimized::find("states", "startExecution").expect("a known integration");
+        let input = json!({ "StateMachineArn": arn });
+        match self
+            .client
+            .call("sfn", "DescribeStateMachine", &input, None)
+            .await
+        {
+            Ok(r) => {
+                let text = |k: &str| r.output[k].as_str().unwrap_or_default().to_string();
+                Ok((text("Name"), text("Definition")))
+            }
+            Err(CallError::Service(e)) => Err(v1_failure(o, &e)),
+            Err(CallError::Client(message)) => Err(Failure::new(
+                format!("{}.SdkClientException", o.prefix),
+                message,
+            )),
+            Err(other) => Err(Failure::runtime(other.to_string())),
+        }
+    }
+
     /// An optimized integration, request-response.
     pub async fn optimized(
         &self,
