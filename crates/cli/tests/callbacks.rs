@@ -1,0 +1,73 @@
+//! Tasks that wait for a token, and nested executions, driven from outside by boto3
+//! (`callbacks_client.py`, in the venv that scripts/test.sh makes) against `shoal serve`:
+//! SendTaskSuccess, SendTaskFailure caught by a Catch, heartbeats and
+//! States.HeartbeatTimeout, AWS's token errors, a token answered after the server was
+//! killed with SIGKILL and restarted, and a parent catching its `.sync:2` child's failure.
+
+mod common;
+
+use common::{serve, Serve};
+use std::path::Path;
+use std::process::Command;
+
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("buckets")).unwrap();
+    let testfn = Path::new(env!("CARGO_BIN_EXE_shoal"))
+        .parent()
+        .unwrap()
+        .join("shoal-testfn");
+    std::fs::write(
+        dir.path().join("shoal.toml"),
+        format!(
+            "[functions.testfn]\ncommand = [{:?}]\n",
+            testfn.display().to_string()
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+fn client(s: &Serve, dir: &Path, args: &[&str]) -> String {
+    let python = Path::new(env!("CARGO_BIN_EXE_shoal"))
+        .parent()
+        .unwrap()
+        .join("../lambda-venv/bin/python");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/callbacks_client.py");
+    let o = Command::new(&python)
+        .arg(script)
+        .arg(s.url())
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (scripts/test.sh makes the venv)", python.display()));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "client {args:?} failed:\n{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
+#[test]
+fn tokens_heartbeats_and_nested_executions_through_boto3() {
+    let dir = setup();
+    let s = serve(dir.path(), &["--config", "shoal.toml"]);
+    let out = client(&s, dir.path(), &["main"]);
+    assert!(out.contains("all checks passed"), "{out}");
+}
+
+#[test]
+fn a_token_is_answered_after_the_server_was_killed_and_restarted() {
+    let dir = setup();
+    let s = serve(dir.path(), &["--config", "shoal.toml"]);
+    client(&s, dir.path(), &["start", "survivor"]);
+    drop(s); // SIGKILL while the task waits for its token
+    let s = serve(dir.path(), &["--config", "shoal.toml"]);
+    let out = client(&s, dir.path(), &["answer", "survivor"]);
+    assert!(
+        out.starts_with("SUCCEEDED {\"after\":\"restart\"}"),
+        "{out}"
+    );
+}
