@@ -87,6 +87,11 @@ impl Functions {
         self.services.clone()
     }
 
+    /// The buckets attached, if any: builtins use them, and `aws-sdk:s3` over folders.
+    pub fn buckets(&self) -> Option<&Arc<Buckets>> {
+        self.buckets.get()
+    }
+
     /// The buckets that builtins use.
     pub fn attach_buckets(&self, buckets: Arc<Buckets>) {
         let _ = self.buckets.set(buckets);
