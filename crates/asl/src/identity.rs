@@ -40,6 +40,13 @@ pub fn iso_time(ms: i64) -> String {
 }
 
 /// The largest payload AWS passes between states, and the largest task result: 256 KiB.
+/// Milliseconds since the epoch of an ISO-8601 time as [`iso_time`] writes it.
+pub fn iso_ms(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
 pub const PAYLOAD_LIMIT: usize = 262_144;
 
 #[cfg(test)]

@@ -605,6 +605,7 @@ impl Execution {
             states,
             vars: &vars,
             entropy: self.entropy.as_ref(),
+            now_ms: self.now_ms,
         };
         f(&b)
     }

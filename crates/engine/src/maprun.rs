@@ -202,10 +202,18 @@ impl Shaper {
                 let vars = SnapshotVars(&sel.vars);
                 if sel.lang == Lang::Jsonata {
                     let states = json!({"input": sel.input, "context": sel.context});
+                    // The Map state's entry time, which the context carries.
+                    let now_ms = sel
+                        .context
+                        .pointer("/State/EnteredTime")
+                        .and_then(Value::as_str)
+                        .and_then(shoal_asl::identity::iso_ms)
+                        .unwrap_or(0);
                     let b = Bindings {
                         states,
                         vars: &vars,
                         entropy: &self.entropy,
+                        now_ms,
                     };
                     sel.template.eval_jsonata(&b, "ItemSelector")?
                 } else {

@@ -24,6 +24,9 @@ pub struct Bindings<'a> {
     pub states: Value,
     pub vars: &'a dyn crate::Vars,
     pub entropy: &'a dyn Entropy,
+    /// The time of the event being handled: `$now()` and `$millis()` read it, never
+    /// the real clock, so a replay evaluates them to what they were.
+    pub now_ms: i64,
 }
 
 /// Strips `{% %}` and parses. `s` must be a full `{% ... %}` string.
@@ -71,7 +74,11 @@ fn num_arg(args: &[JValue], i: usize, f: &str) -> Result<i64, EvaluatorError> {
     }
 }
 
-fn install_extras(ev: &mut Evaluator, entropy: &dyn Entropy) -> Result<(), EvaluatorError> {
+fn install_extras(
+    ev: &mut Evaluator,
+    entropy: &dyn Entropy,
+    now_ms: i64,
+) -> Result<(), EvaluatorError> {
     ev.register_fn("partition", |args: &[JValue]| {
         let arr = args
             .first()
@@ -117,6 +124,39 @@ fn install_extras(ev: &mut Evaluator, entropy: &dyn Entropy) -> Result<(), Evalu
     })?;
     let rng = SplitMix::new(entropy.next_u64());
     let seed_uuid = SplitMix::new(entropy.next_u64());
+    let shuffler = SplitMix::new(entropy.next_u64());
+    ev.register_fn_override("millis", move |_: &[JValue]| {
+        Ok(JValue::from(now_ms as f64))
+    })?;
+    ev.register_fn_override("now", move |args: &[JValue]| {
+        // $now(picture, timezone) is $fromMillis of the injected time.
+        let mut ctx = Context::new();
+        ctx.bind("m".to_string(), JValue::from(now_ms as f64));
+        ctx.bind(
+            "p".to_string(),
+            args.first().cloned().unwrap_or(JValue::Undefined),
+        );
+        ctx.bind(
+            "t".to_string(),
+            args.get(1).cloned().unwrap_or(JValue::Undefined),
+        );
+        let ast = jsonata_core::parser::parse("$fromMillis($m, $p, $t)")
+            .map_err(|e| ev_err(e.to_string()))?;
+        Evaluator::with_context(ctx).evaluate(&ast, &JValue::Undefined)
+    })?;
+    ev.register_fn_override("shuffle", move |args: &[JValue]| {
+        let mut items: Vec<Value> = match args.first().map(Value::from) {
+            Some(Value::Array(a)) => a,
+            Some(Value::Null) | None => return Ok(JValue::Undefined),
+            Some(one) => vec![one],
+        };
+        // Fisher-Yates on the injected entropy.
+        for i in (1..items.len()).rev() {
+            let j = (shuffler.next_u64() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+        Ok(JValue::from(Value::Array(items)))
+    })?;
     ev.register_fn("uuid", move |_: &[JValue]| {
         Ok(JValue::from(crate::uuid_v4(&seed_uuid)))
     })?;
@@ -151,7 +191,7 @@ impl Expr {
         }
         ctx.bind("states".to_string(), JValue::from(b.states.clone()));
         let mut ev = Evaluator::with_context(ctx);
-        install_extras(&mut ev, b.entropy).map_err(|e| Failure::query(e.to_string()))?;
+        install_extras(&mut ev, b.entropy, b.now_ms).map_err(|e| Failure::query(e.to_string()))?;
         let input = b.states.get("input").cloned().unwrap_or(Value::Null);
         let out = ev.evaluate(&self.ast, &JValue::from(input)).map_err(|e| {
             Failure::query(format!("The JSONata expression '{}' specified for the field '{}' threw an error during evaluation. {}", self.text, field, e.message()))
@@ -185,9 +225,38 @@ mod tests {
                 states: json!({"input": input}),
                 vars: &(),
                 entropy: &e,
+                now_ms: 1_700_000_000_123,
             },
             "Output",
         )
+    }
+
+    #[test]
+    fn time_and_shuffles_come_from_the_bindings_not_the_machine() {
+        assert_eq!(
+            eval("{% $millis() %}", json!({})).unwrap(),
+            Some(json!(1_700_000_000_123i64))
+        );
+        assert_eq!(
+            eval("{% $now() %}", json!({})).unwrap(),
+            Some(json!("2023-11-14T22:13:20.123Z"))
+        );
+        assert_eq!(
+            eval("{% $now('[Y0001]-[M01]-[D01]') %}", json!({})).unwrap(),
+            Some(json!("2023-11-14"))
+        );
+        let a = eval("{% $shuffle([1,2,3,4,5,6,7,8]) %}", json!({})).unwrap();
+        let b = eval("{% $shuffle([1,2,3,4,5,6,7,8]) %}", json!({})).unwrap();
+        assert_eq!(a, b, "the same entropy shuffles the same way");
+        let mut sorted: Vec<i64> = a
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
+        sorted.sort();
+        assert_eq!(sorted, (1..=8).collect::<Vec<_>>());
     }
 
     #[test]
