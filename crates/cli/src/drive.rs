@@ -69,6 +69,9 @@ pub fn run(job: Job, opts: Options) -> Result<Outcome> {
                 input,
                 name,
             } => {
+                if definition.contains(".waitForTaskToken") {
+                    answer_tokens(&runtime, db.clone()).await?;
+                }
                 let entropy = runtime.entropy();
                 let name = name.unwrap_or_else(|| shoal_expr::uuid_v4(&entropy));
                 let info = ExecutionInfo::local(&sm_name, &name, runtime.now_ms(), false, &entropy);
@@ -109,6 +112,39 @@ pub fn run(job: Job, opts: Options) -> Result<Outcome> {
         }
         Ok(outcome?)
     })
+}
+
+/// For a machine whose tasks wait for tokens: serves the Step Functions API on a
+/// loopback port, so that `shoal task success` (or any SDK) can answer them, and says
+/// on stderr how to answer each token as it starts waiting.
+async fn answer_tokens(
+    runtime: &Arc<Runtime>,
+    db: Option<Arc<dyn shoal_store::Store>>,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let endpoint = format!("http://{}", listener.local_addr()?);
+    let server = shoal_server::Server::new(shoal_server::Options {
+        runtime: runtime.clone(),
+        fleet: None,
+        db: db.unwrap_or_else(|| Arc::new(shoal_store::Memory::new())),
+        token: None,
+    });
+    tokio::spawn(server.serve(listener));
+    let callbacks = runtime.callbacks().clone();
+    tokio::spawn(async move {
+        let mut told = std::collections::HashSet::new();
+        loop {
+            for token in callbacks.waiting() {
+                if told.insert(token.clone()) {
+                    eprintln!(
+                        "shoal: a task waits for its token; answer it with\n  shoal task success --endpoint {endpoint} --output '{{}}' {token}"
+                    );
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    Ok(())
 }
 
 /// A runtime, and the fleet its map runs go to in fleet mode.

@@ -123,6 +123,35 @@ struct Env {
 }
 
 #[derive(Subcommand)]
+enum TaskAnswer {
+    /// The task succeeds with this output.
+    Success {
+        token: String,
+        /// The task's result, a JSON text.
+        #[arg(long)]
+        output: String,
+        #[arg(long, env = "SHOAL_ENDPOINT", default_value = "http://127.0.0.1:8083")]
+        endpoint: String,
+    },
+    /// The task fails with this error and cause (Retry and Catch see them).
+    Failure {
+        token: String,
+        #[arg(long)]
+        error: Option<String>,
+        #[arg(long)]
+        cause: Option<String>,
+        #[arg(long, env = "SHOAL_ENDPOINT", default_value = "http://127.0.0.1:8083")]
+        endpoint: String,
+    },
+    /// The task is still being worked on (for HeartbeatSeconds).
+    Heartbeat {
+        token: String,
+        #[arg(long, env = "SHOAL_ENDPOINT", default_value = "http://127.0.0.1:8083")]
+        endpoint: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum Cmd {
     /// Check a definition; print every problem as `<JSON pointer>: <message>`.
     Validate {
@@ -166,6 +195,12 @@ enum Cmd {
         execution: String,
         #[command(flatten)]
         env: Env,
+    },
+    /// Answer a task that waits for its token: SendTaskSuccess, SendTaskFailure or
+    /// SendTaskHeartbeat, to `shoal serve` or to a `shoal run` (which prints its endpoint).
+    Task {
+        #[command(subcommand)]
+        answer: TaskAnswer,
     },
     /// Serve the Step Functions API (AWS JSON 1.0) and the dashboard.
     Serve {
@@ -406,6 +441,45 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 server.serve(listener).await;
                 Ok(ExitCode::SUCCESS)
             })
+        }
+        Cmd::Task { answer } => {
+            let (endpoint, op, body) = match answer {
+                TaskAnswer::Success {
+                    token,
+                    output,
+                    endpoint,
+                } => (
+                    endpoint,
+                    "SendTaskSuccess",
+                    json!({"TaskToken": token, "Output": output}),
+                ),
+                TaskAnswer::Failure {
+                    token,
+                    error,
+                    cause,
+                    endpoint,
+                } => (
+                    endpoint,
+                    "SendTaskFailure",
+                    json!({"TaskToken": token, "Error": error, "Cause": cause}),
+                ),
+                TaskAnswer::Heartbeat { token, endpoint } => {
+                    (endpoint, "SendTaskHeartbeat", json!({"TaskToken": token}))
+                }
+            };
+            // The Step Functions API through the same client the aws-sdk integration uses.
+            let client = shoal_aws::Client::new([("sfn".to_string(), endpoint.clone())].into());
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            match rt.block_on(client.call("sfn", op, &body, None)) {
+                Ok(_) => Ok(ExitCode::SUCCESS),
+                Err(shoal_aws::CallError::Service(e)) => {
+                    eprintln!("shoal: {op}: {}: {}", e.code, e.message);
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(e) => bail!("{op} to {endpoint}: {e}"),
+            }
         }
         Cmd::Executions { json } => {
             let db = open_db(&cli.state_dir)?;

@@ -71,3 +71,64 @@ fn a_token_is_answered_after_the_server_was_killed_and_restarted() {
         "{out}"
     );
 }
+
+/// `shoal run` waits for its token and says how to answer it; `shoal task success`
+/// answers, and the run ends with that output.
+#[test]
+fn shoal_run_waits_for_a_token_that_shoal_task_answers() {
+    use std::io::{BufRead, BufReader};
+    let dir = setup();
+    let def = serde_json::json!({"StartAt": "Approve", "States": {"Approve": {
+        "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+        "Parameters": {"FunctionName": "testfn", "Payload": {"token.$": "$$.Task.Token"}},
+        "TimeoutSeconds": 60, "End": true}}});
+    std::fs::write(dir.path().join("def.json"), def.to_string()).unwrap();
+    let mut run = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "def.json",
+            "--config",
+            "shoal.toml",
+            "--json",
+            "--ephemeral",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(run.stderr.take().unwrap()).lines();
+    let command = loop {
+        let line = lines.next().expect("shoal run says how to answer").unwrap();
+        if let Some(c) = line.trim().strip_prefix("shoal task success ") {
+            break c.to_string();
+        }
+    };
+    let args: Vec<&str> = command.split_whitespace().collect();
+    let (endpoint, token) = (args[1], args[args.len() - 1]);
+    let bogus = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["task", "heartbeat", "--endpoint", endpoint, "not-a-token"])
+        .output()
+        .unwrap();
+    assert!(!bogus.status.success());
+    assert!(String::from_utf8_lossy(&bogus.stderr).contains("InvalidToken"));
+    let answered = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args([
+            "task",
+            "success",
+            "--endpoint",
+            endpoint,
+            "--output",
+            r#"{"ok":1}"#,
+            token,
+        ])
+        .status()
+        .unwrap();
+    assert!(answered.success());
+    let out = run.wait_with_output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"status": "SUCCEEDED", "output": {"ok": 1}})
+    );
+}
