@@ -155,8 +155,16 @@ impl Runtime {
                 })
             }
             None => {
+                use futures::FutureExt;
                 let tasks = self.tasks.clone();
-                Box::pin(async move { tasks.run(&resource, input, timeout, request_id).await })
+                // A call that panics (a builtin, a bug) fails its Task with
+                // States.Runtime instead of taking the execution down with it.
+                Box::pin(async move {
+                    std::panic::AssertUnwindSafe(tasks.run(&resource, input, timeout, request_id))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|p| Err(maprun::panicked(p)))
+                })
             }
         }
     }

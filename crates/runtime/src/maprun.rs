@@ -225,7 +225,25 @@ impl Runtime {
         encoder: Option<Encoder>,
         fleet: Option<Arc<dyn Remote>>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Ended> + Send>> {
-        Box::pin(self.run_child(spec, child, progress, encoder, fleet))
+        use futures::FutureExt;
+        // A child that panics ends as failed, so the run counts it and goes on; its
+        // tolerance decides the outcome. Without this the run would wait for it forever.
+        let (info, index, items) = (child.info.clone(), child.index, child.items);
+        Box::pin(
+            std::panic::AssertUnwindSafe(self.run_child(spec, child, progress, encoder, fleet))
+                .catch_unwind()
+                .map(move |r| {
+                    r.unwrap_or_else(|panic| {
+                        let child = Child {
+                            index,
+                            items,
+                            info,
+                            input: Value::Null,
+                        };
+                        (child, ChildEnd::Failed(panicked(panic)), None)
+                    })
+                }),
+        )
     }
 
     async fn run_child(
@@ -593,4 +611,14 @@ impl MapRunner {
 
 fn store_failure(e: shoal_store::Error) -> Failure {
     Failure::runtime(e.to_string())
+}
+
+/// The `States.Runtime` failure of work that panicked, naming the panic.
+pub(crate) fn panicked(panic: Box<dyn std::any::Any + Send>) -> Failure {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    Failure::runtime(format!("shoal failed internally (a panic): {what}"))
 }
