@@ -116,6 +116,39 @@ impl Optimized {
     }
 }
 
+impl Optimized {
+    /// The resource ARN a definition names this integration by.
+    fn resource(&self) -> String {
+        let service = match self.model {
+            "eventbridge" => "events",
+            "sfn" => "states",
+            m => m,
+        };
+        format!("arn:aws:states:::{service}:{}", lower_first(self.op))
+    }
+}
+
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// A Task's result is held to Step Functions' 256 KiB; the body's size says when the
+/// result may be near it, so most results are never serialized to be measured.
+fn within_limit(body_len: usize, out: Value, resource: &str) -> Result<Value, Failure> {
+    let limit = shoal_asl::identity::PAYLOAD_LIMIT;
+    if body_len > limit / 2 && compact(&out).len() > limit {
+        return Err(Failure::new(
+            "States.DataLimitExceeded",
+            format!("The state/task '{resource}' returned a result with a size exceeding the maximum number of bytes service limit."),
+        ));
+    }
+    Ok(out)
+}
+
 /// The Java v2 SDK's exception class for a modeled error shape.
 fn java_exception(shape: &str) -> String {
     if let Some(base) = shape.strip_suffix("Fault") {
@@ -152,7 +185,11 @@ impl Services {
             .map(|s| s.prefix.clone())
             .unwrap_or_else(|| shoal_aws::model::upper_first(service));
         match self.client.call(service, action, input, timeout).await {
-            Ok(r) => Ok(r.output),
+            Ok(r) => within_limit(
+                r.body_len,
+                r.output,
+                &format!("arn:aws:states:::aws-sdk:{service}:{action}"),
+            ),
             Err(CallError::Service(e)) => {
                 let name = match &e.shape {
                     Some(s) => java_exception(s),
@@ -211,10 +248,14 @@ impl Services {
     ) -> Result<Value, Failure> {
         let o = integration;
         match self.client.call(o.model, o.op, input, timeout).await {
-            Ok(r) => match o.kind {
-                Kind::WithMetadata => Ok(with_metadata(o, r, request_id)),
-                Kind::PutEvents => put_events(r.output),
-            },
+            Ok(r) => {
+                let len = r.body_len;
+                let out = match o.kind {
+                    Kind::WithMetadata => with_metadata(o, r, request_id),
+                    Kind::PutEvents => put_events(r.output)?,
+                };
+                within_limit(len, out, &o.resource())
+            }
             Err(CallError::Service(e)) => Err(v1_failure(o, &e)),
             Err(CallError::Client(message)) => Err(Failure::new(
                 format!("{}.SdkClientException", o.prefix),
@@ -342,6 +383,16 @@ fn query_body_len(svc: &shoal_aws::Service, op: &str, output: &Value, rid: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_result_over_256_kib_is_a_data_limit_failure() {
+        let big = json!({"Body": "x".repeat(300_000)});
+        let f = within_limit(300_010, big, "arn:aws:states:::aws-sdk:s3:getObject").unwrap_err();
+        assert_eq!(f.error, "States.DataLimitExceeded");
+        assert!(within_limit(10, json!({"a": 1}), "r").is_ok());
+        let o = Optimized::find("events", "putEvents").unwrap();
+        assert_eq!(o.resource(), "arn:aws:states:::events:putEvents");
+    }
 
     #[test]
     fn java_exception_names() {
