@@ -169,9 +169,10 @@ pub fn read(
             ),
             None => Err(s3_failure(Error::NoBuckets).into()),
         };
+        // Items read before a failure go out first, as they would have in time.
         let r = match r {
             Ok(()) | Err(Stop::Done) => em.flush(),
-            Err(f) => Err(f),
+            Err(f) => em.flush().and(Err(f)),
         };
         if let Err(Stop::Failed(f)) = r {
             let _ = tx.blocking_send(Err(f));
@@ -194,12 +195,12 @@ fn read_all(
     match resource {
         ReaderResource::ListObjectsV2 => {
             let prefix = params.get("Prefix").and_then(Value::as_str).unwrap_or("");
-            let list = rt
-                .block_on(store.list(bucket, prefix))
-                .map_err(s3_failure)?;
             let load = config.transformation == ReaderTransformation::LoadAndFlatten;
             let fmt = if load { Some(format(config)?) } else { None };
-            for m in list {
+            // Keys come in order as the listing is read: a folder at a time, a page
+            // at a time.
+            for m in store.listing(rt, bucket, prefix).map_err(s3_failure)? {
+                let m = m.map_err(s3_failure)?;
                 match &fmt {
                     None => em.push(json!({"Etag": m.etag, "Key": m.key, "LastModified": m.last_modified, "Size": m.size, "StorageClass": "STANDARD"}))?,
                     Some(f) => read_object(rt, store, bucket, &m.key, f, em)?,
