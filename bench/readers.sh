@@ -11,7 +11,7 @@ N_JSON=${1:-3000000}
 N_OBJ=${2:-200000}
 N_PQ=${3:-1000000}
 BASE=${BASE:-$(git merge-base HEAD main)}
-TARGET=${CARGO_TARGET_DIR:-target}
+TARGET=$(realpath "${CARGO_TARGET_DIR:-target}")
 PY=${SHOAL_TEST_PYTHON:-target/lambda-venv/bin/python}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"; git worktree remove --force "$WORK-base" 2>/dev/null || true' EXIT
@@ -23,9 +23,9 @@ cp "$TARGET/release/examples/read_items" "$WORK/new"
 git worktree add -q --detach "$WORK-base" "$BASE"
 cp crates/mapio/examples/read_items.rs "$WORK-base/crates/mapio/examples/" 2>/dev/null \
   || { mkdir -p "$WORK-base/crates/mapio/examples" && cp crates/mapio/examples/read_items.rs "$WORK-base/crates/mapio/examples/"; }
-(cd "$WORK-base" && CARGO_TARGET_DIR="$PWD/../$(basename "$WORK")-base-target" cargo build --release -q -p shoal-mapio --example read_items)
-cp "$WORK-base-target/release/examples/read_items" "$WORK/base"
-rm -rf "$WORK-base-target"
+# Same target folder: the third-party crates are built once.
+(cd "$WORK-base" && CARGO_TARGET_DIR="$TARGET" cargo build --release -q -p shoal-mapio --example read_items)
+cp "$TARGET/release/examples/read_items" "$WORK/base"
 
 python3 - "$WORK/buckets/b" "$N_JSON" "$N_OBJ" <<'PY'
 import os, sys
