@@ -12,19 +12,21 @@ N_OBJ=${2:-200000}
 N_PQ=${3:-1000000}
 BASE=${BASE:-$(git merge-base HEAD main)}
 TARGET=$(realpath "${CARGO_TARGET_DIR:-target}")
+# CARGO="flock LOCK cargo" on a shared machine.
+CARGO=${CARGO:-cargo}
 PY=${SHOAL_TEST_PYTHON:-target/lambda-venv/bin/python}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"; git worktree remove --force "$WORK-base" 2>/dev/null || true' EXIT
 mkdir -p "$WORK/buckets/b"
 
-cargo build --release -q -p shoal-mapio --features parquet --example read_items
+$CARGO build --release -q -p shoal-mapio --features parquet --example read_items
 cp "$TARGET/release/examples/read_items" "$WORK/new"
 # The baseline: BASE's mapio with this example (it uses only `items::read`).
 git worktree add -q --detach "$WORK-base" "$BASE"
 cp crates/mapio/examples/read_items.rs "$WORK-base/crates/mapio/examples/" 2>/dev/null \
   || { mkdir -p "$WORK-base/crates/mapio/examples" && cp crates/mapio/examples/read_items.rs "$WORK-base/crates/mapio/examples/"; }
 # Same target folder: the third-party crates are built once.
-(cd "$WORK-base" && CARGO_TARGET_DIR="$TARGET" cargo build --release -q -p shoal-mapio --example read_items)
+(cd "$WORK-base" && CARGO_TARGET_DIR="$TARGET" $CARGO build --release -q -p shoal-mapio --example read_items)
 cp "$TARGET/release/examples/read_items" "$WORK/base"
 
 python3 - "$WORK/buckets/b" "$N_JSON" "$N_OBJ" <<'PY'
