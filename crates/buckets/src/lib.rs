@@ -182,43 +182,141 @@ impl LocalBuckets {
 
     /// Every object under `prefix`, in key order (as S3 lists them).
     pub fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        let dir = self.bucket_dir(bucket)?;
-        let mut out = Vec::new();
-        let mut stack = vec![dir.clone()];
-        while let Some(d) = stack.pop() {
-            for entry in std::fs::read_dir(&d).map_err(io(&d))? {
-                let entry = entry.map_err(io(&d))?;
-                let path = entry.path();
-                let ft = entry.file_type().map_err(io(&path))?;
-                if ft.is_dir() {
-                    stack.push(path);
-                    continue;
-                }
-                let Ok(rel) = path.strip_prefix(&dir) else {
-                    continue;
-                };
-                let key = rel.to_string_lossy().replace('\\', "/");
-                if !key.starts_with(prefix) || key.contains(".shoal-tmp-") {
-                    continue;
-                }
-                let md = entry.metadata().map_err(io(&path))?;
-                let last_modified = md
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_secs() as i64);
-                // A cheap, stable ETag: size and mtime, since hashing every object would read it.
-                let etag = format!("\"{:x}{:016x}\"", md.len(), last_modified);
-                out.push(ObjectMeta {
-                    key,
-                    size: md.len(),
-                    etag,
-                    last_modified,
-                });
+        self.walk(bucket, prefix)?.collect()
+    }
+
+    /// The objects under `prefix` one at a time, in S3's key order, holding one
+    /// folder's names per level of depth rather than every key.
+    pub fn walk(&self, bucket: &str, prefix: &str) -> Result<LocalWalk> {
+        let root = self.bucket_dir(bucket)?;
+        let mut w = LocalWalk {
+            root,
+            prefix: prefix.to_string(),
+            stack: Vec::new(),
+        };
+        w.open(String::new())?;
+        Ok(w)
+    }
+}
+
+/// A folder being walked: its key prefix (`""` or ending in `/`) and the names left,
+/// largest first. A subfolder's name carries a trailing `/`.
+struct Folder {
+    key: String,
+    names: Vec<Box<str>>,
+}
+
+/// A local bucket's listing in S3's order: byte order of the keys. A folder `a` holds
+/// the keys `a/...`, which sort as `a/` does among its siblings (`a-b` < `a/b` <
+/// `a0`), so sorting each folder's names with `/` appended to subfolders and walking
+/// depth first yields every key in order.
+pub struct LocalWalk {
+    root: PathBuf,
+    prefix: String,
+    stack: Vec<Folder>,
+}
+
+impl LocalWalk {
+    fn open(&mut self, key: String) -> Result<()> {
+        let dir = self.root.join(&key);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            // Removed while we walked: it holds nothing now.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !key.is_empty() => return Ok(()),
+            Err(e) => return Err(io(&dir)(e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io(&dir))?;
+            let ft = entry.file_type().map_err(io(&entry.path()))?;
+            let mut name = entry.file_name().to_string_lossy().replace('\\', "/");
+            if ft.is_dir() {
+                name.push('/');
+            }
+            let full_len = key.len() + name.len();
+            let p = &self.prefix;
+            // Only names that can lead to a key under the prefix.
+            let relevant = if p.len() <= full_len {
+                p.as_bytes()
+                    .iter()
+                    .zip(key.bytes().chain(name.bytes()))
+                    .all(|(a, b)| *a == b)
+            } else {
+                ft.is_dir() && p.starts_with(&key) && p[key.len()..].starts_with(&name)
+            };
+            if relevant {
+                names.push(name.into_boxed_str());
             }
         }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
+        names.sort_unstable_by(|a, b| b.as_bytes().cmp(a.as_bytes()));
+        self.stack.push(Folder { key, names });
+        Ok(())
+    }
+}
+
+impl Iterator for LocalWalk {
+    type Item = Result<ObjectMeta>;
+
+    fn next(&mut self) -> Option<Result<ObjectMeta>> {
+        loop {
+            let top = self.stack.last_mut()?;
+            let Some(name) = top.names.pop() else {
+                self.stack.pop();
+                continue;
+            };
+            let key = format!("{}{name}", top.key);
+            if key.ends_with('/') {
+                if let Err(e) = self.open(key) {
+                    return Some(Err(e));
+                }
+                continue;
+            }
+            if key.contains(".shoal-tmp-") {
+                continue;
+            }
+            let path = self.root.join(&key);
+            let md = match std::fs::symlink_metadata(&path) {
+                Ok(md) => md,
+                // Deleted since its folder was read.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Some(Err(io(&path)(e))),
+            };
+            let last_modified = md
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs() as i64);
+            // A cheap, stable ETag: size and mtime, since hashing every object would read it.
+            let etag = format!("\"{:x}{:016x}\"", md.len(), last_modified);
+            return Some(Ok(ObjectMeta {
+                key,
+                size: md.len(),
+                etag,
+                last_modified,
+            }));
+        }
+    }
+}
+
+/// A listing read as it goes, in S3's key order: a local folder walked, or an S3
+/// endpoint's pages fetched one after another.
+pub enum Listing {
+    Local(LocalWalk),
+    S3 {
+        rt: tokio::runtime::Handle,
+        pages: futures::stream::BoxStream<'static, Result<ObjectMeta>>,
+    },
+}
+
+impl Iterator for Listing {
+    type Item = Result<ObjectMeta>;
+
+    /// Blocks: call it on a blocking thread.
+    fn next(&mut self) -> Option<Result<ObjectMeta>> {
+        match self {
+            Listing::Local(w) => w.next(),
+            Listing::S3 { rt, pages } => rt.block_on(futures::StreamExt::next(pages)),
+        }
     }
 }
 
@@ -253,6 +351,23 @@ impl Buckets {
                 blocking(move || l.list(&b, &p)).await
             }
             Buckets::S3(s) => s.list(bucket, prefix).await,
+        }
+    }
+
+    /// The objects under `prefix` in key order, read as the caller goes: for a
+    /// blocking thread of the runtime `rt`.
+    pub fn listing(
+        &self,
+        rt: &tokio::runtime::Handle,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Listing> {
+        match self {
+            Buckets::Local(l) => l.walk(bucket, prefix).map(Listing::Local),
+            Buckets::S3(s) => Ok(Listing::S3 {
+                rt: rt.clone(),
+                pages: s.pages(bucket, prefix)?,
+            }),
         }
     }
 
@@ -543,5 +658,74 @@ mod tests {
         assert_eq!(keys, ["p/x.json"]);
         assert!(matches!(b.get("b", "nope"), Err(Error::NoSuchKey { .. })));
         assert!(matches!(b.get("nob", "x"), Err(Error::NoSuchBucket(_))));
+    }
+
+    #[test]
+    fn walk_lists_in_s3_key_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("b")).unwrap();
+        let b = LocalBuckets::new(dir.path());
+        // `-` (0x2d) < `/` (0x2f) < `0` (0x30): a folder's keys fall between siblings.
+        let mut keys = vec![
+            "a",
+            "a-b",
+            "a.txt",
+            "a0",
+            "ab/c",
+            "a/b/d",
+            "a/b-c",
+            "a/b/c",
+            "a/b0",
+            "a/é",
+            "a/z",
+            "b/x/y/z",
+            "b/x-",
+            "b/x/",
+            "B",
+            "~",
+            "a/b/c.shoal-tmp-1",
+        ];
+        keys.retain(|k| !k.ends_with('/'));
+        // A file and a folder can't share a name: "a" is a file, so no "a/..." keys
+        // go in that bucket; put the folder keys in a second one.
+        let (files, nested): (Vec<&str>, Vec<&str>) =
+            keys.iter().partition(|k| !k.starts_with("a/"));
+        std::fs::create_dir(dir.path().join("c")).unwrap();
+        for k in &files {
+            b.put("b", k, k.as_bytes()).unwrap();
+        }
+        for k in &nested {
+            b.put("c", k, k.as_bytes()).unwrap();
+        }
+        b.put("c", "a-b", b"").unwrap();
+        b.put("c", "a0", b"").unwrap();
+        std::fs::create_dir_all(dir.path().join("c/empty/folder")).unwrap();
+        let listed = |bucket: &str, prefix: &str| -> Vec<String> {
+            b.walk(bucket, prefix)
+                .unwrap()
+                .map(|m| m.unwrap().key)
+                .collect()
+        };
+        let expect = |ks: &[&str], prefix: &str| -> Vec<String> {
+            let mut v: Vec<String> = ks
+                .iter()
+                .filter(|k| k.starts_with(prefix) && !k.contains(".shoal-tmp-"))
+                .map(|k| k.to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        let c_keys: Vec<&str> = nested.iter().copied().chain(["a-b", "a0"]).collect();
+        assert_eq!(
+            listed("c", ""),
+            ["a-b", "a/b-c", "a/b/c", "a/b/d", "a/b0", "a/z", "a/é", "a0"]
+        );
+        for prefix in ["", "a", "a/", "a/b", "a/b/", "a/b/c", "a-", "z", "a/é"] {
+            assert_eq!(listed("c", prefix), expect(&c_keys, prefix), "{prefix:?}");
+            assert_eq!(listed("b", prefix), expect(&files, prefix), "{prefix:?}");
+        }
+        assert!(matches!(b.walk("nob", ""), Err(Error::NoSuchBucket(_))));
+        let m = b.walk("b", "a.txt").unwrap().next().unwrap().unwrap();
+        assert_eq!((m.key.as_str(), m.size), ("a.txt", 5));
     }
 }

@@ -1,7 +1,7 @@
 //! Buckets on an S3 endpoint (AWS, SeaweedFS, MinIO, ...) through `object_store`.
 
 use crate::{check_key, Error, ObjectMeta, Result};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -100,16 +100,33 @@ impl S3Buckets {
     }
 
     pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let mut out: Vec<ObjectMeta> = self.pages(bucket, prefix)?.try_collect().await?;
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// The objects under `prefix`, fetched a ListObjectsV2 page at a time as the
+    /// stream is read; S3 returns them in key order.
+    pub fn pages(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<futures::stream::BoxStream<'static, Result<ObjectMeta>>> {
         let client = self.client(bucket)?;
         // object_store lists by whole path segments; S3 prefixes are plain string prefixes.
         let dir = prefix.rfind('/').map(|i| Path::from(&prefix[..i]));
         let place = format!("s3://{bucket}/{prefix}");
-        let mut out: Vec<ObjectMeta> = client
+        let (bucket, prefix) = (bucket.to_string(), prefix.to_string());
+        Ok(client
             .list(dir.as_ref())
-            .map_err(s3_error(place.clone()))
-            .try_filter_map(|m| {
+            .map_err(s3_error(place))
+            .map_err(move |e| match e {
+                Error::NoSuchKey { .. } => Error::NoSuchBucket(bucket.clone()),
+                other => other,
+            })
+            .try_filter_map(move |m| {
                 let key = m.location.to_string();
-                let keep = key.starts_with(prefix);
+                let keep = key.starts_with(&prefix);
                 async move {
                     Ok(keep.then(|| ObjectMeta {
                         key,
@@ -119,14 +136,7 @@ impl S3Buckets {
                     }))
                 }
             })
-            .try_collect()
-            .await
-            .map_err(|e| match e {
-                Error::NoSuchKey { .. } => Error::NoSuchBucket(bucket.to_string()),
-                other => other,
-            })?;
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
+            .boxed())
     }
 
     async fn get_result(&self, bucket: &str, key: &str) -> Result<object_store::GetResult> {

@@ -12,6 +12,10 @@ use shoal_buckets::{Body, Buckets, Error};
 use shoal_engine::maprun::PAYLOAD_LIMIT;
 use shoal_expr::{errors, Failure};
 use std::io::{BufRead, BufReader, Read};
+
+mod json;
+#[cfg(feature = "parquet")]
+mod parquet;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -95,6 +99,7 @@ enum Format {
         pointer: Option<String>,
     },
     Jsonl,
+    Parquet,
     Csv {
         delim: char,
         headers: Option<Vec<String>>,
@@ -114,9 +119,12 @@ fn format(config: &ReaderConfig) -> Result<Format, Failure> {
         Some(InputType::Json) | None => Format::Json {
             pointer: config.items_pointer.clone(),
         },
-        Some(InputType::Parquet) => return Err(reader_failed(
-            "InputType PARQUET is not supported by shoal yet (CSV, JSON, JSONL and MANIFEST are)",
-        )),
+        Some(InputType::Parquet) if cfg!(feature = "parquet") => Format::Parquet,
+        Some(InputType::Parquet) => {
+            return Err(reader_failed(
+                "InputType PARQUET needs shoal built with --features parquet",
+            ))
+        }
         Some(InputType::Manifest) => {
             return Err(reader_failed(
                 "InputType MANIFEST reads an S3 inventory manifest with s3:getObject",
@@ -167,9 +175,10 @@ pub fn read(
             ),
             None => Err(s3_failure(Error::NoBuckets).into()),
         };
+        // Items read before a failure go out first, as they would have in time.
         let r = match r {
             Ok(()) | Err(Stop::Done) => em.flush(),
-            Err(f) => Err(f),
+            Err(f) => em.flush().and(Err(f)),
         };
         if let Err(Stop::Failed(f)) = r {
             let _ = tx.blocking_send(Err(f));
@@ -192,12 +201,12 @@ fn read_all(
     match resource {
         ReaderResource::ListObjectsV2 => {
             let prefix = params.get("Prefix").and_then(Value::as_str).unwrap_or("");
-            let list = rt
-                .block_on(store.list(bucket, prefix))
-                .map_err(s3_failure)?;
             let load = config.transformation == ReaderTransformation::LoadAndFlatten;
             let fmt = if load { Some(format(config)?) } else { None };
-            for m in list {
+            // Keys come in order as the listing is read: a folder at a time, a page
+            // at a time.
+            for m in store.listing(rt, bucket, prefix).map_err(s3_failure)? {
+                let m = m.map_err(s3_failure)?;
                 match &fmt {
                     None => em.push(json!({"Etag": m.etag, "Key": m.key, "LastModified": m.last_modified, "Size": m.size, "StorageClass": "STANDARD"}))?,
                     Some(f) => read_object(rt, store, bucket, &m.key, f, em)?,
@@ -233,6 +242,11 @@ fn read_object(
     em: &mut Emitter,
 ) -> Result<(), Stop> {
     let body = rt.block_on(store.open(bucket, key)).map_err(s3_failure)?;
+    let place = format!("s3://{bucket}/{key}");
+    if let Format::Parquet = fmt {
+        #[cfg(feature = "parquet")]
+        return parquet::read(body, &place, em);
+    }
     let r: Box<dyn Read> = match body {
         Body::File(f) => Box::new(f),
         Body::Stream(s) => s,
@@ -244,7 +258,6 @@ fn read_object(
         r
     };
     let r = BufReader::with_capacity(256 * 1024, r);
-    let place = format!("s3://{bucket}/{key}");
     parse(r, fmt, &place, em)
 }
 
@@ -345,49 +358,13 @@ fn athena(
     Ok(())
 }
 
-fn parse(mut r: impl BufRead, fmt: &Format, place: &str, em: &mut Emitter) -> Result<(), Stop> {
+fn parse(r: impl BufRead, fmt: &Format, place: &str, em: &mut Emitter) -> Result<(), Stop> {
     match fmt {
         Format::Jsonl => jsonl(r, place, em),
         Format::Csv { delim, headers } => csv(r, *delim, headers.as_deref(), place, em),
-        Format::Json { pointer } => {
-            let mut text = Vec::new();
-            r.read_to_end(&mut text)
-                .map_err(|e| reader_failed(format!("reading {place}: {e}")))?;
-            for item in json_items(&text, pointer.as_deref(), place)? {
-                em.push(item)?;
-            }
-            Ok(())
-        }
-    }
-}
-
-fn json_items(text: &[u8], pointer: Option<&str>, place: &str) -> Result<Vec<Value>, Failure> {
-    if text.iter().all(u8::is_ascii_whitespace) {
-        return Err(reader_failed(format!(
-            "{place} is empty: a JSON ItemReader needs an array"
-        )));
-    }
-    let doc: Value = serde_json::from_slice(text).map_err(|e| {
-        reader_failed(format!(
-            "{place} is not valid JSON at line {} column {}: {e}",
-            e.line(),
-            e.column()
-        ))
-    })?;
-    let doc = match pointer {
-        Some(p) => doc
-            .pointer(p)
-            .cloned()
-            .ok_or_else(|| reader_failed(format!("ItemsPointer {p} does not exist in {place}")))?,
-        None => doc,
-    };
-    match doc {
-        Value::Array(a) => Ok(a),
-        Value::Object(o) if pointer.is_some() => Ok(o
-            .into_iter()
-            .map(|(k, v)| json!({"key": k, "value": v}))
-            .collect()),
-        _ => Err(reader_failed("Attempting to map over non-iterable node.")),
+        Format::Json { pointer } => json::stream(r, pointer.as_deref(), place, em),
+        // Parquet needs random access: `read_object` opens it as a file.
+        Format::Parquet => Err(reader_failed(format!("{place}: Parquet is not a stream")).into()),
     }
 }
 
@@ -627,12 +604,121 @@ mod tests {
             .cause
             .unwrap()
             .contains("is empty"));
+        assert_eq!(
+            json(
+                "{\"a\":{\"x\":[0,{\"b~/\":{\"k\":[1]}}]}}",
+                Some("/a/x/1/b~0~1")
+            )
+            .unwrap(),
+            vec![json!({"key": "k", "value": [1]})]
+        );
+        assert_eq!(
+            json("[1,[2,3]] ", Some("/1")).unwrap(),
+            vec![json!(2), json!(3)]
+        );
+        assert_eq!(
+            json("[1,2]", Some("/01")).unwrap_err().cause.unwrap(),
+            "ItemsPointer /01 does not exist in s3://b/k"
+        );
+        assert_eq!(
+            json("{\"a\":3}", Some("/a")).unwrap_err().cause.unwrap(),
+            "Attempting to map over non-iterable node."
+        );
+        assert_eq!(
+            json("{\"a\":[]}", Some("/b")).unwrap_err().cause.unwrap(),
+            "ItemsPointer /b does not exist in s3://b/k"
+        );
+        // A truncated array names the byte where it ends and the item it was in.
+        assert_eq!(
+            json("[{\"a\":1},\n{\"a\":", None)
+                .unwrap_err()
+                .cause
+                .unwrap(),
+            "s3://b/k is truncated at byte 15, in item index 1: \
+             EOF while parsing a value at line 2 column 5"
+        );
+        assert_eq!(
+            json("  [1,2,x]", None).unwrap_err().cause.unwrap(),
+            "s3://b/k is not valid JSON at byte 7, in item index 2: \
+             expected value at line 1 column 8"
+        );
+        assert!(json("[1] 2", None)
+            .unwrap_err()
+            .cause
+            .unwrap()
+            .contains("trailing characters"));
         let err = collect("{}\n\nnope\n", Format::Jsonl).unwrap_err();
         assert!(err.cause.unwrap().starts_with("s3://b/k line 3"));
         let big = format!("\"{}\"\n", "x".repeat(PAYLOAD_LIMIT));
         let err = collect(&format!("1\n{big}"), Format::Jsonl).unwrap_err();
         assert_eq!(err.error, errors::DATA_LIMIT_EXCEEDED);
         assert!(err.cause.unwrap().starts_with("s3://b/k line 2:"));
+    }
+
+    /// A reader fed by the test, so it can hold back the rest of an object.
+    struct Pipe(std::sync::mpsc::Receiver<Vec<u8>>, Vec<u8>);
+
+    impl Read for Pipe {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.1.is_empty() {
+                match self.0.recv() {
+                    Ok(b) => self.1 = b,
+                    Err(_) => return Ok(0),
+                }
+            }
+            let n = buf.len().min(self.1.len());
+            buf[..n].copy_from_slice(&self.1[..n]);
+            self.1.drain(..n);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn json_items_arrive_before_the_object_ends() {
+        let (feed, pipe) = std::sync::mpsc::channel();
+        let (tx, mut rx) = mpsc::channel(4);
+        let parser = std::thread::spawn(move || {
+            let mut em = Emitter {
+                tx,
+                buf: Vec::new(),
+                left: usize::MAX,
+            };
+            let r = BufReader::new(Pipe(pipe, Vec::new()));
+            let fmt = Format::Json {
+                pointer: Some("/items".into()),
+            };
+            parse(r, &fmt, "s3://b/k", &mut em).and_then(|_| em.flush())
+        });
+        let first: String = (0..CHUNK).map(|i| format!("{{\"n\":{i}}},")).collect();
+        feed.send(format!("{{\"items\":[{first}").into_bytes())
+            .unwrap();
+        // A whole chunk arrives while the array is still open.
+        let chunk = rx.blocking_recv().unwrap().unwrap();
+        assert_eq!(chunk.len(), CHUNK);
+        assert_eq!(chunk[CHUNK - 1], json!({"n": CHUNK - 1}));
+        feed.send(b"{\"n\":-1}]}".to_vec()).unwrap();
+        drop(feed);
+        assert_eq!(rx.blocking_recv().unwrap().unwrap(), vec![json!({"n": -1})]);
+        assert!(parser.join().unwrap().is_ok());
+    }
+
+    #[test]
+    fn json_stops_reading_at_max_items() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let mut em = Emitter {
+            tx,
+            buf: Vec::new(),
+            left: 2,
+        };
+        // What follows the second item is never parsed.
+        let r = parse(
+            &b"[1,2,3,garbage"[..],
+            &Format::Json { pointer: None },
+            "s3://b/k",
+            &mut em,
+        );
+        assert!(matches!(r, Err(Stop::Done)));
+        assert_eq!(rx.try_recv().unwrap().unwrap(), vec![json!(1), json!(2)]);
     }
 
     /// AWS's own sentences, which name no place: each is about the whole object.
@@ -713,6 +799,7 @@ mod tests {
                 })
                 .collect::<String>()
                 .into_bytes(),
+            Format::Parquet => unreachable!("not a text format"),
         }
     }
 
@@ -780,6 +867,11 @@ mod tests {
                     || cause.starts_with("s3://b/k is empty");
                 prop_assert!(
                     whole || (cause.starts_with("s3://b/k") && cause.contains(" line ")),
+                    "{fmt:?}: {cause}"
+                );
+                // JSON names the byte offset too.
+                prop_assert!(
+                    whole || !matches!(fmt, Format::Json { .. }) || cause.contains(" at byte "),
                     "{fmt:?}: {cause}"
                 );
             }
