@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 use shoal_engine::{ExecutionInfo, Outcome};
 use shoal_runtime::MapRunUpdate;
 use shoal_store::ExecutionStatus;
-use shoal_store::{ExecutionRecord, HistoryRow, MapRunRecord, StateMachineRecord};
+use shoal_store::{ExecutionOrigin, ExecutionRecord, HistoryRow, MapRunRecord};
 use std::sync::Arc;
 
 const REGION: &str = "us-east-1";
@@ -23,7 +23,7 @@ fn express_diagnostics(text: &str) -> Vec<shoal_asl::Diagnostic> {
         .unwrap_or_default()
 }
 
-fn secs(ms: i64) -> Value {
+pub(crate) fn secs(ms: i64) -> Value {
     serde_json::Number::from_f64(ms as f64 / 1000.0).map_or(Value::Null, Value::Number)
 }
 
@@ -67,7 +67,23 @@ pub fn describe_execution(e: &ExecutionRecord) -> Value {
             "NOT_REDRIVABLE"
         }),
     );
+    if !redrivable {
+        m.insert(
+            "redriveStatusReason".into(),
+            Value::String(format!("Execution is {} and cannot be redriven", e.status)),
+        );
+    }
     Value::Object(m)
+}
+
+/// The version and alias an execution was started through, when it was.
+fn origin_fields(origin: &ExecutionOrigin, v: &mut Value) {
+    if let Some(a) = &origin.version_arn {
+        v["stateMachineVersionArn"] = json!(a);
+    }
+    if let Some(a) = &origin.alias_arn {
+        v["stateMachineAliasArn"] = json!(a);
+    }
 }
 
 pub(crate) fn validation(field: &str, constraint: &str) -> ApiError {
@@ -113,7 +129,7 @@ fn opt_f64(p: &Value, k: &str) -> R<Option<f64>> {
     }
 }
 
-fn opt_bool(p: &Value, k: &str) -> R<bool> {
+pub(crate) fn opt_bool(p: &Value, k: &str) -> R<bool> {
     match p.get(k) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
@@ -149,9 +165,32 @@ fn check_arn<'a>(arn: &'a str, kind: &str) -> R<&'a str> {
 }
 
 /// Paging: the token is the offset of the next page.
-fn page<T>(all: Vec<T>, p: &Value, default: usize) -> R<(Vec<T>, Option<String>)> {
-    let max = opt_u64(p, "maxResults")?.unwrap_or(0) as usize;
-    let max = if max == 0 { default } else { max.min(1000) };
+pub(crate) fn page<T>(all: Vec<T>, p: &Value, default: usize) -> R<(Vec<T>, Option<String>)> {
+    let max = match p.get("maxResults") {
+        None | Some(Value::Null) => 0,
+        Some(v) => match v.as_i64() {
+            Some(n) if n > 1000 => {
+                return Err(ApiError::new(
+                    "ValidationException",
+                    format!("1 validation error detected: Value '{n}' at 'maxResults' failed to satisfy constraint: Member must have value less than or equal to 1000"),
+                ))
+            }
+            Some(n) if n < 0 => {
+                return Err(ApiError::new(
+                    "ValidationException",
+                    format!("1 validation error detected: Value '{n}' at 'maxResults' failed to satisfy constraint: Member must have value greater than or equal to 0"),
+                ))
+            }
+            Some(n) => n as usize,
+            None => {
+                return Err(ApiError::new(
+                    "SerializationException",
+                    "maxResults must be an integer",
+                ))
+            }
+        },
+    };
+    let max = if max == 0 { default } else { max };
     let start = match opt_str(p, "nextToken")? {
         None => 0,
         Some(t) => t
@@ -164,7 +203,7 @@ fn page<T>(all: Vec<T>, p: &Value, default: usize) -> R<(Vec<T>, Option<String>)
     Ok((items, next))
 }
 
-fn sm_arn(name: &str) -> String {
+pub(crate) fn sm_arn(name: &str) -> String {
     format!("arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}")
 }
 
@@ -226,11 +265,12 @@ fn history_event(h: &HistoryRow, include_data: bool) -> Value {
     e
 }
 
-fn list_item(e: &ExecutionRecord) -> Value {
+fn list_item(e: &ExecutionRecord, origin: &ExecutionOrigin) -> Value {
     let mut v = json!({
         "executionArn": e.arn, "stateMachineArn": e.state_machine_arn, "name": e.name,
         "status": e.status.as_str(), "startDate": secs(e.start_ms), "redriveCount": e.redrive_count,
     });
+    origin_fields(origin, &mut v);
     if let Some(t) = e.stop_ms {
         v["stopDate"] = secs(t);
     }
@@ -245,6 +285,18 @@ impl Server {
             "DescribeStateMachine" => self.describe_state_machine(p),
             "ListStateMachines" => self.list_state_machines(p),
             "DeleteStateMachine" => self.delete_state_machine(p),
+            "DescribeStateMachineForExecution" => self.describe_state_machine_for_execution(p),
+            "PublishStateMachineVersion" => self.publish_state_machine_version(p),
+            "ListStateMachineVersions" => self.list_state_machine_versions(p),
+            "DeleteStateMachineVersion" => self.delete_state_machine_version(p),
+            "CreateStateMachineAlias" => self.create_state_machine_alias(p),
+            "DescribeStateMachineAlias" => self.describe_state_machine_alias(p),
+            "UpdateStateMachineAlias" => self.update_state_machine_alias(p),
+            "DeleteStateMachineAlias" => self.delete_state_machine_alias(p),
+            "ListStateMachineAliases" => self.list_state_machine_aliases(p),
+            "TagResource" => self.tag_resource(p),
+            "UntagResource" => self.untag_resource(p),
+            "ListTagsForResource" => self.list_tags_for_resource(p),
             "StartExecution" => self.start_execution(p, false).await,
             "StartSyncExecution" => self.start_execution(p, true).await,
             "StopExecution" => self.stop_execution(p).await,
@@ -282,19 +334,9 @@ impl Server {
         }
     }
 
-    fn machine(&self, arn: &str) -> R<StateMachineRecord> {
-        check_arn(arn, "stateMachine")?;
-        self.db.state_machine(arn)?.ok_or_else(|| {
-            ApiError::new(
-                "StateMachineDoesNotExist",
-                format!("State Machine Does Not Exist: '{arn}'"),
-            )
-        })
-    }
-
     /// The request's definition with its substitutions made, refused with AWS's
     /// message when it is not valid for a machine of this type.
-    fn definition(p: &Value, express: bool) -> R<String> {
+    pub(crate) fn definition(p: &Value, express: bool) -> R<String> {
         let def = req_str(p, "definition")?;
         if def.len() > MAX_DEFINITION {
             return Err(validation(
@@ -352,89 +394,8 @@ impl Server {
         Ok(text)
     }
 
-    fn create_state_machine(&self, p: &Value) -> R {
-        let name = req_str(p, "name")?;
-        check_name(name)?;
-        let role = opt_str(p, "roleArn")?.unwrap_or("arn:aws:iam::123456789012:role/shoal");
-        let kind = opt_str(p, "type")?.unwrap_or("STANDARD");
-        let definition = Self::definition(p, kind == "EXPRESS")?;
-        if !matches!(kind, "STANDARD" | "EXPRESS") {
-            return Err(validation(
-                "type",
-                "Member must satisfy enum value set: [STANDARD, EXPRESS]",
-            ));
-        }
-        let rec = StateMachineRecord {
-            arn: sm_arn(name),
-            name: name.to_string(),
-            definition,
-            role_arn: role.to_string(),
-            kind: kind.to_string(),
-            created_ms: self.runtime.now_ms(),
-            updated_ms: None,
-        };
-        if !self.db.create_state_machine(&rec)? {
-            let old = self.machine(&rec.arn)?;
-            // AWS answers an identical request with the existing machine.
-            if old.definition != rec.definition
-                || old.role_arn != rec.role_arn
-                || old.kind != rec.kind
-            {
-                return Err(ApiError::new(
-                    "StateMachineAlreadyExists",
-                    format!("State Machine Already Exists: '{}'", rec.arn),
-                ));
-            }
-            return Ok(json!({"stateMachineArn": old.arn, "creationDate": secs(old.created_ms)}));
-        }
-        Ok(json!({"stateMachineArn": rec.arn, "creationDate": secs(rec.created_ms)}))
-    }
-
-    fn update_state_machine(&self, p: &Value) -> R {
-        let arn = req_str(p, "stateMachineArn")?;
-        let machine = self.machine(arn)?;
-        let definition = match p.get("definition") {
-            None | Some(Value::Null) => None,
-            Some(_) => Some(Self::definition(p, machine.kind == "EXPRESS")?),
-        };
-        let now = self.runtime.now_ms();
-        self.db
-            .update_state_machine(arn, definition.as_deref(), opt_str(p, "roleArn")?, now)?;
-        Ok(json!({"updateDate": secs(now)}))
-    }
-
-    fn describe_state_machine(&self, p: &Value) -> R {
-        let m = self.machine(req_str(p, "stateMachineArn")?)?;
-        Ok(json!({
-            "stateMachineArn": m.arn, "name": m.name, "status": "ACTIVE", "definition": m.definition,
-            "roleArn": m.role_arn, "type": m.kind, "creationDate": secs(m.created_ms),
-            "loggingConfiguration": {"level": "OFF", "includeExecutionData": false},
-        }))
-    }
-
-    fn list_state_machines(&self, p: &Value) -> R {
-        let all = self.db.state_machines()?;
-        let (items, next) = page(all, p, 100)?;
-        let list: Vec<Value> = items
-            .iter()
-            .map(|m| json!({"stateMachineArn": m.arn, "name": m.name, "type": m.kind, "creationDate": secs(m.created_ms)}))
-            .collect();
-        let mut v = json!({ "stateMachines": list });
-        if let Some(n) = next {
-            v["nextToken"] = json!(n);
-        }
-        Ok(v)
-    }
-
-    fn delete_state_machine(&self, p: &Value) -> R {
-        let arn = req_str(p, "stateMachineArn")?;
-        check_arn(arn, "stateMachine")?;
-        self.db.delete_state_machine(arn)?;
-        Ok(json!({}))
-    }
-
     async fn start_execution(self: &Arc<Self>, p: &Value, sync: bool) -> R {
-        let m = self.machine(req_str(p, "stateMachineArn")?)?;
+        let (m, run, origin) = self.resolve_for_start(req_str(p, "stateMachineArn")?)?;
         if sync && m.kind != "EXPRESS" {
             return Err(ApiError::new(
                 "StateMachineTypeNotSupported",
@@ -460,19 +421,20 @@ impl Server {
             None => shoal_expr::uuid_v4(&entropy),
         };
         check_name(&name)?;
-        let parsed = shoal_asl::parse(&m.definition);
+        let parsed = shoal_asl::parse(&run.definition);
         let Some(machine) = parsed.machine.filter(|_| parsed.diagnostics.is_empty()) else {
             return Err(ApiError::new(
                 "InvalidDefinition",
                 "the stored definition no longer parses",
             ));
         };
-        let info = ExecutionInfo::local(&m.name, &name, self.runtime.now_ms(), false, &entropy);
+        let mut info = ExecutionInfo::local(&m.name, &name, self.runtime.now_ms(), false, &entropy);
+        info.role_arn = run.role_arn.clone();
         let arn = info.execution_arn.clone();
         let start_ms = info.start_time_ms;
         let begun = match self
             .runtime
-            .begin(Arc::new(machine), &m.definition, info, input)
+            .begin(Arc::new(machine), &run.definition, info, input)
         {
             Ok(b) => b,
             Err(shoal_runtime::Error::Store(shoal_store::Error::ExecutionAlreadyExists(_))) => {
@@ -497,6 +459,9 @@ impl Server {
                 })
             }
         };
+        if origin != ExecutionOrigin::default() {
+            self.db.set_execution_origin(&arn, &origin)?;
+        }
         let rt = self.runtime.clone();
         let this = self.clone();
         let key = arn.clone();
@@ -554,7 +519,7 @@ impl Server {
         Ok(json!({"stopDate": secs(now)}))
     }
 
-    fn execution(&self, p: &Value) -> R<ExecutionRecord> {
+    pub(crate) fn execution(&self, p: &Value) -> R<ExecutionRecord> {
         let arn = check_arn(req_str(p, "executionArn")?, "execution")?;
         let e = self.db.execution(arn)?;
         if e.arn != arn {
@@ -564,7 +529,10 @@ impl Server {
     }
 
     fn describe_execution(&self, p: &Value) -> R {
-        Ok(describe_execution(&self.execution(p)?))
+        let e = self.execution(p)?;
+        let mut v = describe_execution(&e);
+        origin_fields(&self.db.execution_origin(&e.arn)?, &mut v);
+        Ok(v)
     }
 
     fn list_executions(&self, p: &Value) -> R {
@@ -579,7 +547,7 @@ impl Server {
         }
         let machine = opt_str(p, "stateMachineArn")?;
         if let Some(m) = machine {
-            self.machine(m)?;
+            self.machine_record(m)?;
         }
         // Children of a map run are not stored (EXPRESS children keep per-batch
         // progress only): a map run lists none.
@@ -593,15 +561,28 @@ impl Server {
             }
             return Ok(json!({"executions": []}));
         }
-        let all: Vec<ExecutionRecord> = self
+        let all: Vec<(ExecutionRecord, ExecutionOrigin)> = self
             .db
             .executions()?
             .into_iter()
-            .filter(|e| machine.is_none_or(|m| e.state_machine_arn == m))
             .filter(|e| status.is_none_or(|s| e.status.as_str() == s))
+            .map(|e| {
+                let origin = self.db.execution_origin(&e.arn)?;
+                Ok((e, origin))
+            })
+            .collect::<R<Vec<_>>>()?
+            .into_iter()
+            .filter(|(e, o)| {
+                machine.is_none_or(|m| {
+                    e.state_machine_arn == m
+                        || o.version_arn.as_deref() == Some(m)
+                        || o.alias_arn.as_deref() == Some(m)
+                })
+            })
             .collect();
         let (items, next) = page(all, p, 100)?;
-        let mut v = json!({"executions": items.iter().map(list_item).collect::<Vec<_>>()});
+        let mut v =
+            json!({"executions": items.iter().map(|(e, o)| list_item(e, o)).collect::<Vec<_>>()});
         if let Some(n) = next {
             v["nextToken"] = json!(n);
         }

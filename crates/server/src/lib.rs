@@ -8,6 +8,7 @@
 
 mod api;
 mod callbacks;
+mod machines;
 pub use api::describe_execution;
 
 use bytes::Bytes;

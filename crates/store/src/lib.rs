@@ -399,8 +399,11 @@ mod tests {
         seen.push(format!("{:?}", s.aliases("arn:sm").unwrap()));
         s.delete_alias("arn:sm:a").unwrap();
         seen.push(format!("{:?}", s.alias("arn:sm:a").unwrap()));
-        s.tag("arn:sm", &[("b".into(), "1".into()), ("a".into(), "2".into())])
-            .unwrap();
+        s.tag(
+            "arn:sm",
+            &[("b".into(), "1".into()), ("a".into(), "2".into())],
+        )
+        .unwrap();
         s.tag("arn:sm", &[("b".into(), "3".into())]).unwrap();
         s.untag("arn:sm", &["a".into()]).unwrap();
         seen.push(format!("{:?}", s.tags("arn:sm").unwrap()));

@@ -223,7 +223,12 @@ impl Store for Memory {
     }
 
     fn execution_origin(&self, execution: &str) -> Result<ExecutionOrigin> {
-        Ok(self.rows().origins.get(execution).cloned().unwrap_or_default())
+        Ok(self
+            .rows()
+            .origins
+            .get(execution)
+            .cloned()
+            .unwrap_or_default())
     }
 
     fn abort_execution(
