@@ -11,6 +11,7 @@ use shoal_expr::jsonata::Bindings;
 use shoal_expr::template::{Lang, Template};
 use shoal_expr::{compact, errors, type_name, Entropy, Failure, Path, Scope, Vars};
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -119,6 +120,11 @@ pub struct Execution {
     outcome: Option<Outcome>,
     timeout_timer: Option<EffectId>,
     timeout_seconds: Option<u64>,
+    /// TestState's `inspectionData`: the top-level state's data after each step of its
+    /// I/O processing, kept only when asked for ([`Execution::inspect`]).
+    inspection: RefCell<Option<Map<String, Value>>>,
+    /// TestState's `context`: fields that replace the built context object's.
+    context_override: Option<Map<String, Value>>,
 }
 
 struct FrameVars<'a> {
@@ -219,6 +225,39 @@ impl Execution {
             history: Vec::new(),
             outcome: None,
             timeout_timer: None,
+            inspection: RefCell::new(None),
+            context_override: None,
+        }
+    }
+
+    /// Keeps what TestState's `inspectionData` shows for the top-level state.
+    pub fn inspect(&mut self) {
+        *self.inspection.get_mut() = Some(Map::new());
+    }
+
+    /// What [`Execution::inspect`] kept, keyed by AWS's `inspectionData` field names.
+    pub fn inspection(&self) -> Option<Map<String, Value>> {
+        self.inspection.borrow().clone()
+    }
+
+    /// Variables the execution starts with (TestState's `variables`).
+    pub fn set_variables(&mut self, vars: Map<String, Value>) {
+        self.frames[0].vars = vars;
+    }
+
+    /// Context object fields given from outside (TestState's `context`): each
+    /// top-level object replaces the keys it names, the rest stays as built.
+    pub fn set_context(&mut self, context: Map<String, Value>) {
+        self.context_override = Some(context);
+    }
+
+    /// Records an inspection step of the first state of the top-level frame.
+    fn note(&self, fid: FrameId, key: &str, v: impl FnOnce() -> Value) {
+        if fid != 0 || self.frames[0].current != self.frames[0].graph.start_at {
+            return;
+        }
+        if let Some(m) = self.inspection.borrow_mut().as_mut() {
+            m.insert(key.to_string(), v());
         }
     }
 
@@ -543,7 +582,7 @@ impl Execution {
         if st.kind.handling().is_some() {
             state["RetryCount"] = json!(f.retries.iter().sum::<u32>());
         }
-        json!({
+        let mut built = json!({
             "Execution": {
                 "Id": self.info.execution_arn,
                 "Input": self.input,
@@ -554,7 +593,18 @@ impl Execution {
             },
             "State": state,
             "StateMachine": {"Id": self.info.state_machine_arn, "Name": self.info.state_machine_name},
-        })
+        });
+        if let Some(o) = &self.context_override {
+            for (k, v) in o {
+                match (built.get_mut(k), v) {
+                    (Some(Value::Object(b)), Value::Object(v)) => {
+                        b.extend(v.iter().map(|(k, v)| (k.clone(), v.clone())))
+                    }
+                    _ => built[k] = v.clone(),
+                }
+            }
+        }
+        built
     }
 
     fn vars(&self, fid: FrameId) -> FrameVars<'_> {
@@ -709,11 +759,29 @@ impl Execution {
     fn state_body(&mut self, fid: FrameId, st: &State, raw: &mut Value) -> Result<Step, Failure> {
         let ctx = self.context(fid, st);
         let jsonata = st.lang == Lang::Jsonata;
+        self.note(fid, "input", || raw.clone());
+        let vars = self.vars(fid).all_vars();
+        if !vars.is_empty() {
+            self.note(fid, "variables", || {
+                Value::Object(vars.into_iter().collect())
+            });
+        }
         let effective = if jsonata {
             Cow::Borrowed(raw)
         } else {
             self.data_path(fid, &st.input_path, raw, &ctx)?
         };
+        // AWS shows no afterInputPath for a Pass with Result, which ignores its input.
+        let fixed_result = matches!(
+            &st.kind,
+            Kind::Pass {
+                result: Some(_),
+                ..
+            }
+        );
+        if !jsonata && !fixed_result && !matches!(st.kind, Kind::Map(_)) {
+            self.note(fid, "afterInputPath", || effective.clone().into_owned());
+        }
         match &st.kind {
             Kind::Pass {
                 result, parameters, ..
@@ -735,6 +803,11 @@ impl Execution {
                     (None, None) if forwards => std::mem::take(raw),
                     (None, None) => effective.into_owned(),
                 };
+                if result.is_some() {
+                    self.note(fid, "result", || r.clone());
+                } else {
+                    self.note(fid, "afterParameters", || r.clone());
+                }
                 Ok(self.finish_result(fid, st, raw, r))
             }
             Kind::Succeed | Kind::Wait { .. } | Kind::Choice { .. } if !jsonata => {
@@ -844,6 +917,12 @@ impl Execution {
                     Some(p) => self.scope_eval(fid, &effective, &ctx, |s| p.eval(s))?,
                     None => effective.clone().into_owned(),
                 };
+                let stage = if jsonata {
+                    "afterArguments"
+                } else {
+                    "afterParameters"
+                };
+                self.note(fid, stage, || input.clone());
                 let timeout_seconds = self.seconds(
                     fid,
                     timeout.as_ref(),
@@ -1264,8 +1343,11 @@ impl Execution {
         let effective = if jsonata {
             raw.clone()
         } else {
-            self.data_path(fid, &st.input_path, &raw, &ctx)?
-                .into_owned()
+            let e = self
+                .data_path(fid, &st.input_path, &raw, &ctx)?
+                .into_owned();
+            self.note(fid, "afterInputPath", || e.clone());
+            e
         };
         let at = StateInput {
             raw: &raw,
@@ -1276,7 +1358,13 @@ impl Execution {
         // With an ItemReader, AWS iterates what the reader produces and ignores ItemsPath.
         let source = match &m.item_reader {
             Some(r) => self.reader_source(fid, st, r, &raw, &effective, &ctx)?,
-            None => Source::Items(self.map_items(fid, m, &raw, &effective, &ctx, jsonata)?),
+            None => {
+                let items = self.map_items(fid, m, &raw, &effective, &ctx, jsonata)?;
+                if !jsonata && m.items_path.is_some() {
+                    self.note(fid, "afterItemsPath", || Value::Array(items.clone()));
+                }
+                Source::Items(items)
+            }
         };
         let max_concurrency = self
             .map_int(
@@ -1287,6 +1375,7 @@ impl Execution {
                 "MaxConcurrency",
             )?
             .unwrap_or(0.0);
+        self.note(fid, "maxConcurrency", || json!(max_concurrency as u64));
         let count = self.map_int(
             fid,
             m.tolerated_failure_count.as_ref(),
@@ -1319,6 +1408,12 @@ impl Execution {
                 Some(x)
             }
         };
+        if let Some(c) = count {
+            self.note(fid, "toleratedFailureCount", || json!(c as u64));
+        }
+        if let Some(p) = percentage {
+            self.note(fid, "toleratedFailurePercentage", || json!(p));
+        }
         let tolerance = Tolerance { count, percentage };
         let selector = m.item_selector.as_ref().map(|t| Selector {
             template: t.clone(),
@@ -1461,6 +1556,7 @@ impl Execution {
         let g = self.frames[fid].graph.clone();
         let st = &g.states[&self.frames[fid].current];
         self.record("TaskSucceeded", |_| json!({"output": compact(&output)}));
+        self.note(fid, "result", || output.clone());
         let raw = self.frames[fid].input.clone();
         self.finish_result(fid, st, &raw, output)
     }
@@ -1498,8 +1594,10 @@ impl Execution {
             Some(sel) => self.scope_eval(fid, &result, &ctx, |s| sel.eval(s))?,
             None => result,
         };
+        self.note(fid, "afterResultSelector", || result.clone());
         let assigned = self.assign_jsonpath(fid, st.assign.as_ref(), &result, &ctx)?;
         let combined = apply_result_path(result_path, raw, result)?;
+        self.note(fid, "afterResultPath", || combined.clone());
         let output = match &st.output_path {
             DataPath::Whole => combined,
             dp => self.data_path(fid, dp, &combined, &ctx)?.into_owned(),
@@ -1566,11 +1664,13 @@ impl Execution {
                     return;
                 }
             }
-            if let Some(c) = outcome
+            if let Some((index, c)) = outcome
                 .catch
                 .iter()
-                .find(|c| error_matches(&c.error_equals, &failure.error))
+                .enumerate()
+                .find(|(_, c)| error_matches(&c.error_equals, &failure.error))
             {
+                self.note(fid, "errorDetails", || json!({"catchIndex": index}));
                 let error_output = json!({"Error": failure.error, "Cause": failure.cause});
                 let raw = self.frames[fid].input.clone();
                 let caught = if st.lang == Lang::Jsonata {

@@ -1,7 +1,7 @@
 //! The operations, with AWS's request fields, response shapes and error codes.
 
 use crate::{ApiError, Server};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use shoal_engine::{ExecutionInfo, Outcome};
 use shoal_runtime::MapRunUpdate;
 use shoal_store::ExecutionStatus;
@@ -711,121 +711,5 @@ impl Server {
             v["nextToken"] = json!(n);
         }
         Ok(v)
-    }
-
-    /// TestState: the state runs alone; every state it may go to is a stand-in that
-    /// ends the test, so the state the execution enters next is `nextState`.
-    async fn test_state(&self, p: &Value) -> R {
-        let def_text = req_str(p, "definition")?;
-        let mut state: Value = serde_json::from_str(def_text).map_err(|e| {
-            ApiError::new(
-                "InvalidDefinition",
-                format!("Invalid State Definition: '{e}'"),
-            )
-        })?;
-        let Some(obj) = state.as_object_mut() else {
-            return Err(ApiError::new(
-                "InvalidDefinition",
-                "the state definition must be a JSON object",
-            ));
-        };
-        // TestState does not retry: a retriable error is reported as RETRIABLE.
-        let retriers = obj.remove("Retry");
-        let mut targets: Vec<String> = Vec::new();
-        collect_targets(&Value::Object(obj.clone()), &mut targets);
-        let name = "TestedState";
-        let mut states = Map::new();
-        for t in &targets {
-            states.insert(t.clone(), json!({"Type": "Succeed"}));
-        }
-        states.insert(name.into(), state);
-        let machine_def = json!({"StartAt": name, "States": states});
-        let parsed = shoal_asl::parse(&machine_def.to_string());
-        let Some(machine) = parsed.machine.filter(|_| parsed.diagnostics.is_empty()) else {
-            let problems: Vec<String> = parsed.diagnostics.iter().map(|d| d.to_string()).collect();
-            return Err(ApiError::new(
-                "InvalidDefinition",
-                format!("Invalid State Definition: '{}'", problems.join("; ")),
-            ));
-        };
-        let input: Value = serde_json::from_str(opt_str(p, "input")?.unwrap_or("{}"))
-            .map_err(|e| ApiError::new("InvalidExecutionInput", format!("Invalid input: '{e}'")))?;
-        let info = ExecutionInfo::local(
-            "TestState",
-            "test",
-            self.runtime.now_ms(),
-            false,
-            &self.runtime.entropy(),
-        );
-        let mut exec = shoal_engine::Execution::new(
-            Arc::new(machine),
-            info,
-            input,
-            Box::new(self.runtime.entropy()),
-        );
-        let outcome = self.runtime.drive(&mut exec).await;
-        let next = exec
-            .history()
-            .iter()
-            .filter(|h| h.kind == "SucceedStateEntered")
-            .filter_map(|h| h.details.get("name").and_then(Value::as_str))
-            .next_back()
-            .map(str::to_string);
-        let caught = exec.history().iter().any(|h| h.kind.ends_with("Failed")) && next.is_some();
-        let mut v = Map::new();
-        match outcome {
-            Outcome::Succeeded(out) => {
-                v.insert("output".into(), json!(out.to_string()));
-                v.insert(
-                    "status".into(),
-                    json!(if caught { "CAUGHT_ERROR" } else { "SUCCEEDED" }),
-                );
-                if let Some(n) = next {
-                    v.insert("nextState".into(), json!(n));
-                }
-            }
-            Outcome::Failed(f) => {
-                let retriable = retriers
-                    .as_ref()
-                    .and_then(Value::as_array)
-                    .is_some_and(|rs| {
-                        rs.iter().any(|r| {
-                            r["ErrorEquals"].as_array().is_some_and(|es| {
-                                es.iter().any(|e| {
-                                    e == "States.ALL" || e.as_str() == Some(f.error.as_str())
-                                })
-                            })
-                        })
-                    });
-                v.insert(
-                    "status".into(),
-                    json!(if retriable { "RETRIABLE" } else { "FAILED" }),
-                );
-                v.insert("error".into(), json!(f.error));
-                v.insert("cause".into(), json!(f.cause.unwrap_or_default()));
-            }
-        }
-        Ok(Value::Object(v))
-    }
-}
-
-/// Every state name a state may go to: Next, Default, each Choice's Next, each Catch's Next.
-fn collect_targets(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::Object(m) => {
-            for (k, x) in m {
-                match (k.as_str(), x) {
-                    ("Next" | "Default", Value::String(s)) if !out.contains(s) => {
-                        out.push(s.clone());
-                    }
-                    ("Choices" | "Catch", Value::Array(a)) => {
-                        a.iter().for_each(|c| collect_targets(c, out))
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Value::Array(a) => a.iter().for_each(|c| collect_targets(c, out)),
-        _ => {}
     }
 }

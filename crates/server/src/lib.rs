@@ -9,6 +9,7 @@
 mod api;
 mod callbacks;
 mod machines;
+mod teststate;
 pub use api::describe_execution;
 
 use bytes::Bytes;
