@@ -1704,10 +1704,8 @@ impl Execution {
                 return self.after_step(fid, step);
             }
         }
-        self.record(
-            "StateFailed",
-            |_| json!({"name": st.name, "error": failure.error, "cause": failure.cause}),
-        );
+        // AWS records no event of its own for a state that fails uncaught: the
+        // failure shows in the Task/Map/Parallel event before and ExecutionFailed after.
         self.frame_done(fid, Err(failure))
     }
 }

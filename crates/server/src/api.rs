@@ -234,7 +234,21 @@ fn describe_map_run(m: &MapRunRecord, live: Option<(shoal_engine::maprun::Tally,
     v
 }
 
-fn history_event(h: &HistoryRow, include_data: bool) -> Value {
+/// AWS's `previousEventId`: the event before, except that the first event after
+/// ExecutionStarted, and an abort, point at none.
+fn previous_event_id(h: &HistoryRow, before: Option<&HistoryRow>) -> u64 {
+    // StopExecution comes from outside the execution: nothing inside led to it.
+    if h.kind == "ExecutionAborted" {
+        return 0;
+    }
+    match before {
+        Some(b) if b.kind == "ExecutionStarted" => 0,
+        Some(b) => b.id,
+        None => h.id.saturating_sub(1),
+    }
+}
+
+fn history_event(h: &HistoryRow, previous: u64, include_data: bool) -> Value {
     let kind = h.kind.as_str();
     let key = if kind.ends_with("StateEntered") {
         "stateEnteredEventDetails".to_string()
@@ -246,18 +260,21 @@ fn history_event(h: &HistoryRow, include_data: bool) -> Value {
         format!("{first}{}EventDetails", c.as_str())
     };
     let mut details: Value = serde_json::from_str(&h.details).unwrap_or_else(|_| json!({}));
-    if !include_data {
-        if let Some(d) = details.as_object_mut() {
-            for k in ["input", "output"] {
-                if d.remove(k).is_some() {
-                    d.insert(format!("{k}Details"), json!({"truncated": false}));
+    if let Some(d) = details.as_object_mut() {
+        // AWS leaves out what is not there rather than sending null.
+        d.retain(|_, v| !v.is_null());
+        for k in ["input", "output"] {
+            if d.contains_key(k) {
+                if !include_data {
+                    d.remove(k);
                 }
+                d.insert(format!("{k}Details"), json!({"truncated": false}));
             }
         }
     }
     let mut e = json!({
         "timestamp": secs(h.at_ms), "type": kind, "id": h.id,
-        "previousEventId": h.id.saturating_sub(1),
+        "previousEventId": previous,
     });
     if details.as_object().is_some_and(|d| !d.is_empty()) {
         e[key] = details;
@@ -591,7 +608,12 @@ impl Server {
 
     fn history(&self, p: &Value) -> R {
         let e = self.execution(p)?;
-        let mut all = self.db.history(&e.arn)?;
+        let rows = self.db.history(&e.arn)?;
+        let mut all: Vec<(&HistoryRow, u64)> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h, previous_event_id(h, i.checked_sub(1).map(|j| &rows[j]))))
+            .collect();
         if opt_bool(p, "reverseOrder")? {
             all.reverse();
         }
@@ -600,8 +622,7 @@ impl Server {
             .and_then(Value::as_bool)
             .unwrap_or(true);
         let (items, next) = page(all, p, 100)?;
-        let mut v =
-            json!({"events": items.iter().map(|h| history_event(h, include)).collect::<Vec<_>>()});
+        let mut v = json!({"events": items.iter().map(|(h, prev)| history_event(h, *prev, include)).collect::<Vec<_>>()});
         if let Some(n) = next {
             v["nextToken"] = json!(n);
         }
