@@ -437,14 +437,22 @@ impl Execution {
             } => {
                 let g = self.frames[fid].graph.clone();
                 let st = &g.states[&self.frames[fid].current];
+                let exit = entered_kind(&st.kind).1;
+                self.record(exit, |_| {
+                    let mut d = json!({"name": st.name, "output": compact(&output)});
+                    // AWS lists what the state assigned, each value as JSON text.
+                    if let Some(a) = &assigned {
+                        d["assignedVariables"] = a
+                            .iter()
+                            .map(|(k, v)| (k.clone(), Value::String(compact(v))))
+                            .collect::<Map<String, Value>>()
+                            .into();
+                    }
+                    d
+                });
                 if let Some(a) = assigned {
                     self.frames[fid].vars.extend(a);
                 }
-                let exit = entered_kind(&st.kind).1;
-                self.record(
-                    exit,
-                    |_| json!({"name": st.name, "output": compact(&output)}),
-                );
                 let next = next.or_else(|| match &st.transition {
                     Transition::Next(n) => Some(n.clone()),
                     _ => None,

@@ -263,6 +263,12 @@ fn history_event(h: &HistoryRow, previous: u64, include_data: bool) -> Value {
     if let Some(d) = details.as_object_mut() {
         // AWS leaves out what is not there rather than sending null.
         d.retain(|_, v| !v.is_null());
+        if d.contains_key("assignedVariables") {
+            d.insert(
+                "assignedVariablesDetails".into(),
+                json!({"truncated": false}),
+            );
+        }
         for k in ["input", "output"] {
             if d.contains_key(k) {
                 if !include_data {
