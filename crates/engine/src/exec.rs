@@ -490,6 +490,14 @@ impl Execution {
         };
         join.running -= 1;
         let mut failure = None;
+        let iteration = join.is_map.then(|| {
+            let kind = if result.is_ok() {
+                "MapIterationSucceeded"
+            } else {
+                "MapIterationFailed"
+            };
+            (kind, slot)
+        });
         match result {
             Ok(v) => join.results[slot] = Some(v),
             Err(f) => {
@@ -507,6 +515,13 @@ impl Execution {
                 }
             }
         }
+        if let Some((kind, index)) = iteration {
+            let name = self.frames[parent].current.clone();
+            self.record(kind, |_| json!({"index": index, "name": name}));
+        }
+        let Status::Waiting(Wait::Join(join)) = &mut self.frames[parent].status else {
+            return;
+        };
         if let Some(f) = failure {
             let children = std::mem::take(&mut join.children);
             self.cancel(&children);
@@ -564,6 +579,13 @@ impl Execution {
         graph: Arc<StateMachine>,
         input: Value,
     ) -> FrameId {
+        if matches!(&self.frames[parent].status, Status::Waiting(Wait::Join(j)) if j.is_map) {
+            let name = self.frames[parent].current.clone();
+            self.record(
+                "MapIterationStarted",
+                |_| json!({"index": slot, "name": name}),
+            );
+        }
         let fid = self.frames.len();
         self.frames.push(Frame {
             current: graph.start_at.clone(),

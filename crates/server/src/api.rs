@@ -234,18 +234,32 @@ fn describe_map_run(m: &MapRunRecord, live: Option<(shoal_engine::maprun::Tally,
     v
 }
 
-/// AWS's `previousEventId`: the event before, except that the first event after
-/// ExecutionStarted, and an abort, point at none.
-fn previous_event_id(h: &HistoryRow, before: Option<&HistoryRow>) -> u64 {
-    // StopExecution comes from outside the execution: nothing inside led to it.
-    if h.kind == "ExecutionAborted" {
-        return 0;
+/// AWS's `previousEventId` for each row: the event before, except that the first
+/// event after ExecutionStarted and an abort point at none, and that a Map or Parallel
+/// state's exit, like the start of a Map iteration after one that succeeded, points
+/// where the closing event before it points (the end of the last branch or iteration).
+fn previous_event_ids(rows: &[HistoryRow]) -> Vec<u64> {
+    let mut prev: Vec<u64> = Vec::with_capacity(rows.len());
+    for (i, h) in rows.iter().enumerate() {
+        let p = match i.checked_sub(1).map(|j| (j, &rows[j])) {
+            _ if h.kind == "ExecutionAborted" => 0,
+            None => h.id.saturating_sub(1),
+            Some((_, b)) if b.kind == "ExecutionStarted" => 0,
+            Some((j, b))
+                if (matches!(h.kind.as_str(), "MapStateExited" | "ParallelStateExited")
+                    && matches!(
+                        b.kind.as_str(),
+                        "MapStateSucceeded" | "ParallelStateSucceeded"
+                    ))
+                    || (h.kind == "MapIterationStarted" && b.kind == "MapIterationSucceeded") =>
+            {
+                prev[j]
+            }
+            Some((_, b)) => b.id,
+        };
+        prev.push(p);
     }
-    match before {
-        Some(b) if b.kind == "ExecutionStarted" => 0,
-        Some(b) => b.id,
-        None => h.id.saturating_sub(1),
-    }
+    prev
 }
 
 fn history_event(h: &HistoryRow, previous: u64, include_data: bool) -> Value {
@@ -615,11 +629,7 @@ impl Server {
     fn history(&self, p: &Value) -> R {
         let e = self.execution(p)?;
         let rows = self.db.history(&e.arn)?;
-        let mut all: Vec<(&HistoryRow, u64)> = rows
-            .iter()
-            .enumerate()
-            .map(|(i, h)| (h, previous_event_id(h, i.checked_sub(1).map(|j| &rows[j]))))
-            .collect();
+        let mut all: Vec<(&HistoryRow, u64)> = rows.iter().zip(previous_event_ids(&rows)).collect();
         if opt_bool(p, "reverseOrder")? {
             all.reverse();
         }
