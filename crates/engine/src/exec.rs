@@ -1734,10 +1734,31 @@ impl Execution {
                 return self.after_step(fid, step);
             }
         }
-        // AWS records no event of its own for a state that fails uncaught: the
-        // failure shows in the Task/Map/Parallel event before and ExecutionFailed after.
+        // AWS records no event of its own for a state that fails uncaught (the failure
+        // shows in the Task/Map/Parallel event before and ExecutionFailed after), except
+        // EvaluationFailed for an expression that could not be evaluated.
+        if failure.error == errors::QUERY_EVALUATION_ERROR {
+            self.record("EvaluationFailed", |_| {
+                let mut d =
+                    json!({"error": failure.error, "cause": failure.cause, "state": st.name});
+                if let Some(l) = failure.cause.as_deref().and_then(evaluation_location) {
+                    d["location"] = json!(l);
+                }
+                d
+            });
+        }
         self.frame_done(fid, Err(failure))
     }
+}
+
+/// The field an evaluation error names, as its message says it: "... for the field
+/// 'Output/result' ..." or "The Timestamp field ...".
+fn evaluation_location(cause: &str) -> Option<&str> {
+    if let Some((_, rest)) = cause.split_once("specified for the field '") {
+        return rest.split_once('\'').map(|(f, _)| f);
+    }
+    let (before, _) = cause.split_once(" field cannot ")?;
+    before.rsplit_once("The ").map(|(_, f)| f)
 }
 
 fn apply_result_path(rp: &ResultPath, raw: &Value, result: Value) -> Result<Value, Failure> {

@@ -245,6 +245,15 @@ fn previous_event_ids(rows: &[HistoryRow]) -> Vec<u64> {
             _ if h.kind == "ExecutionAborted" => 0,
             None => h.id.saturating_sub(1),
             Some((_, b)) if b.kind == "ExecutionStarted" => 0,
+            // An evaluation fails as its state starts: it follows what the state's
+            // entry followed (a Wait's timestamp is read once it has entered).
+            Some((j, b)) if h.kind == "EvaluationFailed" && b.kind.ends_with("StateEntered") => {
+                if b.kind == "WaitStateEntered" {
+                    b.id
+                } else {
+                    prev[j]
+                }
+            }
             Some((j, b))
                 if (matches!(h.kind.as_str(), "MapStateExited" | "ParallelStateExited")
                     && matches!(
