@@ -1668,6 +1668,27 @@ impl Execution {
             return self.frame_done(fid, Err(failure));
         };
         self.frames[fid].status = Status::Ready;
+        // An expression that could not be evaluated, and a Map or Parallel state that
+        // failed, have events of their own, whether a Retry or Catch then handles it.
+        if failure.error == errors::QUERY_EVALUATION_ERROR {
+            self.record("EvaluationFailed", |_| {
+                let mut d =
+                    json!({"error": failure.error, "cause": failure.cause, "state": st.name});
+                if let Some(l) = failure.cause.as_deref().and_then(evaluation_location) {
+                    d["location"] = json!(l);
+                }
+                d
+            });
+        }
+        match st.kind {
+            Kind::Map(_) => {
+                self.record("MapStateFailed", |_| json!({}));
+            }
+            Kind::Parallel { .. } => {
+                self.record("ParallelStateFailed", |_| json!({}));
+            }
+            _ => {}
+        }
         if let Some(outcome) = st.kind.handling() {
             if let Some(i) = outcome
                 .retry
@@ -1734,19 +1755,8 @@ impl Execution {
                 return self.after_step(fid, step);
             }
         }
-        // AWS records no event of its own for a state that fails uncaught (the failure
-        // shows in the Task/Map/Parallel event before and ExecutionFailed after), except
-        // EvaluationFailed for an expression that could not be evaluated.
-        if failure.error == errors::QUERY_EVALUATION_ERROR {
-            self.record("EvaluationFailed", |_| {
-                let mut d =
-                    json!({"error": failure.error, "cause": failure.cause, "state": st.name});
-                if let Some(l) = failure.cause.as_deref().and_then(evaluation_location) {
-                    d["location"] = json!(l);
-                }
-                d
-            });
-        }
+        // AWS records no event of its own for a state that fails uncaught: the failure
+        // shows in the event before and in ExecutionFailed.
         self.frame_done(fid, Err(failure))
     }
 }

@@ -260,7 +260,8 @@ fn previous_event_ids(rows: &[HistoryRow]) -> Vec<u64> {
                         b.kind.as_str(),
                         "MapStateSucceeded" | "ParallelStateSucceeded"
                     ))
-                    || (h.kind == "MapIterationStarted" && b.kind == "MapIterationSucceeded") =>
+                    || (h.kind == "MapIterationStarted" && b.kind == "MapIterationSucceeded")
+                    || (h.kind == "MapStateFailed" && b.kind == "MapIterationFailed") =>
             {
                 prev[j]
             }
