@@ -6,6 +6,7 @@
 mod express;
 pub mod identity;
 mod parse;
+mod references;
 mod resource;
 mod status;
 
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 pub use express::express_diagnostics;
 pub use parse::{parse, parse_value, substitute, Parsed};
+pub use references::variable_references;
 pub use resource::{Pattern, Resource};
 pub use status::{ExecutionStatus, UnknownStatus};
 

@@ -11,6 +11,7 @@ use shoal_expr::jsonata::Bindings;
 use shoal_expr::template::{Lang, Template};
 use shoal_expr::{compact, errors, type_name, Entropy, Failure, Path, Scope, Vars};
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -119,6 +120,11 @@ pub struct Execution {
     outcome: Option<Outcome>,
     timeout_timer: Option<EffectId>,
     timeout_seconds: Option<u64>,
+    /// TestState's `inspectionData`: the top-level state's data after each step of its
+    /// I/O processing, kept only when asked for ([`Execution::inspect`]).
+    inspection: RefCell<Option<Map<String, Value>>>,
+    /// TestState's `context`: fields that replace the built context object's.
+    context_override: Option<Map<String, Value>>,
 }
 
 struct FrameVars<'a> {
@@ -219,6 +225,39 @@ impl Execution {
             history: Vec::new(),
             outcome: None,
             timeout_timer: None,
+            inspection: RefCell::new(None),
+            context_override: None,
+        }
+    }
+
+    /// Keeps what TestState's `inspectionData` shows for the top-level state.
+    pub fn inspect(&mut self) {
+        *self.inspection.get_mut() = Some(Map::new());
+    }
+
+    /// What [`Execution::inspect`] kept, keyed by AWS's `inspectionData` field names.
+    pub fn inspection(&self) -> Option<Map<String, Value>> {
+        self.inspection.borrow().clone()
+    }
+
+    /// Variables the execution starts with (TestState's `variables`).
+    pub fn set_variables(&mut self, vars: Map<String, Value>) {
+        self.frames[0].vars = vars;
+    }
+
+    /// Context object fields given from outside (TestState's `context`): each
+    /// top-level object replaces the keys it names, the rest stays as built.
+    pub fn set_context(&mut self, context: Map<String, Value>) {
+        self.context_override = Some(context);
+    }
+
+    /// Records an inspection step of the first state of the top-level frame.
+    fn note(&self, fid: FrameId, key: &str, v: impl FnOnce() -> Value) {
+        if fid != 0 || self.frames[0].current != self.frames[0].graph.start_at {
+            return;
+        }
+        if let Some(m) = self.inspection.borrow_mut().as_mut() {
+            m.insert(key.to_string(), v());
         }
     }
 
@@ -398,14 +437,22 @@ impl Execution {
             } => {
                 let g = self.frames[fid].graph.clone();
                 let st = &g.states[&self.frames[fid].current];
+                let exit = entered_kind(&st.kind).1;
+                self.record(exit, |_| {
+                    let mut d = json!({"name": st.name, "output": compact(&output)});
+                    // AWS lists what the state assigned, each value as JSON text.
+                    if let Some(a) = &assigned {
+                        d["assignedVariables"] = a
+                            .iter()
+                            .map(|(k, v)| (k.clone(), Value::String(compact(v))))
+                            .collect::<Map<String, Value>>()
+                            .into();
+                    }
+                    d
+                });
                 if let Some(a) = assigned {
                     self.frames[fid].vars.extend(a);
                 }
-                let exit = entered_kind(&st.kind).1;
-                self.record(
-                    exit,
-                    |_| json!({"name": st.name, "output": compact(&output)}),
-                );
                 let next = next.or_else(|| match &st.transition {
                     Transition::Next(n) => Some(n.clone()),
                     _ => None,
@@ -443,6 +490,14 @@ impl Execution {
         };
         join.running -= 1;
         let mut failure = None;
+        let iteration = join.is_map.then(|| {
+            let kind = if result.is_ok() {
+                "MapIterationSucceeded"
+            } else {
+                "MapIterationFailed"
+            };
+            (kind, slot)
+        });
         match result {
             Ok(v) => join.results[slot] = Some(v),
             Err(f) => {
@@ -460,6 +515,13 @@ impl Execution {
                 }
             }
         }
+        if let Some((kind, index)) = iteration {
+            let name = self.frames[parent].current.clone();
+            self.record(kind, |_| json!({"index": index, "name": name}));
+        }
+        let Status::Waiting(Wait::Join(join)) = &mut self.frames[parent].status else {
+            return;
+        };
         if let Some(f) = failure {
             let children = std::mem::take(&mut join.children);
             self.cancel(&children);
@@ -517,6 +579,13 @@ impl Execution {
         graph: Arc<StateMachine>,
         input: Value,
     ) -> FrameId {
+        if matches!(&self.frames[parent].status, Status::Waiting(Wait::Join(j)) if j.is_map) {
+            let name = self.frames[parent].current.clone();
+            self.record(
+                "MapIterationStarted",
+                |_| json!({"index": slot, "name": name}),
+            );
+        }
         let fid = self.frames.len();
         self.frames.push(Frame {
             current: graph.start_at.clone(),
@@ -543,7 +612,7 @@ impl Execution {
         if st.kind.handling().is_some() {
             state["RetryCount"] = json!(f.retries.iter().sum::<u32>());
         }
-        json!({
+        let mut built = json!({
             "Execution": {
                 "Id": self.info.execution_arn,
                 "Input": self.input,
@@ -554,7 +623,18 @@ impl Execution {
             },
             "State": state,
             "StateMachine": {"Id": self.info.state_machine_arn, "Name": self.info.state_machine_name},
-        })
+        });
+        if let Some(o) = &self.context_override {
+            for (k, v) in o {
+                match (built.get_mut(k), v) {
+                    (Some(Value::Object(b)), Value::Object(v)) => {
+                        b.extend(v.iter().map(|(k, v)| (k.clone(), v.clone())))
+                    }
+                    _ => built[k] = v.clone(),
+                }
+            }
+        }
+        built
     }
 
     fn vars(&self, fid: FrameId) -> FrameVars<'_> {
@@ -709,11 +789,29 @@ impl Execution {
     fn state_body(&mut self, fid: FrameId, st: &State, raw: &mut Value) -> Result<Step, Failure> {
         let ctx = self.context(fid, st);
         let jsonata = st.lang == Lang::Jsonata;
+        self.note(fid, "input", || raw.clone());
+        let vars = self.vars(fid).all_vars();
+        if !vars.is_empty() {
+            self.note(fid, "variables", || {
+                Value::Object(vars.into_iter().collect())
+            });
+        }
         let effective = if jsonata {
             Cow::Borrowed(raw)
         } else {
             self.data_path(fid, &st.input_path, raw, &ctx)?
         };
+        // AWS shows no afterInputPath for a Pass with Result, which ignores its input.
+        let fixed_result = matches!(
+            &st.kind,
+            Kind::Pass {
+                result: Some(_),
+                ..
+            }
+        );
+        if !jsonata && !fixed_result && !matches!(st.kind, Kind::Map(_)) {
+            self.note(fid, "afterInputPath", || effective.clone().into_owned());
+        }
         match &st.kind {
             Kind::Pass {
                 result, parameters, ..
@@ -735,6 +833,11 @@ impl Execution {
                     (None, None) if forwards => std::mem::take(raw),
                     (None, None) => effective.into_owned(),
                 };
+                if result.is_some() {
+                    self.note(fid, "result", || r.clone());
+                } else {
+                    self.note(fid, "afterParameters", || r.clone());
+                }
                 Ok(self.finish_result(fid, st, raw, r))
             }
             Kind::Succeed | Kind::Wait { .. } | Kind::Choice { .. } if !jsonata => {
@@ -844,6 +947,12 @@ impl Execution {
                     Some(p) => self.scope_eval(fid, &effective, &ctx, |s| p.eval(s))?,
                     None => effective.clone().into_owned(),
                 };
+                let stage = if jsonata {
+                    "afterArguments"
+                } else {
+                    "afterParameters"
+                };
+                self.note(fid, stage, || input.clone());
                 let timeout_seconds = self.seconds(
                     fid,
                     timeout.as_ref(),
@@ -1264,8 +1373,11 @@ impl Execution {
         let effective = if jsonata {
             raw.clone()
         } else {
-            self.data_path(fid, &st.input_path, &raw, &ctx)?
-                .into_owned()
+            let e = self
+                .data_path(fid, &st.input_path, &raw, &ctx)?
+                .into_owned();
+            self.note(fid, "afterInputPath", || e.clone());
+            e
         };
         let at = StateInput {
             raw: &raw,
@@ -1276,7 +1388,13 @@ impl Execution {
         // With an ItemReader, AWS iterates what the reader produces and ignores ItemsPath.
         let source = match &m.item_reader {
             Some(r) => self.reader_source(fid, st, r, &raw, &effective, &ctx)?,
-            None => Source::Items(self.map_items(fid, m, &raw, &effective, &ctx, jsonata)?),
+            None => {
+                let items = self.map_items(fid, m, &raw, &effective, &ctx, jsonata)?;
+                if !jsonata && m.items_path.is_some() {
+                    self.note(fid, "afterItemsPath", || Value::Array(items.clone()));
+                }
+                Source::Items(items)
+            }
         };
         let max_concurrency = self
             .map_int(
@@ -1287,6 +1405,7 @@ impl Execution {
                 "MaxConcurrency",
             )?
             .unwrap_or(0.0);
+        self.note(fid, "maxConcurrency", || json!(max_concurrency as u64));
         let count = self.map_int(
             fid,
             m.tolerated_failure_count.as_ref(),
@@ -1319,6 +1438,12 @@ impl Execution {
                 Some(x)
             }
         };
+        if let Some(c) = count {
+            self.note(fid, "toleratedFailureCount", || json!(c as u64));
+        }
+        if let Some(p) = percentage {
+            self.note(fid, "toleratedFailurePercentage", || json!(p));
+        }
         let tolerance = Tolerance { count, percentage };
         let selector = m.item_selector.as_ref().map(|t| Selector {
             template: t.clone(),
@@ -1461,6 +1586,7 @@ impl Execution {
         let g = self.frames[fid].graph.clone();
         let st = &g.states[&self.frames[fid].current];
         self.record("TaskSucceeded", |_| json!({"output": compact(&output)}));
+        self.note(fid, "result", || output.clone());
         let raw = self.frames[fid].input.clone();
         self.finish_result(fid, st, &raw, output)
     }
@@ -1498,8 +1624,10 @@ impl Execution {
             Some(sel) => self.scope_eval(fid, &result, &ctx, |s| sel.eval(s))?,
             None => result,
         };
+        self.note(fid, "afterResultSelector", || result.clone());
         let assigned = self.assign_jsonpath(fid, st.assign.as_ref(), &result, &ctx)?;
         let combined = apply_result_path(result_path, raw, result)?;
+        self.note(fid, "afterResultPath", || combined.clone());
         let output = match &st.output_path {
             DataPath::Whole => combined,
             dp => self.data_path(fid, dp, &combined, &ctx)?.into_owned(),
@@ -1540,6 +1668,27 @@ impl Execution {
             return self.frame_done(fid, Err(failure));
         };
         self.frames[fid].status = Status::Ready;
+        // An expression that could not be evaluated, and a Map or Parallel state that
+        // failed, have events of their own, whether a Retry or Catch then handles it.
+        if failure.error == errors::QUERY_EVALUATION_ERROR {
+            self.record("EvaluationFailed", |_| {
+                let mut d =
+                    json!({"error": failure.error, "cause": failure.cause, "state": st.name});
+                if let Some(l) = failure.cause.as_deref().and_then(evaluation_location) {
+                    d["location"] = json!(l);
+                }
+                d
+            });
+        }
+        match st.kind {
+            Kind::Map(_) => {
+                self.record("MapStateFailed", |_| json!({}));
+            }
+            Kind::Parallel { .. } => {
+                self.record("ParallelStateFailed", |_| json!({}));
+            }
+            _ => {}
+        }
         if let Some(outcome) = st.kind.handling() {
             if let Some(i) = outcome
                 .retry
@@ -1566,11 +1715,13 @@ impl Execution {
                     return;
                 }
             }
-            if let Some(c) = outcome
+            if let Some((index, c)) = outcome
                 .catch
                 .iter()
-                .find(|c| error_matches(&c.error_equals, &failure.error))
+                .enumerate()
+                .find(|(_, c)| error_matches(&c.error_equals, &failure.error))
             {
+                self.note(fid, "errorDetails", || json!({"catchIndex": index}));
                 let error_output = json!({"Error": failure.error, "Cause": failure.cause});
                 let raw = self.frames[fid].input.clone();
                 let caught = if st.lang == Lang::Jsonata {
@@ -1604,12 +1755,20 @@ impl Execution {
                 return self.after_step(fid, step);
             }
         }
-        self.record(
-            "StateFailed",
-            |_| json!({"name": st.name, "error": failure.error, "cause": failure.cause}),
-        );
+        // AWS records no event of its own for a state that fails uncaught: the failure
+        // shows in the event before and in ExecutionFailed.
         self.frame_done(fid, Err(failure))
     }
+}
+
+/// The field an evaluation error names, as its message says it: "... for the field
+/// 'Output/result' ..." or "The Timestamp field ...".
+fn evaluation_location(cause: &str) -> Option<&str> {
+    if let Some((_, rest)) = cause.split_once("specified for the field '") {
+        return rest.split_once('\'').map(|(f, _)| f);
+    }
+    let (before, _) = cause.split_once(" field cannot ")?;
+    before.rsplit_once("The ").map(|(_, f)| f)
 }
 
 fn apply_result_path(rp: &ResultPath, raw: &Value, result: Value) -> Result<Value, Failure> {

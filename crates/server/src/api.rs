@@ -1,11 +1,11 @@
 //! The operations, with AWS's request fields, response shapes and error codes.
 
 use crate::{ApiError, Server};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use shoal_engine::{ExecutionInfo, Outcome};
 use shoal_runtime::MapRunUpdate;
 use shoal_store::ExecutionStatus;
-use shoal_store::{ExecutionRecord, HistoryRow, MapRunRecord, StateMachineRecord};
+use shoal_store::{ExecutionOrigin, ExecutionRecord, HistoryRow, MapRunRecord};
 use std::sync::Arc;
 
 const REGION: &str = "us-east-1";
@@ -23,7 +23,7 @@ fn express_diagnostics(text: &str) -> Vec<shoal_asl::Diagnostic> {
         .unwrap_or_default()
 }
 
-fn secs(ms: i64) -> Value {
+pub(crate) fn secs(ms: i64) -> Value {
     serde_json::Number::from_f64(ms as f64 / 1000.0).map_or(Value::Null, Value::Number)
 }
 
@@ -67,7 +67,23 @@ pub fn describe_execution(e: &ExecutionRecord) -> Value {
             "NOT_REDRIVABLE"
         }),
     );
+    if !redrivable {
+        m.insert(
+            "redriveStatusReason".into(),
+            Value::String(format!("Execution is {} and cannot be redriven", e.status)),
+        );
+    }
     Value::Object(m)
+}
+
+/// The version and alias an execution was started through, when it was.
+fn origin_fields(origin: &ExecutionOrigin, v: &mut Value) {
+    if let Some(a) = &origin.version_arn {
+        v["stateMachineVersionArn"] = json!(a);
+    }
+    if let Some(a) = &origin.alias_arn {
+        v["stateMachineAliasArn"] = json!(a);
+    }
 }
 
 pub(crate) fn validation(field: &str, constraint: &str) -> ApiError {
@@ -113,7 +129,7 @@ fn opt_f64(p: &Value, k: &str) -> R<Option<f64>> {
     }
 }
 
-fn opt_bool(p: &Value, k: &str) -> R<bool> {
+pub(crate) fn opt_bool(p: &Value, k: &str) -> R<bool> {
     match p.get(k) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
@@ -149,9 +165,32 @@ fn check_arn<'a>(arn: &'a str, kind: &str) -> R<&'a str> {
 }
 
 /// Paging: the token is the offset of the next page.
-fn page<T>(all: Vec<T>, p: &Value, default: usize) -> R<(Vec<T>, Option<String>)> {
-    let max = opt_u64(p, "maxResults")?.unwrap_or(0) as usize;
-    let max = if max == 0 { default } else { max.min(1000) };
+pub(crate) fn page<T>(all: Vec<T>, p: &Value, default: usize) -> R<(Vec<T>, Option<String>)> {
+    let max = match p.get("maxResults") {
+        None | Some(Value::Null) => 0,
+        Some(v) => match v.as_i64() {
+            Some(n) if n > 1000 => {
+                return Err(ApiError::new(
+                    "ValidationException",
+                    format!("1 validation error detected: Value '{n}' at 'maxResults' failed to satisfy constraint: Member must have value less than or equal to 1000"),
+                ))
+            }
+            Some(n) if n < 0 => {
+                return Err(ApiError::new(
+                    "ValidationException",
+                    format!("1 validation error detected: Value '{n}' at 'maxResults' failed to satisfy constraint: Member must have value greater than or equal to 0"),
+                ))
+            }
+            Some(n) => n as usize,
+            None => {
+                return Err(ApiError::new(
+                    "SerializationException",
+                    "maxResults must be an integer",
+                ))
+            }
+        },
+    };
+    let max = if max == 0 { default } else { max };
     let start = match opt_str(p, "nextToken")? {
         None => 0,
         Some(t) => t
@@ -164,7 +203,7 @@ fn page<T>(all: Vec<T>, p: &Value, default: usize) -> R<(Vec<T>, Option<String>)
     Ok((items, next))
 }
 
-fn sm_arn(name: &str) -> String {
+pub(crate) fn sm_arn(name: &str) -> String {
     format!("arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}")
 }
 
@@ -195,7 +234,45 @@ fn describe_map_run(m: &MapRunRecord, live: Option<(shoal_engine::maprun::Tally,
     v
 }
 
-fn history_event(h: &HistoryRow, include_data: bool) -> Value {
+/// AWS's `previousEventId` for each row: the event before, except that the first
+/// event after ExecutionStarted and an abort point at none, and that a Map or Parallel
+/// state's exit, like the start of a Map iteration after one that succeeded, points
+/// where the closing event before it points (the end of the last branch or iteration).
+fn previous_event_ids(rows: &[HistoryRow]) -> Vec<u64> {
+    let mut prev: Vec<u64> = Vec::with_capacity(rows.len());
+    for (i, h) in rows.iter().enumerate() {
+        let p = match i.checked_sub(1).map(|j| (j, &rows[j])) {
+            _ if h.kind == "ExecutionAborted" => 0,
+            None => h.id.saturating_sub(1),
+            Some((_, b)) if b.kind == "ExecutionStarted" => 0,
+            // An evaluation fails as its state starts: it follows what the state's
+            // entry followed (a Wait's timestamp is read once it has entered).
+            Some((j, b)) if h.kind == "EvaluationFailed" && b.kind.ends_with("StateEntered") => {
+                if b.kind == "WaitStateEntered" {
+                    b.id
+                } else {
+                    prev[j]
+                }
+            }
+            Some((j, b))
+                if (matches!(h.kind.as_str(), "MapStateExited" | "ParallelStateExited")
+                    && matches!(
+                        b.kind.as_str(),
+                        "MapStateSucceeded" | "ParallelStateSucceeded"
+                    ))
+                    || (h.kind == "MapIterationStarted" && b.kind == "MapIterationSucceeded")
+                    || (h.kind == "MapStateFailed" && b.kind == "MapIterationFailed") =>
+            {
+                prev[j]
+            }
+            Some((_, b)) => b.id,
+        };
+        prev.push(p);
+    }
+    prev
+}
+
+fn history_event(h: &HistoryRow, previous: u64, include_data: bool) -> Value {
     let kind = h.kind.as_str();
     let key = if kind.ends_with("StateEntered") {
         "stateEnteredEventDetails".to_string()
@@ -207,18 +284,27 @@ fn history_event(h: &HistoryRow, include_data: bool) -> Value {
         format!("{first}{}EventDetails", c.as_str())
     };
     let mut details: Value = serde_json::from_str(&h.details).unwrap_or_else(|_| json!({}));
-    if !include_data {
-        if let Some(d) = details.as_object_mut() {
-            for k in ["input", "output"] {
-                if d.remove(k).is_some() {
-                    d.insert(format!("{k}Details"), json!({"truncated": false}));
+    if let Some(d) = details.as_object_mut() {
+        // AWS leaves out what is not there rather than sending null.
+        d.retain(|_, v| !v.is_null());
+        if d.contains_key("assignedVariables") {
+            d.insert(
+                "assignedVariablesDetails".into(),
+                json!({"truncated": false}),
+            );
+        }
+        for k in ["input", "output"] {
+            if d.contains_key(k) {
+                if !include_data {
+                    d.remove(k);
                 }
+                d.insert(format!("{k}Details"), json!({"truncated": false}));
             }
         }
     }
     let mut e = json!({
         "timestamp": secs(h.at_ms), "type": kind, "id": h.id,
-        "previousEventId": h.id.saturating_sub(1),
+        "previousEventId": previous,
     });
     if details.as_object().is_some_and(|d| !d.is_empty()) {
         e[key] = details;
@@ -226,11 +312,12 @@ fn history_event(h: &HistoryRow, include_data: bool) -> Value {
     e
 }
 
-fn list_item(e: &ExecutionRecord) -> Value {
+fn list_item(e: &ExecutionRecord, origin: &ExecutionOrigin) -> Value {
     let mut v = json!({
         "executionArn": e.arn, "stateMachineArn": e.state_machine_arn, "name": e.name,
         "status": e.status.as_str(), "startDate": secs(e.start_ms), "redriveCount": e.redrive_count,
     });
+    origin_fields(origin, &mut v);
     if let Some(t) = e.stop_ms {
         v["stopDate"] = secs(t);
     }
@@ -245,6 +332,18 @@ impl Server {
             "DescribeStateMachine" => self.describe_state_machine(p),
             "ListStateMachines" => self.list_state_machines(p),
             "DeleteStateMachine" => self.delete_state_machine(p),
+            "DescribeStateMachineForExecution" => self.describe_state_machine_for_execution(p),
+            "PublishStateMachineVersion" => self.publish_state_machine_version(p),
+            "ListStateMachineVersions" => self.list_state_machine_versions(p),
+            "DeleteStateMachineVersion" => self.delete_state_machine_version(p),
+            "CreateStateMachineAlias" => self.create_state_machine_alias(p),
+            "DescribeStateMachineAlias" => self.describe_state_machine_alias(p),
+            "UpdateStateMachineAlias" => self.update_state_machine_alias(p),
+            "DeleteStateMachineAlias" => self.delete_state_machine_alias(p),
+            "ListStateMachineAliases" => self.list_state_machine_aliases(p),
+            "TagResource" => self.tag_resource(p),
+            "UntagResource" => self.untag_resource(p),
+            "ListTagsForResource" => self.list_tags_for_resource(p),
             "StartExecution" => self.start_execution(p, false).await,
             "StartSyncExecution" => self.start_execution(p, true).await,
             "StopExecution" => self.stop_execution(p).await,
@@ -282,19 +381,9 @@ impl Server {
         }
     }
 
-    fn machine(&self, arn: &str) -> R<StateMachineRecord> {
-        check_arn(arn, "stateMachine")?;
-        self.db.state_machine(arn)?.ok_or_else(|| {
-            ApiError::new(
-                "StateMachineDoesNotExist",
-                format!("State Machine Does Not Exist: '{arn}'"),
-            )
-        })
-    }
-
     /// The request's definition with its substitutions made, refused with AWS's
     /// message when it is not valid for a machine of this type.
-    fn definition(p: &Value, express: bool) -> R<String> {
+    pub(crate) fn definition(p: &Value, express: bool) -> R<String> {
         let def = req_str(p, "definition")?;
         if def.len() > MAX_DEFINITION {
             return Err(validation(
@@ -352,89 +441,8 @@ impl Server {
         Ok(text)
     }
 
-    fn create_state_machine(&self, p: &Value) -> R {
-        let name = req_str(p, "name")?;
-        check_name(name)?;
-        let role = opt_str(p, "roleArn")?.unwrap_or("arn:aws:iam::123456789012:role/shoal");
-        let kind = opt_str(p, "type")?.unwrap_or("STANDARD");
-        let definition = Self::definition(p, kind == "EXPRESS")?;
-        if !matches!(kind, "STANDARD" | "EXPRESS") {
-            return Err(validation(
-                "type",
-                "Member must satisfy enum value set: [STANDARD, EXPRESS]",
-            ));
-        }
-        let rec = StateMachineRecord {
-            arn: sm_arn(name),
-            name: name.to_string(),
-            definition,
-            role_arn: role.to_string(),
-            kind: kind.to_string(),
-            created_ms: self.runtime.now_ms(),
-            updated_ms: None,
-        };
-        if !self.db.create_state_machine(&rec)? {
-            let old = self.machine(&rec.arn)?;
-            // AWS answers an identical request with the existing machine.
-            if old.definition != rec.definition
-                || old.role_arn != rec.role_arn
-                || old.kind != rec.kind
-            {
-                return Err(ApiError::new(
-                    "StateMachineAlreadyExists",
-                    format!("State Machine Already Exists: '{}'", rec.arn),
-                ));
-            }
-            return Ok(json!({"stateMachineArn": old.arn, "creationDate": secs(old.created_ms)}));
-        }
-        Ok(json!({"stateMachineArn": rec.arn, "creationDate": secs(rec.created_ms)}))
-    }
-
-    fn update_state_machine(&self, p: &Value) -> R {
-        let arn = req_str(p, "stateMachineArn")?;
-        let machine = self.machine(arn)?;
-        let definition = match p.get("definition") {
-            None | Some(Value::Null) => None,
-            Some(_) => Some(Self::definition(p, machine.kind == "EXPRESS")?),
-        };
-        let now = self.runtime.now_ms();
-        self.db
-            .update_state_machine(arn, definition.as_deref(), opt_str(p, "roleArn")?, now)?;
-        Ok(json!({"updateDate": secs(now)}))
-    }
-
-    fn describe_state_machine(&self, p: &Value) -> R {
-        let m = self.machine(req_str(p, "stateMachineArn")?)?;
-        Ok(json!({
-            "stateMachineArn": m.arn, "name": m.name, "status": "ACTIVE", "definition": m.definition,
-            "roleArn": m.role_arn, "type": m.kind, "creationDate": secs(m.created_ms),
-            "loggingConfiguration": {"level": "OFF", "includeExecutionData": false},
-        }))
-    }
-
-    fn list_state_machines(&self, p: &Value) -> R {
-        let all = self.db.state_machines()?;
-        let (items, next) = page(all, p, 100)?;
-        let list: Vec<Value> = items
-            .iter()
-            .map(|m| json!({"stateMachineArn": m.arn, "name": m.name, "type": m.kind, "creationDate": secs(m.created_ms)}))
-            .collect();
-        let mut v = json!({ "stateMachines": list });
-        if let Some(n) = next {
-            v["nextToken"] = json!(n);
-        }
-        Ok(v)
-    }
-
-    fn delete_state_machine(&self, p: &Value) -> R {
-        let arn = req_str(p, "stateMachineArn")?;
-        check_arn(arn, "stateMachine")?;
-        self.db.delete_state_machine(arn)?;
-        Ok(json!({}))
-    }
-
     async fn start_execution(self: &Arc<Self>, p: &Value, sync: bool) -> R {
-        let m = self.machine(req_str(p, "stateMachineArn")?)?;
+        let (m, run, origin) = self.resolve_for_start(req_str(p, "stateMachineArn")?)?;
         if sync && m.kind != "EXPRESS" {
             return Err(ApiError::new(
                 "StateMachineTypeNotSupported",
@@ -460,19 +468,20 @@ impl Server {
             None => shoal_expr::uuid_v4(&entropy),
         };
         check_name(&name)?;
-        let parsed = shoal_asl::parse(&m.definition);
+        let parsed = shoal_asl::parse(&run.definition);
         let Some(machine) = parsed.machine.filter(|_| parsed.diagnostics.is_empty()) else {
             return Err(ApiError::new(
                 "InvalidDefinition",
                 "the stored definition no longer parses",
             ));
         };
-        let info = ExecutionInfo::local(&m.name, &name, self.runtime.now_ms(), false, &entropy);
+        let mut info = ExecutionInfo::local(&m.name, &name, self.runtime.now_ms(), false, &entropy);
+        info.role_arn = run.role_arn.clone();
         let arn = info.execution_arn.clone();
         let start_ms = info.start_time_ms;
         let begun = match self
             .runtime
-            .begin(Arc::new(machine), &m.definition, info, input)
+            .begin(Arc::new(machine), &run.definition, info, input)
         {
             Ok(b) => b,
             Err(shoal_runtime::Error::Store(shoal_store::Error::ExecutionAlreadyExists(_))) => {
@@ -497,6 +506,9 @@ impl Server {
                 })
             }
         };
+        if origin != ExecutionOrigin::default() {
+            self.db.set_execution_origin(&arn, &origin)?;
+        }
         let rt = self.runtime.clone();
         let this = self.clone();
         let key = arn.clone();
@@ -554,7 +566,7 @@ impl Server {
         Ok(json!({"stopDate": secs(now)}))
     }
 
-    fn execution(&self, p: &Value) -> R<ExecutionRecord> {
+    pub(crate) fn execution(&self, p: &Value) -> R<ExecutionRecord> {
         let arn = check_arn(req_str(p, "executionArn")?, "execution")?;
         let e = self.db.execution(arn)?;
         if e.arn != arn {
@@ -564,7 +576,10 @@ impl Server {
     }
 
     fn describe_execution(&self, p: &Value) -> R {
-        Ok(describe_execution(&self.execution(p)?))
+        let e = self.execution(p)?;
+        let mut v = describe_execution(&e);
+        origin_fields(&self.db.execution_origin(&e.arn)?, &mut v);
+        Ok(v)
     }
 
     fn list_executions(&self, p: &Value) -> R {
@@ -579,7 +594,7 @@ impl Server {
         }
         let machine = opt_str(p, "stateMachineArn")?;
         if let Some(m) = machine {
-            self.machine(m)?;
+            self.machine_record(m)?;
         }
         // Children of a map run are not stored (EXPRESS children keep per-batch
         // progress only): a map run lists none.
@@ -593,15 +608,28 @@ impl Server {
             }
             return Ok(json!({"executions": []}));
         }
-        let all: Vec<ExecutionRecord> = self
+        let all: Vec<(ExecutionRecord, ExecutionOrigin)> = self
             .db
             .executions()?
             .into_iter()
-            .filter(|e| machine.is_none_or(|m| e.state_machine_arn == m))
             .filter(|e| status.is_none_or(|s| e.status.as_str() == s))
+            .map(|e| {
+                let origin = self.db.execution_origin(&e.arn)?;
+                Ok((e, origin))
+            })
+            .collect::<R<Vec<_>>>()?
+            .into_iter()
+            .filter(|(e, o)| {
+                machine.is_none_or(|m| {
+                    e.state_machine_arn == m
+                        || o.version_arn.as_deref() == Some(m)
+                        || o.alias_arn.as_deref() == Some(m)
+                })
+            })
             .collect();
         let (items, next) = page(all, p, 100)?;
-        let mut v = json!({"executions": items.iter().map(list_item).collect::<Vec<_>>()});
+        let mut v =
+            json!({"executions": items.iter().map(|(e, o)| list_item(e, o)).collect::<Vec<_>>()});
         if let Some(n) = next {
             v["nextToken"] = json!(n);
         }
@@ -610,7 +638,8 @@ impl Server {
 
     fn history(&self, p: &Value) -> R {
         let e = self.execution(p)?;
-        let mut all = self.db.history(&e.arn)?;
+        let rows = self.db.history(&e.arn)?;
+        let mut all: Vec<(&HistoryRow, u64)> = rows.iter().zip(previous_event_ids(&rows)).collect();
         if opt_bool(p, "reverseOrder")? {
             all.reverse();
         }
@@ -619,8 +648,7 @@ impl Server {
             .and_then(Value::as_bool)
             .unwrap_or(true);
         let (items, next) = page(all, p, 100)?;
-        let mut v =
-            json!({"events": items.iter().map(|h| history_event(h, include)).collect::<Vec<_>>()});
+        let mut v = json!({"events": items.iter().map(|(h, prev)| history_event(h, *prev, include)).collect::<Vec<_>>()});
         if let Some(n) = next {
             v["nextToken"] = json!(n);
         }
@@ -730,121 +758,5 @@ impl Server {
             v["nextToken"] = json!(n);
         }
         Ok(v)
-    }
-
-    /// TestState: the state runs alone; every state it may go to is a stand-in that
-    /// ends the test, so the state the execution enters next is `nextState`.
-    async fn test_state(&self, p: &Value) -> R {
-        let def_text = req_str(p, "definition")?;
-        let mut state: Value = serde_json::from_str(def_text).map_err(|e| {
-            ApiError::new(
-                "InvalidDefinition",
-                format!("Invalid State Definition: '{e}'"),
-            )
-        })?;
-        let Some(obj) = state.as_object_mut() else {
-            return Err(ApiError::new(
-                "InvalidDefinition",
-                "the state definition must be a JSON object",
-            ));
-        };
-        // TestState does not retry: a retriable error is reported as RETRIABLE.
-        let retriers = obj.remove("Retry");
-        let mut targets: Vec<String> = Vec::new();
-        collect_targets(&Value::Object(obj.clone()), &mut targets);
-        let name = "TestedState";
-        let mut states = Map::new();
-        for t in &targets {
-            states.insert(t.clone(), json!({"Type": "Succeed"}));
-        }
-        states.insert(name.into(), state);
-        let machine_def = json!({"StartAt": name, "States": states});
-        let parsed = shoal_asl::parse(&machine_def.to_string());
-        let Some(machine) = parsed.machine.filter(|_| parsed.diagnostics.is_empty()) else {
-            let problems: Vec<String> = parsed.diagnostics.iter().map(|d| d.to_string()).collect();
-            return Err(ApiError::new(
-                "InvalidDefinition",
-                format!("Invalid State Definition: '{}'", problems.join("; ")),
-            ));
-        };
-        let input: Value = serde_json::from_str(opt_str(p, "input")?.unwrap_or("{}"))
-            .map_err(|e| ApiError::new("InvalidExecutionInput", format!("Invalid input: '{e}'")))?;
-        let info = ExecutionInfo::local(
-            "TestState",
-            "test",
-            self.runtime.now_ms(),
-            false,
-            &self.runtime.entropy(),
-        );
-        let mut exec = shoal_engine::Execution::new(
-            Arc::new(machine),
-            info,
-            input,
-            Box::new(self.runtime.entropy()),
-        );
-        let outcome = self.runtime.drive(&mut exec).await;
-        let next = exec
-            .history()
-            .iter()
-            .filter(|h| h.kind == "SucceedStateEntered")
-            .filter_map(|h| h.details.get("name").and_then(Value::as_str))
-            .next_back()
-            .map(str::to_string);
-        let caught = exec.history().iter().any(|h| h.kind.ends_with("Failed")) && next.is_some();
-        let mut v = Map::new();
-        match outcome {
-            Outcome::Succeeded(out) => {
-                v.insert("output".into(), json!(out.to_string()));
-                v.insert(
-                    "status".into(),
-                    json!(if caught { "CAUGHT_ERROR" } else { "SUCCEEDED" }),
-                );
-                if let Some(n) = next {
-                    v.insert("nextState".into(), json!(n));
-                }
-            }
-            Outcome::Failed(f) => {
-                let retriable = retriers
-                    .as_ref()
-                    .and_then(Value::as_array)
-                    .is_some_and(|rs| {
-                        rs.iter().any(|r| {
-                            r["ErrorEquals"].as_array().is_some_and(|es| {
-                                es.iter().any(|e| {
-                                    e == "States.ALL" || e.as_str() == Some(f.error.as_str())
-                                })
-                            })
-                        })
-                    });
-                v.insert(
-                    "status".into(),
-                    json!(if retriable { "RETRIABLE" } else { "FAILED" }),
-                );
-                v.insert("error".into(), json!(f.error));
-                v.insert("cause".into(), json!(f.cause.unwrap_or_default()));
-            }
-        }
-        Ok(Value::Object(v))
-    }
-}
-
-/// Every state name a state may go to: Next, Default, each Choice's Next, each Catch's Next.
-fn collect_targets(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::Object(m) => {
-            for (k, x) in m {
-                match (k.as_str(), x) {
-                    ("Next" | "Default", Value::String(s)) if !out.contains(s) => {
-                        out.push(s.clone());
-                    }
-                    ("Choices" | "Catch", Value::Array(a)) => {
-                        a.iter().for_each(|c| collect_targets(c, out))
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Value::Array(a) => a.iter().for_each(|c| collect_targets(c, out)),
-        _ => {}
     }
 }

@@ -8,6 +8,8 @@
 
 mod api;
 mod callbacks;
+mod machines;
+mod teststate;
 pub use api::describe_execution;
 
 use bytes::Bytes;

@@ -68,6 +68,49 @@ pub struct StateMachineRecord {
     pub kind: String,
     pub created_ms: i64,
     pub updated_ms: Option<i64>,
+    /// Set by each update that changed the machine; none before the first.
+    pub revision_id: Option<String>,
+    /// A version's description.
+    pub description: Option<String>,
+    /// The logging configuration as the API was given it (JSON text the server owns).
+    pub logging: Option<String>,
+    pub tracing: bool,
+    /// Some when this row is a published version of another machine.
+    pub version: Option<Version>,
+    /// How many versions this machine has published: numbers are never reused.
+    pub last_version: u32,
+}
+
+/// A published version: which machine it belongs to, and its number there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Version {
+    pub of: String,
+    pub number: u32,
+}
+
+/// An alias of a state machine and the versions it routes to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AliasRecord {
+    pub arn: String,
+    pub machine: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub routing: Vec<Route>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub version_arn: String,
+    pub weight: u32,
+}
+
+/// What an execution was started through, when not the machine itself.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ExecutionOrigin {
+    pub version_arn: Option<String>,
+    pub alias_arn: Option<String>,
 }
 
 /// One event the engine was fed, as the runtime encoded it.
@@ -148,17 +191,28 @@ pub trait Store: Send + Sync {
     /// Child outputs of a map run without a ResultWriter (at most 256 KiB in all).
     fn add_outputs(&self, map_run: &str, outputs: Vec<(u64, String)>);
     /// Inserts a state machine; false when its ARN is taken.
+    /// Inserts a state machine (or a version); false when its ARN is taken.
     fn create_state_machine(&self, m: &StateMachineRecord) -> Result<bool>;
-    fn update_state_machine(
-        &self,
-        arn: &str,
-        definition: Option<&str>,
-        role_arn: Option<&str>,
-        at_ms: i64,
-    ) -> Result<bool>;
+    /// Replaces the row of an existing state machine or version.
+    fn put_state_machine(&self, m: &StateMachineRecord) -> Result<()>;
     fn delete_state_machine(&self, arn: &str) -> Result<()>;
     fn state_machine(&self, arn: &str) -> Result<Option<StateMachineRecord>>;
+    /// The machines, without their versions, by name.
     fn state_machines(&self) -> Result<Vec<StateMachineRecord>>;
+    /// A machine's versions, newest first.
+    fn versions(&self, machine: &str) -> Result<Vec<StateMachineRecord>>;
+    fn put_alias(&self, a: &AliasRecord) -> Result<()>;
+    fn alias(&self, arn: &str) -> Result<Option<AliasRecord>>;
+    /// A machine's aliases, by name.
+    fn aliases(&self, machine: &str) -> Result<Vec<AliasRecord>>;
+    fn delete_alias(&self, arn: &str) -> Result<()>;
+    /// Adds or overwrites tags of a resource.
+    fn tag(&self, resource: &str, tags: &[(String, String)]) -> Result<()>;
+    fn untag(&self, resource: &str, keys: &[String]) -> Result<()>;
+    /// A resource's tags, by key.
+    fn tags(&self, resource: &str) -> Result<Vec<(String, String)>>;
+    fn set_execution_origin(&self, execution: &str, origin: &ExecutionOrigin) -> Result<()>;
+    fn execution_origin(&self, execution: &str) -> Result<ExecutionOrigin>;
     /// StopExecution: the execution and its running map runs end ABORTED, and the
     /// history says so. False when it was not running.
     fn abort_execution(
@@ -298,15 +352,71 @@ mod tests {
             kind: "STANDARD".into(),
             created_ms: 1,
             updated_ms: None,
+            revision_id: None,
+            description: None,
+            logging: None,
+            tracing: false,
+            version: None,
+            last_version: 0,
         };
         seen.push(format!("{:?}", s.create_state_machine(&sm).unwrap()));
         seen.push(format!("{:?}", s.create_state_machine(&sm).unwrap()));
-        seen.push(format!(
-            "{:?}",
-            s.update_state_machine("arn:sm", Some("{ }"), None, 4)
-                .unwrap()
-        ));
+        s.put_state_machine(&StateMachineRecord {
+            definition: "{ }".into(),
+            updated_ms: Some(4),
+            revision_id: Some("r1".into()),
+            logging: Some("{}".into()),
+            tracing: true,
+            last_version: 1,
+            ..sm.clone()
+        })
+        .unwrap();
+        let v1 = StateMachineRecord {
+            arn: "arn:sm:1".into(),
+            description: Some("d".into()),
+            version: Some(Version {
+                of: "arn:sm".into(),
+                number: 1,
+            }),
+            ..sm.clone()
+        };
+        s.create_state_machine(&v1).unwrap();
         seen.push(format!("{:?}", s.state_machines().unwrap()));
+        seen.push(format!("{:?}", s.versions("arn:sm").unwrap()));
+        let alias = AliasRecord {
+            arn: "arn:sm:a".into(),
+            machine: "arn:sm".into(),
+            name: "a".into(),
+            description: None,
+            routing: vec![Route {
+                version_arn: "arn:sm:1".into(),
+                weight: 100,
+            }],
+            created_ms: 5,
+            updated_ms: 5,
+        };
+        s.put_alias(&alias).unwrap();
+        seen.push(format!("{:?}", s.aliases("arn:sm").unwrap()));
+        s.delete_alias("arn:sm:a").unwrap();
+        seen.push(format!("{:?}", s.alias("arn:sm:a").unwrap()));
+        s.tag(
+            "arn:sm",
+            &[("b".into(), "1".into()), ("a".into(), "2".into())],
+        )
+        .unwrap();
+        s.tag("arn:sm", &[("b".into(), "3".into())]).unwrap();
+        s.untag("arn:sm", &["a".into()]).unwrap();
+        seen.push(format!("{:?}", s.tags("arn:sm").unwrap()));
+        s.set_execution_origin(
+            "arn:e1",
+            &ExecutionOrigin {
+                version_arn: Some("arn:sm:1".into()),
+                alias_arn: None,
+            },
+        )
+        .unwrap();
+        seen.push(format!("{:?}", s.execution_origin("arn:e1").unwrap()));
+        seen.push(format!("{:?}", s.execution_origin("arn:e2").unwrap()));
         s.delete_state_machine("arn:sm").unwrap();
         seen.push(format!("{:?}", s.state_machine("arn:sm").unwrap()));
         seen.push(format!(

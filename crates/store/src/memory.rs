@@ -11,6 +11,9 @@ struct Rows {
     journals: HashMap<String, Vec<JournalEntry>>,
     histories: HashMap<String, BTreeMap<u64, HistoryRow>>,
     state_machines: BTreeMap<String, StateMachineRecord>,
+    aliases: BTreeMap<String, AliasRecord>,
+    tags: HashMap<String, BTreeMap<String, String>>,
+    origins: HashMap<String, ExecutionOrigin>,
     map_runs: BTreeMap<String, MapRunRecord>,
     failures: HashMap<String, BTreeMap<(u64, u32), ChildFailure>>,
     outputs: HashMap<String, BTreeMap<u64, String>>,
@@ -123,25 +126,9 @@ impl Store for Memory {
         Ok(true)
     }
 
-    fn update_state_machine(
-        &self,
-        arn: &str,
-        definition: Option<&str>,
-        role_arn: Option<&str>,
-        at_ms: i64,
-    ) -> Result<bool> {
-        let mut rows = self.rows();
-        let Some(m) = rows.state_machines.get_mut(arn) else {
-            return Ok(false);
-        };
-        if let Some(d) = definition {
-            m.definition = d.to_string();
-        }
-        if let Some(r) = role_arn {
-            m.role_arn = r.to_string();
-        }
-        m.updated_ms = Some(at_ms);
-        Ok(true)
+    fn put_state_machine(&self, m: &StateMachineRecord) -> Result<()> {
+        self.rows().state_machines.insert(m.arn.clone(), m.clone());
+        Ok(())
     }
 
     fn delete_state_machine(&self, arn: &str) -> Result<()> {
@@ -154,9 +141,94 @@ impl Store for Memory {
     }
 
     fn state_machines(&self) -> Result<Vec<StateMachineRecord>> {
-        let mut all: Vec<_> = self.rows().state_machines.values().cloned().collect();
+        let mut all: Vec<_> = self
+            .rows()
+            .state_machines
+            .values()
+            .filter(|m| m.version.is_none())
+            .cloned()
+            .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(all)
+    }
+
+    fn versions(&self, machine: &str) -> Result<Vec<StateMachineRecord>> {
+        let mut all: Vec<_> = self
+            .rows()
+            .state_machines
+            .values()
+            .filter(|m| m.version.as_ref().is_some_and(|v| v.of == machine))
+            .cloned()
+            .collect();
+        all.sort_by_key(|m| std::cmp::Reverse(m.version.as_ref().map(|v| v.number)));
+        Ok(all)
+    }
+
+    fn put_alias(&self, a: &AliasRecord) -> Result<()> {
+        self.rows().aliases.insert(a.arn.clone(), a.clone());
+        Ok(())
+    }
+
+    fn alias(&self, arn: &str) -> Result<Option<AliasRecord>> {
+        Ok(self.rows().aliases.get(arn).cloned())
+    }
+
+    fn aliases(&self, machine: &str) -> Result<Vec<AliasRecord>> {
+        let mut all: Vec<_> = self
+            .rows()
+            .aliases
+            .values()
+            .filter(|a| a.machine == machine)
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(all)
+    }
+
+    fn delete_alias(&self, arn: &str) -> Result<()> {
+        self.rows().aliases.remove(arn);
+        Ok(())
+    }
+
+    fn tag(&self, resource: &str, tags: &[(String, String)]) -> Result<()> {
+        let mut rows = self.rows();
+        let t = rows.tags.entry(resource.to_string()).or_default();
+        t.extend(tags.iter().cloned());
+        Ok(())
+    }
+
+    fn untag(&self, resource: &str, keys: &[String]) -> Result<()> {
+        if let Some(t) = self.rows().tags.get_mut(resource) {
+            keys.iter().for_each(|k| {
+                t.remove(k);
+            });
+        }
+        Ok(())
+    }
+
+    fn tags(&self, resource: &str) -> Result<Vec<(String, String)>> {
+        Ok(self
+            .rows()
+            .tags
+            .get(resource)
+            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default())
+    }
+
+    fn set_execution_origin(&self, execution: &str, origin: &ExecutionOrigin) -> Result<()> {
+        self.rows()
+            .origins
+            .insert(execution.to_string(), origin.clone());
+        Ok(())
+    }
+
+    fn execution_origin(&self, execution: &str) -> Result<ExecutionOrigin> {
+        Ok(self
+            .rows()
+            .origins
+            .get(execution)
+            .cloned()
+            .unwrap_or_default())
     }
 
     fn abort_execution(

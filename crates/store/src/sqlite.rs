@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 /// The schema this build writes. Each entry of [`MIGRATIONS`] moves one version up.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -79,6 +79,30 @@ const MIGRATIONS: &[&str] = &[
         updated_ms INTEGER
     );
     CREATE INDEX executions_by_name ON executions(name, start_ms);",
+    // 2 -> 3: what DescribeStateMachine tells beyond the definition, versions,
+    // aliases, tags, and the version or alias an execution was started through.
+    "ALTER TABLE state_machines ADD COLUMN revision_id TEXT;
+    ALTER TABLE state_machines ADD COLUMN description TEXT;
+    ALTER TABLE state_machines ADD COLUMN logging TEXT;
+    ALTER TABLE state_machines ADD COLUMN tracing INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE state_machines ADD COLUMN version_of TEXT;
+    ALTER TABLE state_machines ADD COLUMN version_number INTEGER;
+    ALTER TABLE state_machines ADD COLUMN last_version INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX versions_by_machine ON state_machines(version_of, version_number);
+    CREATE TABLE aliases(
+        arn TEXT PRIMARY KEY,
+        machine TEXT NOT NULL,
+        name TEXT NOT NULL,
+        description TEXT,
+        routing TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE TABLE tags(
+        resource TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+        PRIMARY KEY(resource, key)) WITHOUT ROWID;
+    CREATE TABLE execution_origins(
+        execution TEXT PRIMARY KEY, version_arn TEXT, alias_arn TEXT) WITHOUT ROWID;",
 ];
 
 enum Op {
@@ -400,35 +424,15 @@ impl Store for Db {
         }
     }
 
-    /// Inserts a state machine; false when its ARN is taken.
     fn create_state_machine(&self, m: &StateMachineRecord) -> Result<bool> {
         self.flush()?;
-        let r = self.read(|c| {
-            c.execute(
-                "INSERT OR IGNORE INTO state_machines(arn, name, definition, role_arn, type, created_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![m.arn, m.name, m.definition, m.role_arn, m.kind, m.created_ms],
-            )
-        })?;
+        let r = self.read(|c| insert_sm(c, "IGNORE", m))?;
         Ok(r == 1)
     }
 
-    fn update_state_machine(
-        &self,
-        arn: &str,
-        definition: Option<&str>,
-        role_arn: Option<&str>,
-        at_ms: i64,
-    ) -> Result<bool> {
+    fn put_state_machine(&self, m: &StateMachineRecord) -> Result<()> {
         self.flush()?;
-        let n = self.read(|c| {
-            c.execute(
-                "UPDATE state_machines SET definition = COALESCE(?2, definition),
-                    role_arn = COALESCE(?3, role_arn), updated_ms = ?4 WHERE arn = ?1",
-                params![arn, definition, role_arn, at_ms],
-            )
-        })?;
-        Ok(n == 1)
+        self.read(|c| insert_sm(c, "REPLACE", m)).map(|_| ())
     }
 
     fn delete_state_machine(&self, arn: &str) -> Result<()> {
@@ -445,10 +449,120 @@ impl Store for Db {
 
     fn state_machines(&self) -> Result<Vec<StateMachineRecord>> {
         self.read(|c| {
-            let mut st = c.prepare(&format!("{SM_SELECT} ORDER BY name"))?;
+            let mut st = c.prepare(&format!(
+                "{SM_SELECT} WHERE version_of IS NULL ORDER BY name"
+            ))?;
             let rows = st.query_map([], sm_row)?;
             rows.collect()
         })
+    }
+
+    fn versions(&self, machine: &str) -> Result<Vec<StateMachineRecord>> {
+        self.read(|c| {
+            let mut st = c.prepare(&format!(
+                "{SM_SELECT} WHERE version_of = ?1 ORDER BY version_number DESC"
+            ))?;
+            let rows = st.query_map([machine], sm_row)?;
+            rows.collect()
+        })
+    }
+
+    fn put_alias(&self, a: &AliasRecord) -> Result<()> {
+        let routing: Vec<(&str, u32)> = a
+            .routing
+            .iter()
+            .map(|r| (r.version_arn.as_str(), r.weight))
+            .collect();
+        let routing = serde_json::to_string(&routing).unwrap_or_default();
+        self.read(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO aliases(arn, machine, name, description, routing, created_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![a.arn, a.machine, a.name, a.description, routing, a.created_ms, a.updated_ms],
+            )
+        })
+        .map(|_| ())
+    }
+
+    fn alias(&self, arn: &str) -> Result<Option<AliasRecord>> {
+        self.read(|c| {
+            c.query_row(&format!("{ALIAS_SELECT} WHERE arn = ?1"), [arn], alias_row)
+                .optional()
+        })
+    }
+
+    fn aliases(&self, machine: &str) -> Result<Vec<AliasRecord>> {
+        self.read(|c| {
+            let mut st = c.prepare(&format!("{ALIAS_SELECT} WHERE machine = ?1 ORDER BY name"))?;
+            let rows = st.query_map([machine], alias_row)?;
+            rows.collect()
+        })
+    }
+
+    fn delete_alias(&self, arn: &str) -> Result<()> {
+        self.read(|c| c.execute("DELETE FROM aliases WHERE arn = ?1", [arn]))
+            .map(|_| ())
+    }
+
+    fn tag(&self, resource: &str, tags: &[(String, String)]) -> Result<()> {
+        self.read(|c| {
+            for (k, v) in tags {
+                c.execute(
+                    "INSERT OR REPLACE INTO tags(resource, key, value) VALUES (?1, ?2, ?3)",
+                    params![resource, k, v],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn untag(&self, resource: &str, keys: &[String]) -> Result<()> {
+        self.read(|c| {
+            for k in keys {
+                c.execute(
+                    "DELETE FROM tags WHERE resource = ?1 AND key = ?2",
+                    params![resource, k],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn tags(&self, resource: &str) -> Result<Vec<(String, String)>> {
+        self.read(|c| {
+            let mut st =
+                c.prepare("SELECT key, value FROM tags WHERE resource = ?1 ORDER BY key")?;
+            let rows = st.query_map([resource], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    fn set_execution_origin(&self, execution: &str, origin: &ExecutionOrigin) -> Result<()> {
+        self.read(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO execution_origins(execution, version_arn, alias_arn)
+                 VALUES (?1, ?2, ?3)",
+                params![execution, origin.version_arn, origin.alias_arn],
+            )
+        })
+        .map(|_| ())
+    }
+
+    fn execution_origin(&self, execution: &str) -> Result<ExecutionOrigin> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT version_arn, alias_arn FROM execution_origins WHERE execution = ?1",
+                [execution],
+                |r| {
+                    Ok(ExecutionOrigin {
+                        version_arn: r.get(0)?,
+                        alias_arn: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+        })
+        .map(Option::unwrap_or_default)
     }
 
     /// StopExecution: the execution and its running map runs end ABORTED, and the
@@ -654,16 +768,78 @@ fn check_header(path: &Path) -> Result<()> {
     Ok(())
 }
 
-const SM_SELECT: &str =
-    "SELECT arn, name, definition, role_arn, type, created_ms, updated_ms FROM state_machines";
+const SM_COLUMNS: &str = "arn, name, definition, role_arn, type, created_ms, updated_ms, \
+    revision_id, description, logging, tracing, version_of, version_number, last_version";
+const SM_VALUES: &str = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14";
+const SM_SELECT: &str = "SELECT arn, name, definition, role_arn, type, created_ms, updated_ms, \
+    revision_id, description, logging, tracing, version_of, version_number, last_version \
+    FROM state_machines";
+
+/// `INSERT OR <conflict>` of a state machine row.
+fn insert_sm(c: &Connection, conflict: &str, m: &StateMachineRecord) -> rusqlite::Result<usize> {
+    let of = m.version.as_ref().map(|v| v.of.as_str());
+    let number = m.version.as_ref().map(|v| v.number);
+    c.execute(
+        &format!("INSERT OR {conflict} INTO state_machines({SM_COLUMNS}) VALUES ({SM_VALUES})"),
+        params![
+            m.arn,
+            m.name,
+            m.definition,
+            m.role_arn,
+            m.kind,
+            m.created_ms,
+            m.updated_ms,
+            m.revision_id,
+            m.description,
+            m.logging,
+            m.tracing,
+            of,
+            number,
+            m.last_version,
+        ],
+    )
+}
 
 fn sm_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StateMachineRecord> {
+    let of: Option<String> = r.get(11)?;
+    let number: Option<u32> = r.get(12)?;
     Ok(StateMachineRecord {
         arn: r.get(0)?,
         name: r.get(1)?,
         definition: r.get(2)?,
         role_arn: r.get(3)?,
         kind: r.get(4)?,
+        created_ms: r.get(5)?,
+        updated_ms: r.get(6)?,
+        revision_id: r.get(7)?,
+        description: r.get(8)?,
+        logging: r.get(9)?,
+        tracing: r.get(10)?,
+        version: of.zip(number).map(|(of, number)| Version { of, number }),
+        last_version: r.get(13)?,
+    })
+}
+
+const ALIAS_SELECT: &str =
+    "SELECT arn, machine, name, description, routing, created_ms, updated_ms FROM aliases";
+
+fn alias_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AliasRecord> {
+    let routing: String = r.get(4)?;
+    let routing: Vec<(String, u32)> = serde_json::from_str(&routing).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(AliasRecord {
+        arn: r.get(0)?,
+        machine: r.get(1)?,
+        name: r.get(2)?,
+        description: r.get(3)?,
+        routing: routing
+            .into_iter()
+            .map(|(version_arn, weight)| Route {
+                version_arn,
+                weight,
+            })
+            .collect(),
         created_ms: r.get(5)?,
         updated_ms: r.get(6)?,
     })
