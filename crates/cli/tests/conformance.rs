@@ -10,7 +10,9 @@
 //! `SHOAL_CONFORMANCE_ARGS` adds runner flags, e.g. `--strict-cause`, or `--history` once
 //! `shoal run --json` prints the execution's history.
 
-use std::fmt;
+mod common;
+
+use common::{python3, sh_quote, Failure};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -28,49 +30,10 @@ fn runner() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus/conformance/run_cases.py")
 }
 
-/// A test failure, shown as written: datatest-stable prints errors with `{:?}`, which
-/// would quote a `String` and escape its newlines.
-struct Failure(String);
-
-impl fmt::Debug for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Failure {}
-
-/// A word for `sh`: the runner substitutes into the engine command and runs it in a shell.
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 /// The runner's engine command template, `shoal` being the binary as a shell word.
 fn engine(shoal: &str, lambda: bool) -> String {
     let config = if lambda { " --config {config}" } else { "" };
     format!("{shoal} run {{definition}} --input @{{input}} --buckets {{buckets}}{config} --json")
-}
-
-/// `python3` resolved once to the interpreter itself: a version manager's shim (pyenv's
-/// is a bash script) doubled each case's start-up time.
-fn python3() -> &'static str {
-    static PYTHON: OnceLock<String> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        Command::new("python3")
-            .args(["-c", "import sys; print(sys.executable)"])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| "python3".to_string())
-    })
 }
 
 /// The interpreter with awslambdaric for the cases' functions, checked once.
@@ -78,27 +41,12 @@ fn lambda_python() -> Result<&'static str, &'static String> {
     static PYTHON: OnceLock<Result<String, String>> = OnceLock::new();
     PYTHON
         .get_or_init(|| {
-            let python = std::env::var("SHOAL_TEST_PYTHON").unwrap_or_else(|_| {
-                Path::new(env!("CARGO_BIN_EXE_shoal"))
-                    .parent()
-                    .unwrap()
-                    .join("../lambda-venv/bin/python")
-                    .to_string_lossy()
-                    .into_owned()
-            });
-            let ok = Command::new(&python)
-                .args(["-c", "import awslambdaric"])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if ok {
-                Ok(python)
-            } else {
-                Err(format!(
-                    "{python} cannot import awslambdaric, so the Lambda cases cannot run: \
-                     scripts/test.sh makes target/lambda-venv (python3 -m venv target/lambda-venv \
-                     && target/lambda-venv/bin/pip install awslambdaric), or set SHOAL_TEST_PYTHON"
-                ))
-            }
+            common::venv_python(
+                "awslambdaric",
+                "so the Lambda cases cannot run: scripts/test.sh makes target/lambda-venv \
+                 (python3 -m venv target/lambda-venv && target/lambda-venv/bin/pip install awslambdaric), \
+                 or set SHOAL_TEST_PYTHON",
+            )
         })
         .as_ref()
         .map(String::as_str)

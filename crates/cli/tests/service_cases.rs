@@ -10,33 +10,15 @@
 //! where a worker answers their task tokens. Needs `moto[server]` and boto3 in the venv that
 //! scripts/test.sh makes in `target/lambda-venv` (or `SHOAL_TEST_PYTHON`).
 
+mod common;
+
+use common::{against_known, sh_quote, Failure};
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
 const CASES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../corpus/service-cases");
-
-struct Failure(String);
-
-impl fmt::Debug for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Failure {}
-
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
 
 fn engine(shoal: &str) -> String {
     format!("{shoal} run {{definition}} --input @{{input}} --json")
@@ -47,44 +29,19 @@ fn python() -> Result<&'static str, &'static String> {
     static PYTHON: OnceLock<Result<String, String>> = OnceLock::new();
     PYTHON
         .get_or_init(|| {
-            let python = std::env::var("SHOAL_TEST_PYTHON").unwrap_or_else(|_| {
-                Path::new(env!("CARGO_BIN_EXE_shoal"))
-                    .parent()
-                    .unwrap()
-                    .join("../lambda-venv/bin/python")
-                    .to_string_lossy()
-                    .into_owned()
-            });
-            let ok = Command::new(&python)
-                .args(["-c", "import moto.server, boto3"])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if ok {
-                Ok(python)
-            } else {
-                Err(format!(
-                    "{python} cannot import moto.server and boto3, so the service cases cannot \
-                     run: scripts/test.sh makes target/lambda-venv with them (pip install \
-                     'moto[server]' boto3), or set SHOAL_TEST_PYTHON"
-                ))
-            }
+            common::venv_python(
+                "moto.server, boto3",
+                "scripts/test.sh makes target/lambda-venv with them (pip install 'moto[server]' boto3), or set SHOAL_TEST_PYTHON",
+            )
         })
         .as_ref()
         .map(String::as_str)
 }
 
-/// `KNOWN-FAILURES.md`: `- \`<category>/<file>.json\`: reason` lines.
+/// `KNOWN-FAILURES.md`, read once.
 fn known_failures() -> &'static BTreeMap<String, String> {
     static KNOWN: OnceLock<BTreeMap<String, String>> = OnceLock::new();
-    KNOWN.get_or_init(|| {
-        let text =
-            std::fs::read_to_string(Path::new(CASES).join("KNOWN-FAILURES.md")).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| l.strip_prefix("- `"))
-            .filter_map(|l| l.split_once("`: "))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    })
+    KNOWN.get_or_init(|| common::known_failures(&Path::new(CASES).join("KNOWN-FAILURES.md")))
 }
 
 /// A child process killed when dropped.
@@ -200,23 +157,23 @@ fn check(path: &Path) -> datatest_stable::Result<()> {
         .map_err(|e| Failure(format!("cannot run {python}: {e}")))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let passed = out.status.success() && stdout.contains("service-conformance: 1 passed, 0 failed");
-    match (passed, known_failures().get(&key)) {
-        (true, None) => Ok(()),
-        (false, Some(_)) => Ok(()),
-        (true, Some(_)) => Err(Failure(format!(
-            "{key} passes now: remove it from corpus/service-cases/KNOWN-FAILURES.md"
-        ))
-        .into()),
-        (false, None) => Err(Failure(format!(
+    let known = known_failures().get(&key);
+    Ok(against_known(
+        &key,
+        passed,
+        known,
+        "corpus/service-cases/KNOWN-FAILURES.md",
+        || {
+            format!(
             "{key} (runner {}):\n{stdout}{}\nby hand, from the repository root (with target/release/shoal built):\n  \
              target/lambda-venv/bin/python corpus/service-cases/run_service_cases.py --engine {} corpus/service-cases --filter {} -v",
             out.status,
             String::from_utf8_lossy(&out.stderr),
             sh_quote(&engine("target/release/shoal")),
             sh_quote(&format!("/{}", rel.file_name().unwrap().to_string_lossy())),
-        ))
-        .into()),
-    }
+        )
+        },
+    )?)
 }
 
 datatest_stable::harness! {

@@ -266,3 +266,96 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A corpus test's failure, shown as written: datatest-stable prints errors with `{:?}`,
+/// which would quote a `String` and escape its newlines.
+pub struct Failure(pub String);
+
+impl std::fmt::Debug for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// A word for `sh`: the corpus runners substitute into commands they run in a shell.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// `python3` resolved once to the interpreter itself: a version manager's shim (pyenv's
+/// is a bash script) doubled each case's start-up time.
+pub fn python3() -> &'static str {
+    static PYTHON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(|| {
+        Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "python3".to_string())
+    })
+}
+
+/// The interpreter of the venv scripts/test.sh makes in `target/lambda-venv` (or
+/// `SHOAL_TEST_PYTHON`), if it can `import` what the caller needs; else why not.
+pub fn venv_python(imports: &str, hint: &str) -> Result<String, String> {
+    let python = std::env::var("SHOAL_TEST_PYTHON").unwrap_or_else(|_| {
+        Path::new(env!("CARGO_BIN_EXE_shoal"))
+            .parent()
+            .unwrap()
+            .join("../lambda-venv/bin/python")
+            .to_string_lossy()
+            .into_owned()
+    });
+    let ok = Command::new(&python)
+        .args(["-c", &format!("import {imports}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        Ok(python)
+    } else {
+        Err(format!("{python} cannot import {imports}: {hint}"))
+    }
+}
+
+/// A corpus's `KNOWN-FAILURES.md`: lines ``- `<case>`: reason``, by case.
+pub fn known_failures(list: &Path) -> std::collections::BTreeMap<String, String> {
+    let text = std::fs::read_to_string(list).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let (name, reason) = line.strip_prefix("- `")?.split_once('`')?;
+            Some((
+                name.to_string(),
+                reason.trim_start_matches(':').trim().to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// A case's result against its corpus's list of known failures: a listed case must
+/// fail, so that the list only shrinks; an unlisted one must pass.
+pub fn against_known(
+    name: &str,
+    passed: bool,
+    known: Option<&String>,
+    list: &str,
+    report: impl FnOnce() -> String,
+) -> Result<(), Failure> {
+    match (passed, known) {
+        (true, None) | (false, Some(_)) => Ok(()),
+        (true, Some(reason)) => Err(Failure(format!(
+            "{name} now passes, but {list} lists it as failing ({reason}): remove it from the list"
+        ))),
+        (false, None) => Err(Failure(report())),
+    }
+}
