@@ -18,6 +18,8 @@ pub struct Options {
     pub functions: Functions,
     pub s3_endpoint: Option<String>,
     pub fast_forward: bool,
+    /// Step Functions Local's MockConfigFile (`--mock-config`, SFN_MOCK_CONFIG).
+    pub mocks: Option<Arc<shoal_tasks::mock::MockFile>>,
     /// Fleet mode: map run children go to NATS workers.
     pub fleet: Option<FleetSetup>,
 }
@@ -35,6 +37,8 @@ pub enum Job {
         sm_name: String,
         input: Value,
         name: Option<String>,
+        /// A TestCases entry of the mock file: its states' Tasks are mocked.
+        test_case: Option<String>,
     },
     Resume {
         execution: String,
@@ -57,6 +61,7 @@ pub fn run(job: Job, opts: Options) -> Result<Outcome> {
     };
     let fast_forward = opts.fast_forward;
     let db = opts.db.clone();
+    let mocks = opts.mocks.clone();
     rt.block_on(async move {
         let runtime = build(opts).await?.runtime;
         let bar = (std::io::stderr().is_terminal() && !fast_forward)
@@ -68,7 +73,23 @@ pub fn run(job: Job, opts: Options) -> Result<Outcome> {
                 sm_name,
                 input,
                 name,
+                test_case,
             } => {
+                let scope = match test_case {
+                    None => shoal_runtime::Scope::default(),
+                    Some(case) => {
+                        let Some(file) = &mocks else {
+                            anyhow::bail!("--test-case {case} needs a mock file: --mock-config FILE or SFN_MOCK_CONFIG");
+                        };
+                        let mocks = file.current()?.test_case(&sm_name, &case).map_err(|e| {
+                            anyhow::anyhow!("{}: {e}", file.path().display())
+                        })?;
+                        shoal_runtime::Scope {
+                            mocks: Some(Arc::new(shoal_tasks::mock::MockSession::new(mocks))),
+                            virtual_time: false,
+                        }
+                    }
+                };
                 if definition.contains(".waitForTaskToken") {
                     answer_tokens(&runtime, db.clone()).await?;
                 }
@@ -79,7 +100,7 @@ pub fn run(job: Job, opts: Options) -> Result<Outcome> {
                     eprintln!("shoal: execution {}", info.execution_arn);
                 }
                 runtime
-                    .start(Arc::new(*machine), &definition, info, input)
+                    .start_scoped(Arc::new(*machine), &definition, info, input, scope)
                     .await
             }
             Job::Resume { execution, redrive } => runtime.resume(&execution, redrive).await,
@@ -128,6 +149,7 @@ async fn answer_tokens(
         fleet: None,
         db: db.unwrap_or_else(|| Arc::new(shoal_store::Memory::new())),
         token: None,
+        mocks: None,
     });
     tokio::spawn(server.serve(listener));
     let callbacks = runtime.callbacks().clone();

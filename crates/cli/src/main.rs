@@ -120,6 +120,10 @@ struct Env {
     /// Do not sleep in Wait states and retry backoff: jump the clock instead.
     #[arg(long)]
     fast_forward: bool,
+    /// Step Functions Local's MockConfigFile. `shoal run --test-case NAME` and
+    /// StartExecution on `<stateMachineArn>#NAME` run that test case's mocks.
+    #[arg(long, value_name = "FILE", env = "SFN_MOCK_CONFIG")]
+    mock_config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -181,6 +185,14 @@ enum Cmd {
         /// Keep nothing: run without the state store.
         #[arg(long)]
         ephemeral: bool,
+        /// Run with the mocks of this TestCases entry of the mock file; the state
+        /// machine's name there is the definition file's name without `.asl.json`
+        /// (or `--machine-name`).
+        #[arg(long, value_name = "NAME", requires = "mock_config")]
+        test_case: Option<String>,
+        /// The state machine's name (default: the definition file's name).
+        #[arg(long, value_name = "NAME")]
+        machine_name: Option<String>,
     },
     /// Finish an execution that a crash or kill interrupted, from the state store.
     Resume {
@@ -302,6 +314,8 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             name,
             substitute,
             ephemeral,
+            test_case,
+            machine_name,
         } => {
             let text = read_definition(&definition, &substitute)?;
             let parsed = shoal_asl::parse(&text);
@@ -318,12 +332,14 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             };
             let input: Value =
                 serde_json::from_str(&input_text).context("the input is not valid JSON")?;
-            let sm_name = definition
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or("state-machine")
-                .trim_end_matches(".asl")
-                .to_string();
+            let sm_name = machine_name.unwrap_or_else(|| {
+                definition
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("state-machine")
+                    .trim_end_matches(".asl")
+                    .to_string()
+            });
             let db = if ephemeral {
                 None
             } else {
@@ -335,6 +351,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 sm_name,
                 input,
                 name,
+                test_case,
             };
             run_job(job, env, db, &cli.nats)
         }
@@ -413,6 +430,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let db = open_db(&cli.state_dir)?;
             let mut opts = drive_options(&env, Some(db.clone()))?;
             opts.fleet = cli.nats.fleet()?;
+            let mocks = opts.mocks.clone();
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -432,6 +450,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     fleet,
                     db,
                     token,
+                    mocks,
                 });
                 let resumed = server.resume_running()?;
                 eprintln!(
@@ -592,6 +611,12 @@ fn drive_options(
         s3_endpoint: env.s3_endpoint.clone(),
         functions,
         fast_forward: env.fast_forward,
+        mocks: env
+            .mock_config
+            .as_ref()
+            .map(shoal_tasks::mock::MockFile::open)
+            .transpose()?
+            .map(std::sync::Arc::new),
         fleet: None,
     })
 }

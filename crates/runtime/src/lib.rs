@@ -78,15 +78,34 @@ pub struct Runtime {
     callbacks: Arc<callbacks::Callbacks>,
 }
 
+/// What an execution runs with beyond its definition: mocked Task responses, and
+/// whose clock it reads. Its Distributed Map children run with the same.
+#[derive(Clone, Default)]
+pub struct Scope {
+    /// Tasks of the states these mock answer without a call (MockConfigFile).
+    pub mocks: Option<Arc<shoal_tasks::mock::MockSession>>,
+    /// Waits and retry backoff take no wall time: when the execution waits for
+    /// nothing but timers, its own clock jumps to the next one. Calls still take the
+    /// time they take, and their timeouts are real.
+    pub virtual_time: bool,
+}
+
 /// An execution recorded in the store, ready to run.
 pub struct Begun {
     exec: Execution,
     journal: Journal,
+    scope: Scope,
 }
 
 impl Begun {
     pub fn execution_arn(&self) -> &str {
         &self.journal.arn
+    }
+
+    /// Runs it with these mocks and clock.
+    pub fn with_scope(mut self, scope: Scope) -> Begun {
+        self.scope = scope;
+        self
     }
 }
 
@@ -262,11 +281,25 @@ impl Runtime {
         info: ExecutionInfo,
         input: Value,
     ) -> Result<Outcome, Error> {
+        self.start_scoped(machine, definition, info, input, Scope::default())
+            .await
+    }
+
+    /// [`Runtime::start`] with mocks or a virtual clock.
+    pub async fn start_scoped(
+        self: &Arc<Self>,
+        machine: Arc<StateMachine>,
+        definition: &str,
+        info: ExecutionInfo,
+        input: Value,
+        scope: Scope,
+    ) -> Result<Outcome, Error> {
         if self.db.is_none() {
-            return Ok(self.run(machine, info, input).await);
+            let mut exec = Execution::new(machine, info, input, Box::new(self.entropy()));
+            return Ok(self.drive_scoped(&mut exec, &scope).await);
         }
         let begun = self.begin(machine, definition, info, input)?;
-        self.run_begun(begun).await
+        self.run_begun(begun.with_scope(scope)).await
     }
 
     /// Records a new execution in the store (refusing a name in use) without running it.
@@ -306,17 +339,26 @@ impl Runtime {
             redrive: false,
         };
         let exec = Execution::new(machine, info, input, Box::new(SplitMix::new(seed)));
-        Ok(Begun { exec, journal })
+        Ok(Begun {
+            exec,
+            journal,
+            scope: Scope::default(),
+        })
     }
 
     /// Runs an execution [`Runtime::begin`] recorded, to the end.
     pub async fn run_begun(self: &Arc<Self>, begun: Begun) -> Result<Outcome, Error> {
-        let Begun { mut exec, journal } = begun;
+        let Begun {
+            mut exec,
+            journal,
+            scope,
+        } = begun;
         self.drive_from(
             &mut exec,
             VecDeque::from([Event::Start]),
             Vec::new(),
             Some(journal),
+            &scope,
         )
         .await
     }
@@ -456,15 +498,32 @@ impl Runtime {
             journal.history_offset = offset;
             db.redrive_execution(&rec.arn, now, journal.history_offset)?;
         }
-        self.drive_from(&mut exec, VecDeque::new(), replayed.open, Some(journal))
-            .await
+        self.drive_from(
+            &mut exec,
+            VecDeque::new(),
+            replayed.open,
+            Some(journal),
+            &Scope::default(),
+        )
+        .await
     }
 
     /// Feeds `exec` its events until it completes.
     pub async fn drive(self: &Arc<Self>, exec: &mut Execution) -> Outcome {
-        self.drive_from(exec, VecDeque::from([Event::Start]), Vec::new(), None)
-            .await
-            .unwrap_or_else(|e| Outcome::Failed(Failure::runtime(e.to_string())))
+        self.drive_scoped(exec, &Scope::default()).await
+    }
+
+    /// [`Runtime::drive`] with mocks or a virtual clock.
+    pub async fn drive_scoped(self: &Arc<Self>, exec: &mut Execution, scope: &Scope) -> Outcome {
+        self.drive_from(
+            exec,
+            VecDeque::from([Event::Start]),
+            Vec::new(),
+            None,
+            scope,
+        )
+        .await
+        .unwrap_or_else(|e| Outcome::Failed(Failure::runtime(e.to_string())))
     }
 
     /// The event loop: `queue` holds events to apply, `open` effects to carry out first.
@@ -474,7 +533,10 @@ impl Runtime {
         mut queue: VecDeque<Event>,
         open: Vec<Effect>,
         mut journal: Option<Journal>,
+        scope: &Scope,
     ) -> Result<Outcome, Error> {
+        // The execution's own clock when its time is virtual.
+        let mut vclock = scope.virtual_time.then(|| exec.info().start_time_ms);
         let mut timers: BinaryHeap<Reverse<(i64, u64)>> = BinaryHeap::new();
         let mut channel: Option<(mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>)> =
             None;
@@ -489,10 +551,25 @@ impl Runtime {
         let mut calls: FuturesUnordered<BoxFuture<'static, Event>> = FuturesUnordered::new();
         loop {
             for effect in effects.drain(..) {
+                // A mocked Task answers at once, in order: no call, no wait.
+                let effect = match (effect, &scope.mocks) {
+                    (Effect::Invoke { id, state, .. }, Some(m)) if m.mocks(&state) => {
+                        queue.push_back(match m.next(&state) {
+                            Some(Ok(output)) => Event::TaskSucceeded { id, output },
+                            Some(Err(failure)) => Event::TaskFailed { id, failure },
+                            None => Event::TaskFailed {
+                                id,
+                                failure: Failure::runtime("the mock of this state vanished"),
+                            },
+                        });
+                        continue;
+                    }
+                    (e, _) => e,
+                };
                 match effect {
                     Effect::Complete(o) => {
                         if let Some(j) = &journal {
-                            j.finish(&o, self.now_ms());
+                            j.finish(&o, vclock.unwrap_or_else(|| self.now_ms()));
                             j.db.flush()?;
                         }
                         return Ok(o);
@@ -583,8 +660,9 @@ impl Runtime {
                         });
                         let tasks = tasks.get_or_insert_with(JoinSet::new);
                         while tasks.try_join_next().is_some() {}
+                        let scope = scope.clone();
                         tasks.spawn(async move {
-                            let result = rt.map_run_with(spec, state, durable).await;
+                            let result = rt.map_run_with(spec, state, durable, scope).await;
                             let _ = tx.send(Event::MapRunFinished { id, result });
                         });
                     }
@@ -592,8 +670,22 @@ impl Runtime {
             }
             let event = match queue.pop_front() {
                 Some(e) => e,
+                // Virtual time: nothing but timers left, so the next one is due now.
+                None if vclock.is_some() && calls.is_empty() && outstanding == 0 => {
+                    let Some(Reverse((at, id))) = timers.pop() else {
+                        return Ok(Outcome::Failed(Failure::runtime(
+                            "the execution is stuck: no event can arrive",
+                        )));
+                    };
+                    vclock = vclock.map(|now| now.max(at));
+                    Event::TimerFired { id }
+                }
                 None => {
-                    let next = timers.peek().map(|Reverse((at, _))| self.instant(*at));
+                    // Under virtual time timers wait until the calls are answered.
+                    let next = timers
+                        .peek()
+                        .filter(|_| vclock.is_none())
+                        .map(|Reverse((at, _))| self.instant(*at));
                     if next.is_none() && outstanding == 0 && calls.is_empty() {
                         return Ok(Outcome::Failed(Failure::runtime(
                             "the execution is stuck: no event can arrive",
@@ -614,7 +706,7 @@ impl Runtime {
                 }
             };
             let text = journal.as_ref().map(|_| encode_event(&event));
-            let now = self.now_ms();
+            let now = vclock.unwrap_or_else(|| self.now_ms());
             effects = match exec.handle(event, now) {
                 Ok(e) => e,
                 Err(e) => return Ok(Outcome::Failed(Failure::runtime(e.to_string()))),

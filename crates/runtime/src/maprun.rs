@@ -5,7 +5,7 @@
 //! finish.
 
 use crate::durable::{self, MapDurable};
-use crate::{Remote, Runtime};
+use crate::{Remote, Runtime, Scope};
 use serde_json::Value;
 use shoal_engine::maprun::{Child, ChildEnd, MapRun, Source, Tally};
 use shoal_engine::{Entropy, Execution, Failure, MapRunSpec, Outcome};
@@ -108,6 +108,7 @@ enum Recalled {
 struct MapRunner {
     rt: Arc<Runtime>,
     spec: Arc<MapRunSpec>,
+    scope: Scope,
     progress: Arc<MapRunProgress>,
     mr: MapRun,
     durable: Option<MapDurable>,
@@ -129,7 +130,7 @@ impl Runtime {
         spec: Arc<MapRunSpec>,
         state: String,
     ) -> Result<Value, Failure> {
-        self.map_run_with(spec, state, None).await
+        self.map_run_with(spec, state, None, Scope::default()).await
     }
 
     /// A map run, checkpointed to the store when `durable` says where.
@@ -138,6 +139,7 @@ impl Runtime {
         spec: Arc<MapRunSpec>,
         state: String,
         durable: Option<MapDurable>,
+        scope: Scope,
     ) -> Result<Value, Failure> {
         let progress = self.register(&spec, &state);
         let recalled = match &durable {
@@ -179,6 +181,7 @@ impl Runtime {
         let mut runner = MapRunner {
             rt: self,
             spec,
+            scope,
             progress,
             mr,
             dirty: durable.is_some(),
@@ -217,9 +220,11 @@ impl Runtime {
     }
 
     /// Boxed: a child may hold a map run of its own, and the future types recurse.
+    #[allow(clippy::too_many_arguments)]
     fn child(
         self: Arc<Self>,
         spec: Arc<MapRunSpec>,
+        scope: Scope,
         child: Child,
         progress: Arc<MapRunProgress>,
         encoder: Option<Encoder>,
@@ -230,25 +235,28 @@ impl Runtime {
         // tolerance decides the outcome. Without this the run would wait for it forever.
         let (info, index, items) = (child.info.clone(), child.index, child.items);
         Box::pin(
-            std::panic::AssertUnwindSafe(self.run_child(spec, child, progress, encoder, fleet))
-                .catch_unwind()
-                .map(move |r| {
-                    r.unwrap_or_else(|panic| {
-                        let child = Child {
-                            index,
-                            items,
-                            info,
-                            input: Value::Null,
-                        };
-                        (child, ChildEnd::Failed(panicked(panic)), None)
-                    })
-                }),
+            std::panic::AssertUnwindSafe(
+                self.run_child(spec, scope, child, progress, encoder, fleet),
+            )
+            .catch_unwind()
+            .map(move |r| {
+                r.unwrap_or_else(|panic| {
+                    let child = Child {
+                        index,
+                        items,
+                        info,
+                        input: Value::Null,
+                    };
+                    (child, ChildEnd::Failed(panicked(panic)), None)
+                })
+            }),
         )
     }
 
     async fn run_child(
         self: Arc<Self>,
         spec: Arc<MapRunSpec>,
+        scope: Scope,
         mut child: Child,
         progress: Arc<MapRunProgress>,
         encoder: Option<Encoder>,
@@ -275,7 +283,7 @@ impl Runtime {
                         keep_input: spec.needs_inputs(),
                     },
                 );
-                let end = match self.drive(&mut exec).await {
+                let end = match self.drive_scoped(&mut exec, &scope).await {
                     Outcome::Succeeded(v) => ChildEnd::Succeeded(v),
                     Outcome::Failed(f) => ChildEnd::Failed(f),
                 };
@@ -396,6 +404,7 @@ impl MapRunner {
             while let Some(child) = self.mr.next_child(self.rt.now_ms()) {
                 self.running.spawn(self.rt.clone().child(
                     self.spec.clone(),
+                    self.scope.clone(),
                     child,
                     self.progress.clone(),
                     encoder,

@@ -441,8 +441,36 @@ impl Server {
         Ok(text)
     }
 
+    /// The mocks of `<arn>#<TestCase>`, as Step Functions Local selects a test case.
+    fn mock_scope(&self, machine: &str, case: Option<&str>) -> R<shoal_runtime::Scope> {
+        let Some(case) = case else {
+            return Ok(shoal_runtime::Scope::default());
+        };
+        let Some(file) = &self.mocks else {
+            return Err(ApiError::new(
+                "InvalidArn",
+                format!("Invalid Arn: test case '{case}' asked for, but shoal serve has no mock file (--mock-config or SFN_MOCK_CONFIG)"),
+            ));
+        };
+        let config = file
+            .current()
+            .map_err(|e| ApiError::new("ValidationException", e.to_string()))?;
+        let mocks = config.test_case(machine, case).map_err(|e| {
+            ApiError::new(
+                "ValidationException",
+                format!("{}: {e}", file.path().display()),
+            )
+        })?;
+        Ok(shoal_runtime::Scope {
+            mocks: Some(Arc::new(shoal_tasks::mock::MockSession::new(mocks))),
+            virtual_time: false,
+        })
+    }
+
     async fn start_execution(self: &Arc<Self>, p: &Value, sync: bool) -> R {
-        let (m, run, origin) = self.resolve_for_start(req_str(p, "stateMachineArn")?)?;
+        let (arn, case) = shoal_tasks::mock::split_test_case(req_str(p, "stateMachineArn")?);
+        let (m, run, origin) = self.resolve_for_start(arn)?;
+        let scope = self.mock_scope(&m.name, case)?;
         if sync && m.kind != "EXPRESS" {
             return Err(ApiError::new(
                 "StateMachineTypeNotSupported",
@@ -513,7 +541,7 @@ impl Server {
         let this = self.clone();
         let key = arn.clone();
         let task = tokio::spawn(async move {
-            let r = rt.run_begun(begun).await;
+            let r = rt.run_begun(begun.with_scope(scope)).await;
             this.finished(&key);
             r
         });

@@ -31,6 +31,9 @@ pub struct Options {
     pub db: Arc<dyn Store>,
     /// Required on every request when set (see [`Server::authorized`]).
     pub token: Option<String>,
+    /// Step Functions Local's MockConfigFile: StartExecution on `<arn>#<TestCase>`
+    /// runs with that test case's mocks.
+    pub mocks: Option<Arc<shoal_tasks::mock::MockFile>>,
 }
 
 pub struct Server {
@@ -38,6 +41,7 @@ pub struct Server {
     fleet: Option<Arc<shoal_fleet::Fleet>>,
     db: Arc<dyn Store>,
     token: Option<String>,
+    mocks: Option<Arc<shoal_tasks::mock::MockFile>>,
     /// Executions running in this process, so StopExecution can stop them.
     running: Mutex<HashMap<String, tokio::task::AbortHandle>>,
 }
@@ -121,6 +125,7 @@ impl Server {
             fleet: options.fleet,
             db: options.db,
             token: options.token,
+            mocks: options.mocks,
             running: Mutex::new(HashMap::new()),
         })
     }

@@ -8,6 +8,7 @@ pub mod builtin;
 pub mod http;
 pub mod lambda;
 pub mod local_s3;
+pub mod mock;
 pub mod services;
 
 pub use builtin::{Builtin, Builtins};
