@@ -47,24 +47,16 @@ pub enum Job {
 }
 
 pub fn run(job: Job, opts: Options) -> Result<Outcome> {
-    // A paused clock needs the current-thread runtime; real runs use every core.
-    let rt = if opts.fast_forward {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .enable_io()
-            .start_paused(true)
-            .build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let fast_forward = opts.fast_forward;
     let db = opts.db.clone();
     let mocks = opts.mocks.clone();
     rt.block_on(async move {
         let runtime = build(opts).await?.runtime;
-        let bar = (std::io::stderr().is_terminal() && !fast_forward)
+        let bar = std::io::stderr()
+            .is_terminal()
             .then(|| spawn_progress(runtime.clone()));
         let outcome = match job {
             Job::Start {
@@ -76,7 +68,10 @@ pub fn run(job: Job, opts: Options) -> Result<Outcome> {
                 test_case,
             } => {
                 let scope = match test_case {
-                    None => shoal_runtime::Scope::default(),
+                    None => shoal_runtime::Scope {
+                        mocks: None,
+                        virtual_time: fast_forward,
+                    },
                     Some(case) => {
                         let Some(file) = &mocks else {
                             anyhow::bail!("--test-case {case} needs a mock file: --mock-config FILE or SFN_MOCK_CONFIG");
@@ -86,7 +81,7 @@ pub fn run(job: Job, opts: Options) -> Result<Outcome> {
                         })?;
                         shoal_runtime::Scope {
                             mocks: Some(Arc::new(shoal_tasks::mock::MockSession::new(mocks))),
-                            virtual_time: false,
+                            virtual_time: fast_forward,
                         }
                     }
                 };
@@ -103,7 +98,13 @@ pub fn run(job: Job, opts: Options) -> Result<Outcome> {
                     .start_scoped(Arc::new(*machine), &definition, info, input, scope)
                     .await
             }
-            Job::Resume { execution, redrive } => runtime.resume(&execution, redrive).await,
+            Job::Resume { execution, redrive } => {
+                let scope = shoal_runtime::Scope {
+                    mocks: None,
+                    virtual_time: fast_forward,
+                };
+                runtime.resume_scoped(&execution, redrive, scope).await
+            }
         };
         if let Some((stop, handle)) = bar {
             let _ = stop.send(());

@@ -214,6 +214,26 @@ enum Cmd {
         #[command(subcommand)]
         answer: TaskAnswer,
     },
+    /// Run test suites (YAML or JSON): each case runs the state machine with mocked
+    /// Tasks, a fixed clock and fixed ids, and checks its status, output, error,
+    /// path and state outputs. Exits 1 when a case fails.
+    Test {
+        #[arg(required = true, value_name = "SUITE")]
+        suites: Vec<PathBuf>,
+        /// Write JUnit XML here.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Write coverage (states, transitions, Choice rules, catchers, retriers) as
+        /// JSON here, and print a summary.
+        #[arg(long, value_name = "FILE")]
+        coverage: Option<PathBuf>,
+        /// Run only the cases whose name contains this.
+        #[arg(long, value_name = "TEXT")]
+        filter: Option<String>,
+        /// The function registry for states no case mocks (default: ./shoal.toml).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
     /// Serve the Step Functions API (AWS JSON 1.0) and the dashboard.
     Serve {
         /// Address to listen on. Beyond loopback a token is required.
@@ -420,6 +440,13 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Test {
+            suites,
+            junit,
+            coverage,
+            filter,
+            config,
+        } => test_suites(&suites, junit, coverage, filter, config),
         Cmd::Serve { listen, token, env } => {
             let addr: std::net::SocketAddr = listen
                 .parse()
@@ -618,6 +645,77 @@ fn drive_options(
             .transpose()?
             .map(std::sync::Arc::new),
         fleet: None,
+    })
+}
+
+fn test_suites(
+    files: &[PathBuf],
+    junit: Option<PathBuf>,
+    coverage: Option<PathBuf>,
+    filter: Option<String>,
+    config: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let mut suites = Vec::new();
+    for f in files {
+        suites.push(shoal_testing::Suite::load(f)?);
+    }
+    let env = Env {
+        json: false,
+        buckets: None,
+        s3_endpoint: None,
+        config,
+        fast_forward: false,
+        mock_config: None,
+    };
+    let opts = drive_options(&env, None)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let started = std::time::Instant::now();
+    let results = rt.block_on(async {
+        let runtime = drive::build(opts).await?.runtime;
+        let runs = suites
+            .iter()
+            .map(|s| shoal_testing::run_suite(&runtime, s, filter.as_deref()));
+        anyhow::Ok(futures::future::join_all(runs).await)
+    })?;
+    let (mut passed, mut failed) = (0, 0);
+    for r in &results {
+        for c in &r.cases {
+            let ms = c.seconds * 1000.0;
+            if c.differences.is_empty() {
+                passed += 1;
+                println!("PASS  {} › {} ({ms:.1} ms)", r.file, c.name);
+            } else {
+                failed += 1;
+                println!("FAIL  {} › {} ({ms:.1} ms)", r.file, c.name);
+                for d in &c.differences {
+                    println!("      {d}");
+                }
+            }
+        }
+    }
+    println!(
+        "{passed} passed, {failed} failed, in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(path) = junit {
+        std::fs::write(&path, shoal_testing::junit::render(&results))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = coverage {
+        let reports = shoal_testing::coverage(&suites, &results);
+        for r in &reports {
+            println!("{}", r.summary());
+        }
+        let v = json!({"stateMachines": reports.iter().map(|r| r.json()).collect::<Vec<_>>()});
+        std::fs::write(&path, serde_json::to_string_pretty(&v)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(if failed == 0 && passed > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
 }
 

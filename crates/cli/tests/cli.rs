@@ -133,6 +133,57 @@ fn waits_fast_forward_and_yaml_definitions_run() {
     assert!(start.elapsed().as_secs() < 60);
 }
 
+/// `--fast-forward` jumps the execution's own clock, not tokio's: a function called
+/// after an hour-long Wait keeps its real 30 s timeout and takes its real 0.5 s.
+#[test]
+fn fast_forward_keeps_function_timeouts_real() {
+    let dir = tempfile::tempdir().unwrap();
+    let testfn = std::path::Path::new(env!("CARGO_BIN_EXE_shoal"))
+        .parent()
+        .unwrap()
+        .join("shoal-testfn");
+    std::fs::write(
+        dir.path().join("shoal.toml"),
+        format!(
+            "[functions.testfn]\ncommand = [{:?}]\ntimeout_seconds = 30\n",
+            testfn.display().to_string()
+        ),
+    )
+    .unwrap();
+    let def = write(
+        dir.path(),
+        "w.json",
+        r#"{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":3600,"Next":"F"},
+            "F":{"Type":"Task","Resource":"arn:aws:states:::lambda:invoke","OutputPath":"$.Payload",
+                 "Parameters":{"FunctionName":"testfn","Payload":{"op":"sleep","ms":500}},"End":true}}}"#,
+    );
+    let start = std::time::Instant::now();
+    let config = dir.path().join("shoal.toml");
+    let o = shoal(&[
+        "run",
+        &def,
+        "--fast-forward",
+        "--ephemeral",
+        "--config",
+        config.to_str().unwrap(),
+        "--json",
+    ]);
+    let took = start.elapsed();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{} {}",
+        stdout(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout(&o).contains("SUCCEEDED"), "{}", stdout(&o));
+    assert!(took.as_secs_f64() < 5.0, "took {took:?}");
+    assert!(
+        took.as_millis() >= 500,
+        "the function's sleep is real: {took:?}"
+    );
+}
+
 #[test]
 fn distributed_map_reads_items_from_a_local_bucket() {
     let dir = tempfile::tempdir().unwrap();

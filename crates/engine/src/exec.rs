@@ -125,6 +125,31 @@ pub struct Execution {
     inspection: RefCell<Option<Map<String, Value>>>,
     /// TestState's `context`: fields that replace the built context object's.
     context_override: Option<Map<String, Value>>,
+    /// What the execution took, for test coverage ([`Execution::keep_trace`]).
+    traced: RefCell<Option<Vec<Trace>>>,
+}
+
+/// A step an execution took, as test coverage counts them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trace {
+    Entered(String),
+    Transition {
+        from: String,
+        to: String,
+    },
+    /// A Choice state's rule matched (by index), or its Default was taken (`None`).
+    ChoiceRule {
+        state: String,
+        rule: Option<usize>,
+    },
+    Caught {
+        state: String,
+        catcher: usize,
+    },
+    Retried {
+        state: String,
+        retrier: usize,
+    },
 }
 
 struct FrameVars<'a> {
@@ -227,6 +252,24 @@ impl Execution {
             timeout_timer: None,
             inspection: RefCell::new(None),
             context_override: None,
+            traced: RefCell::new(None),
+        }
+    }
+
+    /// Keeps the steps [`Execution::trace`] returns.
+    pub fn keep_trace(&mut self) {
+        *self.traced.get_mut() = Some(Vec::new());
+    }
+
+    /// The states entered, transitions, Choice rules, catchers and retriers taken, in
+    /// order, when [`Execution::keep_trace`] asked for them.
+    pub fn trace(&self) -> Vec<Trace> {
+        self.traced.borrow().clone().unwrap_or_default()
+    }
+
+    fn step_taken(&self, t: impl FnOnce() -> Trace) {
+        if let Some(v) = self.traced.borrow_mut().as_mut() {
+            v.push(t());
         }
     }
 
@@ -459,6 +502,10 @@ impl Execution {
                 });
                 match next {
                     Some(n) => {
+                        self.step_taken(|| Trace::Transition {
+                            from: st.name.clone(),
+                            to: n.clone(),
+                        });
                         let f = &mut self.frames[fid];
                         f.current = n;
                         f.input = output;
@@ -774,6 +821,7 @@ impl Execution {
             |this| json!({"name": st.name, "input": compact(&this.frames[fid].input)}),
         );
         self.frames[fid].entered_event = ev;
+        self.step_taken(|| Trace::Entered(st.name.clone()));
         // Lent out rather than copied; a retry reads it again, so it goes back.
         let mut raw = std::mem::take(&mut self.frames[fid].input);
         let r = self.state_body(fid, st, &mut raw);
@@ -1024,7 +1072,7 @@ impl Execution {
         let Kind::Choice { choices, default } = &st.kind else {
             return Ok(None);
         };
-        for c in choices {
+        for (i, c) in choices.iter().enumerate() {
             let hit = match &c.rule {
                 ChoiceCond::Rule(r) => self.scope_eval(fid, input, ctx, |s| r.eval(s))?,
                 ChoiceCond::Condition(t) => {
@@ -1041,11 +1089,21 @@ impl Execution {
                 }
             };
             if hit {
+                self.step_taken(|| Trace::ChoiceRule {
+                    state: st.name.clone(),
+                    rule: Some(i),
+                });
                 return Ok(Some((c.next.clone(), Some(c))));
             }
         }
         match default {
-            Some(d) => Ok(Some((d.clone(), None))),
+            Some(d) => {
+                self.step_taken(|| Trace::ChoiceRule {
+                    state: st.name.clone(),
+                    rule: None,
+                });
+                Ok(Some((d.clone(), None)))
+            }
             None => Err(Failure::new(
                 errors::NO_CHOICE_MATCHED,
                 format!("No Matches! for state input {}", compact(input)),
@@ -1703,6 +1761,10 @@ impl Execution {
                 let attempt = f.retries[i];
                 if attempt < r.max_attempts {
                     f.retries[i] += 1;
+                    self.step_taken(|| Trace::Retried {
+                        state: st.name.clone(),
+                        retrier: i,
+                    });
                     let jitter = (self.entropy.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
                     let delay = crate::retry_delay_ms(r, attempt, jitter);
                     let id = self.effect_id();
@@ -1722,6 +1784,10 @@ impl Execution {
                 .find(|(_, c)| error_matches(&c.error_equals, &failure.error))
             {
                 self.note(fid, "errorDetails", || json!({"catchIndex": index}));
+                self.step_taken(|| Trace::Caught {
+                    state: st.name.clone(),
+                    catcher: index,
+                });
                 let error_output = json!({"Error": failure.error, "Cause": failure.cause});
                 let raw = self.frames[fid].input.clone();
                 let caught = if st.lang == Lang::Jsonata {

@@ -8,7 +8,7 @@ mod exec;
 mod info;
 pub mod maprun;
 
-pub use exec::{Execution, Options};
+pub use exec::{Execution, Options, Trace};
 pub use info::ExecutionInfo;
 pub use maprun::MapRunSpec;
 pub use shoal_asl::identity::{self, iso_time};

@@ -2,7 +2,9 @@
 //! runs stream their items and run their children in parallel on all cores, and
 //! results go to the ResultWriter as children finish.
 //!
-//! Time is tokio's: under a paused clock (`--fast-forward`) a long Wait takes no time.
+//! Time is the wall clock, or an execution's own virtual clock ([`Scope::virtual_time`],
+//! for `--fast-forward` and `shoal test`): a long Wait then takes no time, while calls
+//! keep their real timeouts.
 //!
 //! With a state store ([`Options::db`]) a top-level execution is journaled and its map
 //! runs checkpoint, so [`Runtime::resume`] can finish it after a crash.
@@ -371,6 +373,17 @@ impl Runtime {
         execution: &str,
         redrive: bool,
     ) -> Result<Outcome, Error> {
+        self.resume_scoped(execution, redrive, Scope::default())
+            .await
+    }
+
+    /// [`Runtime::resume`] with a virtual clock (mocks are not kept across a restart).
+    pub async fn resume_scoped(
+        self: &Arc<Self>,
+        execution: &str,
+        redrive: bool,
+        scope: Scope,
+    ) -> Result<Outcome, Error> {
         let db = self.db.clone().ok_or(Error::NoStore)?;
         let rec = db.execution(execution)?;
         let done = match rec.status {
@@ -503,7 +516,7 @@ impl Runtime {
             VecDeque::new(),
             replayed.open,
             Some(journal),
-            &Scope::default(),
+            &scope,
         )
         .await
     }

@@ -32,6 +32,7 @@ fn express_machines_refuse_sync_and_callbacks() {
             runtime,
             db,
             token: None,
+            mocks: None,
         })
     });
     let def = json!({"StartAt": "StartExecution", "States": {"StartExecution": {

@@ -112,6 +112,7 @@ fn server() -> (Arc<Server>, tempfile::TempDir, tokio::runtime::Runtime) {
             runtime,
             db,
             token: None,
+            mocks: None,
         })
     });
     // One machine and execution exist, so lookups sometimes find something.
