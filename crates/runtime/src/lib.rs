@@ -38,6 +38,18 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+/// An execution that waits for nothing can never end: it fails, in the store too.
+fn stuck(journal: Option<&Journal>, now_ms: i64) -> Result<Outcome, Error> {
+    let o = Outcome::Failed(Failure::runtime(
+        "the execution is stuck: no event can arrive",
+    ));
+    if let Some(j) = journal {
+        j.finish(&o, now_ms);
+        j.db.flush()?;
+    }
+    Ok(o)
+}
+
 /// Somewhere else to run a map run's children: fleet mode (`shoal-fleet`) implements
 /// it, so the runtime needs no NATS and the fleet can drive this runtime on workers.
 pub trait Remote: Send + Sync {
@@ -511,14 +523,15 @@ impl Runtime {
             journal.history_offset = offset;
             db.redrive_execution(&rec.arn, now, journal.history_offset)?;
         }
-        self.drive_from(
-            &mut exec,
-            VecDeque::new(),
-            replayed.open,
-            Some(journal),
-            &scope,
-        )
-        .await
+        // A redrive that took back the execution's first event (it failed while
+        // starting: a Fail state, or Pass states into one) starts it again.
+        let queue = if entries.is_empty() && replayed.open.is_empty() {
+            VecDeque::from([Event::Start])
+        } else {
+            VecDeque::new()
+        };
+        self.drive_from(&mut exec, queue, replayed.open, Some(journal), &scope)
+            .await
     }
 
     /// Feeds `exec` its events until it completes.
@@ -686,9 +699,7 @@ impl Runtime {
                 // Virtual time: nothing but timers left, so the next one is due now.
                 None if vclock.is_some() && calls.is_empty() && outstanding == 0 => {
                     let Some(Reverse((at, id))) = timers.pop() else {
-                        return Ok(Outcome::Failed(Failure::runtime(
-                            "the execution is stuck: no event can arrive",
-                        )));
+                        return stuck(journal.as_ref(), self.now_ms());
                     };
                     vclock = vclock.map(|now| now.max(at));
                     Event::TimerFired { id }
@@ -700,9 +711,7 @@ impl Runtime {
                         .filter(|_| vclock.is_none())
                         .map(|Reverse((at, _))| self.instant(*at));
                     if next.is_none() && outstanding == 0 && calls.is_empty() {
-                        return Ok(Outcome::Failed(Failure::runtime(
-                            "the execution is stuck: no event can arrive",
-                        )));
+                        return stuck(journal.as_ref(), self.now_ms());
                     }
                     let rx = channel.as_mut().map(|c| &mut c.1);
                     tokio::select! {

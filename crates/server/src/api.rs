@@ -503,7 +503,13 @@ impl Server {
                 "the stored definition no longer parses",
             ));
         };
-        let mut info = ExecutionInfo::local(&m.name, &name, self.runtime.now_ms(), false, &entropy);
+        let mut info = ExecutionInfo::local(
+            &m.name,
+            &name,
+            self.runtime.now_ms(),
+            m.kind == "EXPRESS",
+            &entropy,
+        );
         info.role_arn = run.role_arn.clone();
         let arn = info.execution_arn.clone();
         let start_ms = info.start_time_ms;
