@@ -872,3 +872,111 @@ impl Server {
         Ok(Value::Object(v))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind_of(state: Value) -> Kind {
+        let m = parse_machine(&machine_json("S", &state)).unwrap();
+        m.states["S"].kind.clone()
+    }
+
+    fn mock(result: &str, validation: FieldValidation) -> Mock {
+        Mock {
+            result: Some(result.into()),
+            error: None,
+            validation,
+        }
+    }
+
+    fn message(r: R<MockAnswer>) -> String {
+        match r {
+            Err(e) => e.message.clone(),
+            Ok(a) => format!("accepted: {a:?}"),
+        }
+    }
+
+    #[test]
+    fn a_mock_must_fit_the_state_it_stands_in_for() {
+        let parallel = kind_of(json!({"Type": "Parallel", "End": true, "Branches": [
+            {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true}}},
+            {"StartAt": "B", "States": {"B": {"Type": "Pass", "End": true}}}]}));
+        let strict = FieldValidation::Strict;
+        assert_eq!(
+            message(mock_answer(&mock("{}", strict), &parallel)),
+            "Mocked result must be an array."
+        );
+        assert_eq!(
+            message(mock_answer(&mock("[1]", strict), &parallel)),
+            "Mocked result must contain the same number of items as number of Parallel branches."
+        );
+        assert!(mock_answer(&mock("[1, 2]", strict), &parallel).is_ok());
+        let task = kind_of(json!({"Type": "Task", "End": true,
+            "Resource": "arn:aws:states:::dynamodb:getItem"}));
+        assert_eq!(
+            message(mock_answer(&mock(r#"{"Item": []}"#, strict), &task)),
+            "Mock result schema validation error: Field 'Item' must be an object"
+        );
+        assert!(mock_answer(&mock(r#"{"Item": []}"#, FieldValidation::None), &task).is_ok());
+        assert_eq!(
+            message(mock_answer(&mock("not json", strict), &task)),
+            "Mocked result must be valid JSON"
+        );
+        let both = Mock {
+            error: Some(Failure::new("E", "C")),
+            ..mock("{}", strict)
+        };
+        assert_eq!(
+            message(mock_answer(&both, &task)),
+            "A test mock should have only one of the following fields: [result, errorOutput]."
+        );
+    }
+
+    #[test]
+    fn retries_already_made_decide_between_retriable_and_exhausted() {
+        let kind = kind_of(json!({"Type": "Task", "End": true,
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Retry": [{"ErrorEquals": ["Other"]},
+                      {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1,
+                       "MaxAttempts": 5, "BackoffRate": 2.0, "MaxDelaySeconds": 10}]}));
+        let retriers = &kind.handling().unwrap().retry;
+        let at = |n| retry_verdict(retriers, "Boom", n);
+        assert!(matches!(
+            at(0),
+            Some(RetryVerdict::Retry {
+                index: 1,
+                backoff_seconds: 1
+            })
+        ));
+        assert!(matches!(
+            at(3),
+            Some(RetryVerdict::Retry {
+                index: 1,
+                backoff_seconds: 8
+            })
+        ));
+        // MaxDelaySeconds caps 16.
+        assert!(matches!(
+            at(4),
+            Some(RetryVerdict::Retry {
+                index: 1,
+                backoff_seconds: 10
+            })
+        ));
+        assert!(matches!(at(5), Some(RetryVerdict::Exhausted { index: 1 })));
+        // States.ALL never retries States.Runtime.
+        assert!(retry_verdict(retriers, "States.Runtime", 0).is_none());
+    }
+
+    #[test]
+    fn sent_values_come_back_in_the_text_they_were_sent_in() {
+        let mut t = SentTexts::default();
+        t.add(r#"{"a": [1, 2], "b": {"c": "d"}}"#);
+        assert_eq!(t.render(&json!([1, 2])), "[1, 2]");
+        assert_eq!(t.render(&json!({"c": "d"})), r#"{"c": "d"}"#);
+        assert_eq!(t.render(&json!([2, 1])), "[2,1]");
+        t.add("not json");
+        assert_eq!(t.render(&json!("x")), r#""x""#);
+    }
+}
