@@ -4,7 +4,9 @@
 The output is one compact table that shoal embeds to drive its generic
 `arn:aws:states:::aws-sdk:<service>:<action>` integration: per service the
 wire protocol, endpoint/signing metadata, the operations and the shapes (with
-documentation, validation constraints and other noise stripped).
+documentation and other noise stripped; the validation constraints min, max
+and enum are kept only on shapes an operation's output reaches, where TestState
+checks a mocked result against them).
 
 Setup and use (botocore is pinned; the script refuses any other version so that
 the output is reproducible byte for byte):
@@ -50,6 +52,9 @@ KEEP_SHAPE_KEYS = frozenset(
     streaming idempotencyToken hostLabel error exception document union
     eventstream event eventpayload shape""".split()
 )
+# Constraints kept on the shapes an operation's output reaches, for TestState's
+# mock checks (fieldValidationMode); input shapes never need them.
+KEEP_OUTPUT_CONSTRAINTS = ("min", "max", "enum")
 KEEP_ERROR_KEYS = ("code", "httpStatusCode")
 
 
@@ -217,8 +222,29 @@ def build_service(model, globals_by_prefix):
     if g:
         svc["global"] = g
     svc["ops"] = {name: build_op(op) for name, op in model["operations"].items()}
-    svc["shapes"] = {name: filter_ref(s) for name, s in model["shapes"].items()}
+    shapes = model["shapes"]
+    svc["shapes"] = {name: filter_ref(s) for name, s in shapes.items()}
+    for name in sorted(output_shapes(model)):
+        for k in KEEP_OUTPUT_CONSTRAINTS:
+            if k in shapes[name]:
+                svc["shapes"][name][k] = shapes[name][k]
     return svc
+
+
+def output_shapes(model):
+    """Every shape an operation's output reaches."""
+    shapes = model["shapes"]
+    seen = set()
+    todo = [op["output"]["shape"] for op in model["operations"].values() if op.get("output")]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in shapes:
+            continue
+        seen.add(name)
+        s = shapes[name]
+        todo.extend(m["shape"] for m in s.get("members", {}).values())
+        todo.extend(s[k]["shape"] for k in ("member", "key", "value") if k in s)
+    return seen
 
 
 # --- main -------------------------------------------------------------------

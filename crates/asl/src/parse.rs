@@ -1711,13 +1711,20 @@ fn returns_string(f: Func) -> bool {
 /// (any string naming `$$` or `context` counts), so the engine can skip building it.
 fn mentions_context(v: &Value) -> bool {
     match v {
-        Value::String(s) => s.contains("$$") || s.contains("context"),
+        Value::String(s) => s.contains("$$") || s.contains("context") || whole_states(s),
         Value::Array(a) => a.iter().any(mentions_context),
         Value::Object(o) => o
             .iter()
             .any(|(k, v)| k.contains("$$") || mentions_context(v)),
         _ => false,
     }
+}
+
+/// Whether JSONata text reads `$states` as a whole (`{% $states %}`), which holds
+/// the context object, rather than one of its fields (`$states.input`).
+fn whole_states(s: &str) -> bool {
+    s.match_indices("$states")
+        .any(|(i, m)| !s[i + m.len()..].starts_with('.'))
 }
 
 /// Every transition target of a state, with the pointer of the field naming it.

@@ -4,12 +4,14 @@
 //! it with SigV4, and returns the response shaped by the model, or a typed error.
 //! It knows nothing of ASL: the `tasks` crate names errors as Step Functions does.
 
+pub mod check;
 pub mod codec;
 pub mod model;
 pub mod profile;
 mod protocol;
 pub mod xml;
 
+pub use check::check_output;
 pub use model::{Protocol, Service};
 pub use profile::Profile;
 

@@ -138,6 +138,15 @@ pub struct Shape {
     #[serde(default)]
     pub document: bool,
     pub xml_namespace: Option<XmlNamespace>,
+    /// A structure's members that must be present.
+    #[serde(default)]
+    pub required: Vec<String>,
+    /// Length (strings, blobs, lists, maps) or value (numbers) bounds; the models
+    /// table keeps them only on shapes an operation's output reaches.
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    #[serde(rename = "enum")]
+    pub enum_values: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

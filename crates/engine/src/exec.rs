@@ -123,10 +123,15 @@ pub struct Execution {
     /// TestState's `inspectionData`: the top-level state's data after each step of its
     /// I/O processing, kept only when asked for ([`Execution::inspect`]).
     inspection: RefCell<Option<Map<String, Value>>>,
-    /// TestState's `context`: fields that replace the built context object's.
+    /// TestState's `context`, which replaces the built context object.
     context_override: Option<Map<String, Value>>,
     /// What the execution took, for test coverage ([`Execution::keep_trace`]).
     traced: RefCell<Option<Vec<Trace>>>,
+    /// False for a TestState run, which cannot be redriven: its context object has
+    /// no `Execution.RedriveCount`.
+    redrivable: bool,
+    /// False for a TestState run given no role: `Execution.RoleArn` is null.
+    has_role: bool,
 }
 
 /// A step an execution took, as test coverage counts them.
@@ -253,6 +258,8 @@ impl Execution {
             inspection: RefCell::new(None),
             context_override: None,
             traced: RefCell::new(None),
+            redrivable: true,
+            has_role: true,
         }
     }
 
@@ -288,10 +295,20 @@ impl Execution {
         self.frames[0].vars = vars;
     }
 
-    /// Context object fields given from outside (TestState's `context`): each
-    /// top-level object replaces the keys it names, the rest stays as built.
+    /// The context object given from outside (TestState's `context`): it replaces
+    /// the built one whole, as AWS's recorded TestState runs show (`{}` reads as `{}`).
     pub fn set_context(&mut self, context: Map<String, Value>) {
         self.context_override = Some(context);
+    }
+
+    /// Marks the execution as one that cannot be redriven (TestState).
+    pub fn not_redrivable(&mut self) {
+        self.redrivable = false;
+    }
+
+    /// Marks the execution as run with no role (TestState without `roleArn`).
+    pub fn without_role(&mut self) {
+        self.has_role = false;
     }
 
     /// Records an inspection step of the first state of the top-level frame.
@@ -654,6 +671,9 @@ impl Execution {
         if !st.uses_context {
             return Value::Null;
         }
+        if let Some(o) = &self.context_override {
+            return Value::Object(o.clone());
+        }
         let f = &self.frames[fid];
         let mut state = json!({"Name": st.name, "EnteredTime": iso_time(f.entered_ms)});
         if st.kind.handling().is_some() {
@@ -671,14 +691,12 @@ impl Execution {
             "State": state,
             "StateMachine": {"Id": self.info.state_machine_arn, "Name": self.info.state_machine_name},
         });
-        if let Some(o) = &self.context_override {
-            for (k, v) in o {
-                match (built.get_mut(k), v) {
-                    (Some(Value::Object(b)), Value::Object(v)) => {
-                        b.extend(v.iter().map(|(k, v)| (k.clone(), v.clone())))
-                    }
-                    _ => built[k] = v.clone(),
-                }
+        if let Some(e) = built["Execution"].as_object_mut() {
+            if !self.redrivable {
+                e.remove("RedriveCount");
+            }
+            if !self.has_role {
+                e.insert("RoleArn".into(), Value::Null);
             }
         }
         built
@@ -982,7 +1000,8 @@ impl Execution {
                 });
                 let ctx = match (&task_token, ctx) {
                     (Some(t), Value::Object(mut c)) => {
-                        c.insert("Task".into(), json!({ "Token": t }));
+                        // A context given from outside (TestState) keeps its own Task.
+                        c.entry("Task").or_insert_with(|| json!({ "Token": t }));
                         Value::Object(c)
                     }
                     (_, c) => c,
