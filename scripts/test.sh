@@ -50,6 +50,11 @@ if [ ! -d target/browser/node_modules/playwright-core ]; then
   npm install --silent --prefix target/browser playwright-core@1.65.1
 fi
 
+# The AWS SDK for JavaScript v3 as an API client of shoal serve (tests/js_sdk.rs).
+if [ ! -d target/sdk-js/node_modules/@aws-sdk/client-sfn ]; then
+  npm install --silent --prefix target/sdk-js @aws-sdk/client-sfn@3.1164.0
+fi
+
 # Node's Lambda runtime client, aws-lambda-ric 3.3.0 from npm; its install builds native
 # code (about 2 minutes on 2 cores) with autoconf, automake, libtool and a C++ compiler.
 if [ ! -x target/node-ric/node_modules/.bin/aws-lambda-ric ]; then
