@@ -394,16 +394,19 @@ impl Kind {
     }
 }
 
-/// Does a retrier or catcher's ErrorEquals match this error? `States.ALL` matches
-/// everything but the terminal `States.Runtime`. `States.TaskFailed` is a wildcard too,
+/// Does a retrier or catcher's ErrorEquals match this error? Nothing matches the
+/// terminal `States.Runtime`; `States.ALL` matches everything else. `States.TaskFailed` is a wildcard too,
 /// for everything but `States.Runtime`, `States.Timeout` and `States.DataLimitExceeded`.
 pub fn error_matches(error_equals: &[String], error: &str) -> bool {
     use shoal_expr::errors::{ALL, DATA_LIMIT_EXCEEDED, RUNTIME, TASK_FAILED, TIMEOUT};
     // AWS's documentation calls DataLimitExceeded terminal too, but its recorded runs
     // show `States.ALL` catching it (lambda-cases/error_handling/*data_limit_exceeded*).
-    let all = error != RUNTIME;
-    let task_failed = all && error != TIMEOUT && error != DATA_LIMIT_EXCEEDED;
+    // States.Runtime is terminal: not even a retrier or catcher that names it matches.
+    if error == RUNTIME {
+        return false;
+    }
+    let task_failed = error != TIMEOUT && error != DATA_LIMIT_EXCEEDED;
     error_equals
         .iter()
-        .any(|e| e == error || (e == ALL && all) || (e == TASK_FAILED && task_failed))
+        .any(|e| e == error || e == ALL || (e == TASK_FAILED && task_failed))
 }

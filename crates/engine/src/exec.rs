@@ -894,6 +894,13 @@ impl Execution {
                         }
                     );
                 let r = match (result, parameters) {
+                    // A Result over AWS's payload limit never leaves the state.
+                    (Some(r), _) if compact(r).len() > shoal_asl::identity::PAYLOAD_LIMIT => {
+                        return Err(Failure::new(
+                            errors::DATA_LIMIT_EXCEEDED,
+                            format!("The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.", st.name),
+                        ));
+                    }
                     (Some(r), _) => r.clone(),
                     (None, Some(p)) => self.scope_eval(fid, &effective, &ctx, |s| p.eval(s))?,
                     (None, None) if forwards => std::mem::take(raw),
