@@ -665,6 +665,7 @@ fn test_suites(
     }
     let env = Env {
         json: false,
+        history: false,
         buckets: None,
         s3_endpoint: None,
         config,
