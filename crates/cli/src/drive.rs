@@ -46,7 +46,14 @@ pub enum Job {
     },
 }
 
-pub fn run(job: Job, opts: Options) -> Result<Outcome> {
+/// How a job ended, and which execution it was (for its history).
+pub struct Ran {
+    pub outcome: Outcome,
+    /// The execution's ARN, or for a resumed one the name or ARN it was given.
+    pub execution: String,
+}
+
+pub fn run(job: Job, opts: Options) -> Result<Ran> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -58,7 +65,7 @@ pub fn run(job: Job, opts: Options) -> Result<Outcome> {
         let bar = std::io::stderr()
             .is_terminal()
             .then(|| spawn_progress(runtime.clone()));
-        let outcome = match job {
+        let (outcome, execution) = match job {
             Job::Start {
                 machine,
                 definition,
@@ -94,16 +101,19 @@ pub fn run(job: Job, opts: Options) -> Result<Outcome> {
                 if db.is_some() {
                     eprintln!("shoal: execution {}", info.execution_arn);
                 }
-                runtime
+                let arn = info.execution_arn.clone();
+                let outcome = runtime
                     .start_scoped(Arc::new(*machine), &definition, info, input, scope)
-                    .await
+                    .await;
+                (outcome, arn)
             }
             Job::Resume { execution, redrive } => {
                 let scope = shoal_runtime::Scope {
                     mocks: None,
                     virtual_time: fast_forward,
                 };
-                runtime.resume_scoped(&execution, redrive, scope).await
+                let outcome = runtime.resume_scoped(&execution, redrive, scope).await;
+                (outcome, execution)
             }
         };
         if let Some((stop, handle)) = bar {
@@ -132,7 +142,10 @@ pub fn run(job: Job, opts: Options) -> Result<Outcome> {
                 s.name, s.invocations, s.started, s.peak
             );
         }
-        Ok(outcome?)
+        Ok(Ran {
+            outcome: outcome?,
+            execution,
+        })
     })
 }
 

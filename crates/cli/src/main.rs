@@ -107,6 +107,10 @@ struct Env {
     /// Print `{"status":..., "output"|"error","cause"}` instead of the bare output.
     #[arg(long)]
     json: bool,
+    /// With --json: also print `"history"`, the execution's events as
+    /// GetExecutionHistory returns them.
+    #[arg(long, requires = "json")]
+    history: bool,
     /// Folder whose subfolders are buckets (the embedded default).
     #[arg(long)]
     buckets: Option<PathBuf>,
@@ -661,6 +665,7 @@ fn test_suites(
     }
     let env = Env {
         json: false,
+        history: false,
         buckets: None,
         s3_endpoint: None,
         config,
@@ -725,17 +730,46 @@ fn run_job(
     db: Option<std::sync::Arc<dyn shoal_store::Store>>,
     nats: &NatsArgs,
 ) -> Result<ExitCode> {
-    let mut opts = drive_options(&env, db)?;
+    // The history lives in the store: an ephemeral run keeps it in memory.
+    let db = match db {
+        None if env.history => Some(std::sync::Arc::new(shoal_store::Memory::new())
+            as std::sync::Arc<dyn shoal_store::Store>),
+        db => db,
+    };
+    let mut opts = drive_options(&env, db.clone())?;
     opts.fleet = nats.fleet()?;
-    let outcome = drive::run(job, opts)?;
-    Ok(print_outcome(outcome, env.json))
+    let ran = drive::run(job, opts)?;
+    let history = match &db {
+        Some(db) if env.history => {
+            db.flush()?;
+            Some(shoal_server::history_events(
+                &db.history(&ran.execution)?,
+                true,
+            ))
+        }
+        _ => None,
+    };
+    Ok(print_outcome(ran.outcome, env.json, history))
 }
 
-fn print_outcome(outcome: shoal_engine::Outcome, json: bool) -> ExitCode {
+fn print_outcome(
+    outcome: shoal_engine::Outcome,
+    json: bool,
+    history: Option<Vec<Value>>,
+) -> ExitCode {
+    let with_history = |mut v: Value| {
+        if let Some(h) = &history {
+            v["history"] = Value::Array(h.clone());
+        }
+        v
+    };
     match outcome {
         shoal_engine::Outcome::Succeeded(v) => {
             if json {
-                println!("{}", json!({"status": "SUCCEEDED", "output": v}));
+                println!(
+                    "{}",
+                    with_history(json!({"status": "SUCCEEDED", "output": v}))
+                );
             } else {
                 println!("{v}");
             }
@@ -745,7 +779,7 @@ fn print_outcome(outcome: shoal_engine::Outcome, json: bool) -> ExitCode {
             if json {
                 println!(
                     "{}",
-                    json!({"status": "FAILED", "error": f.error, "cause": f.cause})
+                    with_history(json!({"status": "FAILED", "error": f.error, "cause": f.cause}))
                 );
             } else {
                 eprintln!(

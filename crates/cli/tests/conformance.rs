@@ -7,12 +7,18 @@
 //! `awslambdaric`, from the venv that scripts/test.sh makes in `target/lambda-venv`
 //! (or the interpreter named by `SHOAL_TEST_PYTHON`); without it those tests fail.
 //!
-//! `SHOAL_CONFORMANCE_ARGS` adds runner flags, e.g. `--strict-cause`, or `--history` once
-//! `shoal run --json` prints the execution's history.
+//! The runner also compares the execution history (`--history`, with `shoal run --json
+//! --history`) for every case that carries an `expected_history`. A case whose history
+//! still differs is listed with the reason in `corpus/conformance/HISTORY-KNOWN-FAILURES.md`;
+//! a listed case whose history matches fails its test, so that the list only shrinks.
+//! The result (status, output or error) must match for every case, listed or not.
+//!
+//! `SHOAL_CONFORMANCE_ARGS` adds runner flags, e.g. `--strict-cause`.
 
 mod common;
 
-use common::{python3, sh_quote, Failure};
+use common::{against_known, python3, sh_quote, Failure};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -26,6 +32,20 @@ const LAMBDA_CASES: &str = concat!(
     "/../../corpus/conformance/lambda-cases"
 );
 
+const HISTORY_KNOWN: &str = "corpus/conformance/HISTORY-KNOWN-FAILURES.md";
+
+/// `HISTORY-KNOWN-FAILURES.md`, read once; names are `cases/<name>` or `lambda-cases/<name>`.
+fn history_known() -> &'static BTreeMap<String, String> {
+    static KNOWN: OnceLock<BTreeMap<String, String>> = OnceLock::new();
+    KNOWN.get_or_init(|| {
+        common::known_failures(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(HISTORY_KNOWN),
+        )
+    })
+}
+
 fn runner() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus/conformance/run_cases.py")
 }
@@ -33,7 +53,9 @@ fn runner() -> PathBuf {
 /// The runner's engine command template, `shoal` being the binary as a shell word.
 fn engine(shoal: &str, lambda: bool) -> String {
     let config = if lambda { " --config {config}" } else { "" };
-    format!("{shoal} run {{definition}} --input @{{input}} --buckets {{buckets}}{config} --json")
+    format!(
+        "{shoal} run {{definition}} --input @{{input}} --buckets {{buckets}}{config} --json --history"
+    )
 }
 
 /// The interpreter with awslambdaric for the cases' functions, checked once.
@@ -75,7 +97,10 @@ fn check(root: &str, path: &Path, lambda: bool) -> datatest_stable::Result<()> {
         let python = lambda_python().map_err(|e| Failure(e.clone()))?;
         cmd.args(["--python", python]);
     }
-    cmd.arg("--engine").arg(&engine).arg(&cases);
+    cmd.arg("--history")
+        .arg("--engine")
+        .arg(&engine)
+        .arg(&cases);
     let extra = std::env::var("SHOAL_CONFORMANCE_ARGS").unwrap_or_default();
     cmd.args(extra.split_whitespace());
     cmd.env("SHOAL_STATE_DIR", &state).env("TMPDIR", &tmp);
@@ -83,28 +108,45 @@ fn check(root: &str, path: &Path, lambda: bool) -> datatest_stable::Result<()> {
         .output()
         .map_err(|e| Failure(format!("cannot run python3 {}: {e}", runner().display())))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    // Exit 0 alone would also pass a file the runner did not take for a case.
-    if out.status.success() && stdout.contains("conformance: 1 passed, 0 failed") {
-        return Ok(());
-    }
     let name = rel.with_extension("");
-    Err(Failure(format!(
-        "{} (runner {}):\n{}{}\nby hand, from the repository root (with target/release/shoal built):\n  \
-         python3 corpus/conformance/run_cases.py --engine {} {} --filter {} --keep-temp{}",
-        rel.display(),
-        out.status,
-        stdout,
-        String::from_utf8_lossy(&out.stderr),
-        sh_quote(&self::engine("target/release/shoal", lambda)),
-        if lambda {
-            "corpus/conformance/lambda-cases --python target/lambda-venv/bin/python"
-        } else {
-            "corpus/conformance/cases"
-        },
-        sh_quote(&name.to_string_lossy()),
-        if extra.is_empty() { String::new() } else { format!(" {extra}") },
-    ))
-    .into())
+    // The last line counts results; the one before it, histories (cases that have one).
+    let result_ok = stdout
+        .lines()
+        .any(|l| l.starts_with("conformance: 1 passed, 0 failed"));
+    let history_failed = stdout
+        .lines()
+        .any(|l| l.starts_with("history-conformance:") && !l.ends_with(", 0 failed"));
+    let corpus = if lambda { "lambda-cases" } else { "cases" };
+    let listed = format!("{corpus}/{}", name.display());
+    let report = || {
+        format!(
+            "{} (runner {}):\n{}{}\nby hand, from the repository root (with target/release/shoal built):\n  \
+             python3 corpus/conformance/run_cases.py --history --engine {} {} --filter {} --keep-temp{}",
+            rel.display(),
+            out.status,
+            stdout,
+            String::from_utf8_lossy(&out.stderr),
+            sh_quote(&self::engine("target/release/shoal", lambda)),
+            if lambda {
+                "corpus/conformance/lambda-cases --python target/lambda-venv/bin/python"
+            } else {
+                "corpus/conformance/cases"
+            },
+            sh_quote(&name.to_string_lossy()),
+            if extra.is_empty() { String::new() } else { format!(" {extra}") },
+        )
+    };
+    // Exit 0 alone would also pass a file the runner did not take for a case.
+    if !result_ok {
+        return Err(Failure(report()).into());
+    }
+    Ok(against_known(
+        &listed,
+        !history_failed,
+        history_known().get(&listed),
+        HISTORY_KNOWN,
+        report,
+    )?)
 }
 
 fn case(path: &Path) -> datatest_stable::Result<()> {

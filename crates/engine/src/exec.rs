@@ -51,6 +51,8 @@ struct Frame {
     retries: Vec<u32>,
     entered_ms: i64,
     entered_event: u64,
+    /// The current state runs again after a Retry: AWS records no second entry.
+    retrying: bool,
 }
 
 enum Status {
@@ -190,6 +192,18 @@ impl Vars for FrameVars<'_> {
     }
 }
 
+/// `<Type>StateAborted` for every state type.
+const ABORTED: [&str; 8] = [
+    "PassStateAborted",
+    "TaskStateAborted",
+    "ChoiceStateAborted",
+    "WaitStateAborted",
+    "SucceedStateAborted",
+    "FailStateAborted",
+    "ParallelStateAborted",
+    "MapStateAborted",
+];
+
 fn entered_kind(k: &Kind) -> (&'static str, &'static str) {
     match k {
         Kind::Pass { .. } => ("PassStateEntered", "PassStateExited"),
@@ -230,6 +244,7 @@ impl Execution {
             retries: Vec::new(),
             entered_ms: 0,
             entered_event: 0,
+            retrying: false,
         };
         // `$$.Execution.Input` and the history need their own copy; most map children need neither.
         let keep = options.record_history || options.keep_input || machine.reads_context();
@@ -363,10 +378,12 @@ impl Execution {
                 self.ready.push_back(0);
             }
             Event::TimerFired { id } if Some(id) == self.timeout_timer => {
-                self.finish(Outcome::Failed(Failure {
+                let f = Failure {
                     error: errors::TIMEOUT.into(),
                     cause: None,
-                }));
+                };
+                self.record("ExecutionTimedOut", |_| failure_details(&f));
+                self.conclude(Outcome::Failed(f));
                 return Ok(std::mem::take(&mut self.effects));
             }
             Event::TimerFired { id } => {
@@ -390,7 +407,10 @@ impl Execution {
                             },
                         );
                     }
-                    AfterTimer::Retry => self.ready.push_back(fid),
+                    AfterTimer::Retry => {
+                        self.frames[fid].retrying = true;
+                        self.ready.push_back(fid);
+                    }
                 }
             }
             Event::TaskSucceeded { id, output } => {
@@ -400,6 +420,7 @@ impl Execution {
             }
             Event::TaskFailed { id, failure } => {
                 let fid = self.take_waiting(id)?;
+                self.record_task_failure(fid, &failure);
                 self.fail_state(fid, failure);
             }
             Event::MapRunFinished { id, result } => {
@@ -464,11 +485,12 @@ impl Execution {
             Outcome::Succeeded(v) => {
                 self.record("ExecutionSucceeded", |_| json!({"output": compact(v)}))
             }
-            Outcome::Failed(f) => self.record(
-                "ExecutionFailed",
-                |_| json!({"error": f.error, "cause": f.cause}),
-            ),
+            Outcome::Failed(f) => self.record("ExecutionFailed", |_| failure_details(f)),
         };
+        self.conclude(outcome);
+    }
+
+    fn conclude(&mut self, outcome: Outcome) {
         self.effects.push(Effect::Complete(outcome.clone()));
         self.outcome = Some(outcome);
     }
@@ -501,7 +523,7 @@ impl Execution {
                 self.record(exit, |_| {
                     let mut d = json!({"name": st.name, "output": compact(&output)});
                     // AWS lists what the state assigned, each value as JSON text.
-                    if let Some(a) = &assigned {
+                    if let Some(a) = assigned.as_ref().filter(|a| !a.is_empty()) {
                         d["assignedVariables"] = a
                             .iter()
                             .map(|(k, v)| (k.clone(), Value::String(compact(v))))
@@ -588,9 +610,10 @@ impl Execution {
         };
         if let Some(f) = failure {
             let children = std::mem::take(&mut join.children);
-            self.cancel(&children);
+            let map = join.is_map.then(|| self.frames[parent].current.clone());
+            self.cancel(&children, map.as_deref());
             self.frames[parent].status = Status::Ready;
-            self.fail_state(parent, f);
+            self.state_failed(parent, f, false);
             return;
         }
         if let Some((slot, graph, input)) = join.pending.pop_front() {
@@ -625,14 +648,42 @@ impl Execution {
         }
     }
 
-    /// Stops frames (and their descendants) whose results no longer matter.
-    fn cancel(&mut self, frames: &[FrameId]) {
+    /// Stops frames (and their descendants) whose results no longer matter. AWS aborts
+    /// the state each one is in and, for `map` (the Map state's name), the iteration.
+    fn cancel(&mut self, frames: &[FrameId], map: Option<&str>) {
         for &fid in frames {
             let status = std::mem::replace(&mut self.frames[fid].status, Status::Done);
-            if let Status::Waiting(Wait::Join(j)) = status {
-                self.cancel(&j.children);
-            }
+            let waiting = match status {
+                Status::Done => continue,
+                Status::Ready => false,
+                Status::Waiting(Wait::Join(j)) => {
+                    let inner = j.is_map.then(|| self.frames[fid].current.clone());
+                    self.cancel(&j.children, inner.as_deref());
+                    true
+                }
+                Status::Waiting(_) => true,
+            };
             self.waiting.retain(|_, f| *f != fid);
+            // A frame between two states is in none.
+            if waiting {
+                let g = self.frames[fid].graph.clone();
+                if let Some(st) = g.states.get(&self.frames[fid].current) {
+                    self.record_aborted(st);
+                }
+            }
+            if let (Some(name), Some((_, index))) = (map, self.frames[fid].parent) {
+                self.record(
+                    "MapIterationAborted",
+                    |_| json!({"index": index, "name": name}),
+                );
+            }
+        }
+    }
+
+    fn record_aborted(&mut self, st: &State) {
+        let aborted = entered_kind(&st.kind).0.replace("Entered", "Aborted");
+        if let Some(kind) = ABORTED.iter().find(|k| **k == aborted) {
+            self.record(kind, |_| json!({}));
         }
     }
 
@@ -661,6 +712,7 @@ impl Execution {
             retries: Vec::new(),
             entered_ms: self.now_ms,
             entered_event: 0,
+            retrying: false,
         });
         self.ready.push_back(fid);
         fid
@@ -834,11 +886,13 @@ impl Execution {
             )));
         };
         self.frames[fid].entered_ms = self.now_ms;
-        let ev = self.record(
-            entered_kind(&st.kind).0,
-            |this| json!({"name": st.name, "input": compact(&this.frames[fid].input)}),
-        );
-        self.frames[fid].entered_event = ev;
+        if !std::mem::take(&mut self.frames[fid].retrying) {
+            let ev = self.record(
+                entered_kind(&st.kind).0,
+                |this| json!({"name": st.name, "input": compact(&this.frames[fid].input)}),
+            );
+            self.frames[fid].entered_event = ev;
+        }
         self.step_taken(|| Trace::Entered(st.name.clone()));
         // Lent out rather than copied; a retry reads it again, so it goes back.
         let mut raw = std::mem::take(&mut self.frames[fid].input);
@@ -1044,10 +1098,7 @@ impl Execution {
                     false,
                 )?;
                 let id = self.effect_id();
-                self.record(
-                    "TaskScheduled",
-                    |_| json!({"resource": resource.to_string(), "parameters": compact(&input)}),
-                );
+                self.record_scheduled(resource, &input, timeout_seconds, heartbeat_seconds);
                 self.effects.push(Effect::Invoke {
                     id,
                     state: st.name.clone(),
@@ -1480,93 +1531,19 @@ impl Execution {
                 Source::Items(items)
             }
         };
-        let max_concurrency = self
-            .map_int(
-                fid,
-                m.max_concurrency.as_ref(),
-                &effective,
-                &ctx,
-                "MaxConcurrency",
-            )?
-            .unwrap_or(0.0);
-        self.note(fid, "maxConcurrency", || json!(max_concurrency as u64));
-        let count = self.map_int(
-            fid,
-            m.tolerated_failure_count.as_ref(),
-            &effective,
-            &ctx,
-            "ToleratedFailureCount",
-        )?;
-        if count.is_some_and(|c| c < 0.0) {
-            return Err(Failure::runtime(
-                "ToleratedFailureCount cannot be negative.",
-            ));
-        }
-        let percentage = match &m.tolerated_failure_percentage {
-            None => None,
-            Some(n) => {
-                let v = self.num_value(fid, n, &effective, &ctx, "ToleratedFailurePercentage")?;
-                let Some(x) = v.as_f64() else {
-                    let path = if let Num::Path(p) = n {
-                        p.text().to_string()
-                    } else {
-                        String::new()
-                    };
-                    return Err(Failure::runtime(format!("The ToleratedFailurePercentagePath field refers to value \"{}\" which is not a valid float: {path}", plain(&v))));
+        let settings = self.map_settings(fid, st, m, &at);
+        let (max_concurrency, tolerance, shape) = match settings {
+            Ok(s) => s,
+            Err(f) => {
+                // AWS has started the Map when these fail: it says so first.
+                let length = match &source {
+                    Source::Items(v) => v.len(),
+                    Source::Reader { .. } => 0,
                 };
-                if !(0.0..=100.0).contains(&x) {
-                    return Err(Failure::runtime(
-                        "ToleratedFailurePercentage must be between 0 and 100.",
-                    ));
-                }
-                Some(x)
+                self.record("MapStateStarted", |_| json!({"length": length}));
+                return Err(f);
             }
         };
-        if let Some(c) = count {
-            self.note(fid, "toleratedFailureCount", || json!(c as u64));
-        }
-        if let Some(p) = percentage {
-            self.note(fid, "toleratedFailurePercentage", || json!(p));
-        }
-        let tolerance = Tolerance { count, percentage };
-        let selector = m.item_selector.as_ref().map(|t| Selector {
-            template: t.clone(),
-            lang: st.lang,
-            input: effective.clone(),
-            context: ctx.clone(),
-            vars: self.vars(fid).all_vars().into_iter().collect(),
-            seed: self.entropy.next_u64(),
-        });
-        let batcher = match &m.item_batcher {
-            None => None,
-            Some(b) => Some(Batcher {
-                max_items: self
-                    .map_int(
-                        fid,
-                        b.max_items_per_batch.as_ref(),
-                        &effective,
-                        &ctx,
-                        "MaxItemsPerBatch",
-                    )?
-                    .unwrap_or(f64::MAX)
-                    .max(1.0) as usize,
-                max_bytes: self
-                    .map_int(
-                        fid,
-                        b.max_input_bytes_per_batch.as_ref(),
-                        &effective,
-                        &ctx,
-                        "MaxInputBytesPerBatch",
-                    )?
-                    .unwrap_or(shoal_asl::identity::PAYLOAD_LIMIT as f64)
-                    as usize,
-                batch_input: match &b.batch_input {
-                    None => None,
-                    Some(t) => Some(self.eval_template(fid, t, &at, "BatchInput")?),
-                },
-            }),
-        };
-        let shape = Shape { selector, batcher };
         if let MapMode::Distributed { express } = m.mode {
             let writer = match &m.result_writer {
                 None => None,
@@ -1643,6 +1620,105 @@ impl Execution {
         ))
     }
 
+    /// A Map's MaxConcurrency, tolerance, ItemSelector and ItemBatcher, evaluated.
+    fn map_settings(
+        &mut self,
+        fid: FrameId,
+        st: &State,
+        m: &MapState,
+        at: &StateInput,
+    ) -> Result<(f64, Tolerance, Shape), Failure> {
+        let (effective, ctx) = (at.effective, at.ctx);
+        let max_concurrency = self
+            .map_int(
+                fid,
+                m.max_concurrency.as_ref(),
+                effective,
+                ctx,
+                "MaxConcurrency",
+            )?
+            .unwrap_or(0.0);
+        self.note(fid, "maxConcurrency", || json!(max_concurrency as u64));
+        let count = self.map_int(
+            fid,
+            m.tolerated_failure_count.as_ref(),
+            effective,
+            ctx,
+            "ToleratedFailureCount",
+        )?;
+        if count.is_some_and(|c| c < 0.0) {
+            return Err(Failure::runtime(
+                "ToleratedFailureCount cannot be negative.",
+            ));
+        }
+        let percentage = match &m.tolerated_failure_percentage {
+            None => None,
+            Some(n) => {
+                let v = self.num_value(fid, n, effective, ctx, "ToleratedFailurePercentage")?;
+                let Some(x) = v.as_f64() else {
+                    let path = if let Num::Path(p) = n {
+                        p.text().to_string()
+                    } else {
+                        String::new()
+                    };
+                    return Err(Failure::runtime(format!("The ToleratedFailurePercentagePath field refers to value \"{}\" which is not a valid float: {path}", plain(&v))));
+                };
+                if !(0.0..=100.0).contains(&x) {
+                    return Err(Failure::runtime(
+                        "ToleratedFailurePercentage must be between 0 and 100.",
+                    ));
+                }
+                Some(x)
+            }
+        };
+        if let Some(c) = count {
+            self.note(fid, "toleratedFailureCount", || json!(c as u64));
+        }
+        if let Some(p) = percentage {
+            self.note(fid, "toleratedFailurePercentage", || json!(p));
+        }
+        let tolerance = Tolerance { count, percentage };
+        let selector = m.item_selector.as_ref().map(|t| Selector {
+            template: t.clone(),
+            lang: st.lang,
+            input: effective.clone(),
+            context: ctx.clone(),
+            vars: self.vars(fid).all_vars().into_iter().collect(),
+            seed: self.entropy.next_u64(),
+        });
+        let batcher = match &m.item_batcher {
+            None => None,
+            Some(b) => Some(Batcher {
+                max_items: self
+                    .map_int(
+                        fid,
+                        b.max_items_per_batch.as_ref(),
+                        effective,
+                        ctx,
+                        "MaxItemsPerBatch",
+                    )?
+                    .unwrap_or(f64::MAX)
+                    .max(1.0) as usize,
+                max_bytes: self
+                    .map_int(
+                        fid,
+                        b.max_input_bytes_per_batch.as_ref(),
+                        effective,
+                        ctx,
+                        "MaxInputBytesPerBatch",
+                    )?
+                    .unwrap_or(shoal_asl::identity::PAYLOAD_LIMIT as f64)
+                    as usize,
+                batch_input: match &b.batch_input {
+                    None => None,
+                    Some(t) => Some(self.eval_template(fid, t, at, "BatchInput")?),
+                },
+            }),
+        };
+        let shape = Shape { selector, batcher };
+        Ok((max_concurrency, tolerance, shape))
+    }
+
     fn map_int(
         &self,
         fid: FrameId,
@@ -1666,10 +1742,78 @@ impl Execution {
         }
     }
 
+    /// A Task's TaskScheduled and TaskStarted, or for a function ARN its
+    /// LambdaFunctionScheduled and LambdaFunctionStarted.
+    fn record_scheduled(
+        &mut self,
+        resource: &shoal_asl::Resource,
+        input: &Value,
+        timeout: Option<f64>,
+        heartbeat: Option<f64>,
+    ) {
+        let mut d = Map::new();
+        match TaskEvents::of(resource) {
+            TaskEvents::Lambda => {
+                d.insert("resource".into(), json!(resource.to_string()));
+                d.insert("input".into(), json!(compact(input)));
+            }
+            TaskEvents::Task { kind, name } => {
+                let region = self.info.execution_arn.split(':').nth(3);
+                d.insert("resourceType".into(), json!(kind));
+                d.insert("resource".into(), json!(name));
+                d.insert(
+                    "region".into(),
+                    json!(region.unwrap_or(shoal_asl::identity::REGION)),
+                );
+                d.insert("parameters".into(), json!(compact(input)));
+            }
+        }
+        if let Some(t) = timeout {
+            d.insert("timeoutInSeconds".into(), json!(t as u64));
+        }
+        if let Some(h) = heartbeat {
+            d.insert("heartbeatInSeconds".into(), json!(h as u64));
+        }
+        let events = TaskEvents::of(resource);
+        self.record(events.name(Phase::Scheduled), |_| Value::Object(d));
+        self.record(events.name(Phase::Started), |_| events.resource_details());
+    }
+
+    /// TaskFailed or TaskTimedOut (LambdaFunction* for a function ARN) for the Task the
+    /// frame waits on.
+    fn record_task_failure(&mut self, fid: FrameId, f: &Failure) {
+        let g = self.frames[fid].graph.clone();
+        let Some(Kind::Task { resource, .. }) =
+            g.states.get(&self.frames[fid].current).map(|s| &s.kind)
+        else {
+            return;
+        };
+        let events = TaskEvents::of(resource);
+        let phase = if f.error == errors::TIMEOUT || f.error == errors::HEARTBEAT_TIMEOUT {
+            Phase::TimedOut
+        } else {
+            Phase::Failed
+        };
+        self.record(events.name(phase), |_| {
+            let mut d = events.resource_details();
+            if let (Value::Object(d), Value::Object(e)) = (&mut d, failure_details(f)) {
+                d.extend(e);
+            }
+            d
+        });
+    }
+
     fn task_result(&mut self, fid: FrameId, output: Value) -> Step {
         let g = self.frames[fid].graph.clone();
         let st = &g.states[&self.frames[fid].current];
-        self.record("TaskSucceeded", |_| json!({"output": compact(&output)}));
+        if let Kind::Task { resource, .. } = &st.kind {
+            let events = TaskEvents::of(resource);
+            self.record(events.name(Phase::Succeeded), |_| {
+                let mut d = events.resource_details();
+                d["output"] = json!(compact(&output));
+                d
+            });
+        }
         self.note(fid, "result", || output.clone());
         let raw = self.frames[fid].input.clone();
         self.finish_result(fid, st, &raw, output)
@@ -1747,6 +1891,12 @@ impl Execution {
 
     /// A state failed: retry it, catch it, or fail its frame.
     fn fail_state(&mut self, fid: FrameId, failure: Failure) {
+        self.state_failed(fid, failure, true);
+    }
+
+    /// `own`: the state failed itself, rather than through a Map iteration or Parallel
+    /// branch (whose EvaluationFailed is recorded there, once).
+    fn state_failed(&mut self, fid: FrameId, failure: Failure, own: bool) {
         let g = self.frames[fid].graph.clone();
         let Some(st) = g.states.get(&self.frames[fid].current) else {
             return self.frame_done(fid, Err(failure));
@@ -1754,7 +1904,7 @@ impl Execution {
         self.frames[fid].status = Status::Ready;
         // An expression that could not be evaluated, and a Map or Parallel state that
         // failed, have events of their own, whether a Retry or Catch then handles it.
-        if failure.error == errors::QUERY_EVALUATION_ERROR {
+        if own && failure.error == errors::QUERY_EVALUATION_ERROR {
             self.record("EvaluationFailed", |_| {
                 let mut d =
                     json!({"error": failure.error, "cause": failure.cause, "state": st.name});
@@ -1763,15 +1913,6 @@ impl Execution {
                 }
                 d
             });
-        }
-        match st.kind {
-            Kind::Map(_) => {
-                self.record("MapStateFailed", |_| json!({}));
-            }
-            Kind::Parallel { .. } => {
-                self.record("ParallelStateFailed", |_| json!({}));
-            }
-            _ => {}
         }
         if let Some(outcome) = st.kind.handling() {
             if let Some(i) = outcome
@@ -1803,6 +1944,7 @@ impl Execution {
                     return;
                 }
             }
+            self.record_block_failed(st, &failure);
             if let Some((index, c)) = outcome
                 .catch
                 .iter()
@@ -1847,9 +1989,36 @@ impl Execution {
                 return self.after_step(fid, step);
             }
         }
-        // AWS records no event of its own for a state that fails uncaught: the failure
-        // shows in the event before and in ExecutionFailed.
+        if st.kind.handling().is_none() {
+            self.record_block_failed(st, &failure);
+        }
+        // A Parallel branch's Task that fails uncaught is aborted with its Parallel.
+        let in_parallel = self.frames[fid].parent.is_some_and(
+            |(p, _)| matches!(&self.frames[p].status, Status::Waiting(Wait::Join(j)) if !j.is_map),
+        );
+        if in_parallel && matches!(st.kind, Kind::Task { .. }) {
+            self.record_aborted(st);
+        }
+        // AWS records no event of its own for other states that fail uncaught: the
+        // failure shows in the event before and in ExecutionFailed.
         self.frame_done(fid, Err(failure))
+    }
+
+    /// A Map or Parallel state that fails for good (no retry left) says so, unless
+    /// States.Runtime, which ends the execution there, failed it.
+    fn record_block_failed(&mut self, st: &State, failure: &Failure) {
+        if failure.error == errors::RUNTIME {
+            return;
+        }
+        match st.kind {
+            Kind::Map(_) => {
+                self.record("MapStateFailed", |_| json!({}));
+            }
+            Kind::Parallel { .. } => {
+                self.record("ParallelStateFailed", |_| json!({}));
+            }
+            _ => {}
+        }
     }
 }
 
@@ -1915,4 +2084,86 @@ fn plain(v: &Value) -> String {
 fn waits_for_token(resource: &shoal_asl::Resource) -> bool {
     matches!(resource, shoal_asl::Resource::Activity { .. })
         || resource.pattern() == shoal_asl::Pattern::WaitForTaskToken
+}
+
+/// A failure's `error` and `cause` as history details: AWS leaves out an empty one.
+fn failure_details(f: &Failure) -> Value {
+    let mut d = Map::new();
+    if !f.error.is_empty() {
+        d.insert("error".into(), json!(f.error));
+    }
+    if let Some(c) = f.cause.as_deref().filter(|c| !c.is_empty()) {
+        d.insert("cause".into(), json!(c));
+    }
+    Value::Object(d)
+}
+
+#[derive(Clone, Copy)]
+enum Phase {
+    Scheduled,
+    Started,
+    Succeeded,
+    Failed,
+    TimedOut,
+}
+
+/// Which events a Task's resource gets: LambdaFunction* for a function ARN called
+/// directly, else Task* naming the integration as `resourceType` and `resource`.
+enum TaskEvents {
+    Lambda,
+    Task { kind: String, name: String },
+}
+
+impl TaskEvents {
+    fn of(r: &shoal_asl::Resource) -> TaskEvents {
+        use shoal_asl::Resource as R;
+        let (kind, name) = match r {
+            R::LambdaFunction { .. } => return TaskEvents::Lambda,
+            R::LambdaInvoke { pattern, .. } => {
+                ("lambda".into(), format!("invoke{}", pattern.suffix()))
+            }
+            R::Http { .. } => ("http".into(), "invoke".into()),
+            R::Activity { arn } => ("activity".into(), arn.clone()),
+            R::AwsSdk {
+                service,
+                action,
+                pattern,
+                ..
+            } => (
+                format!("aws-sdk:{service}"),
+                format!("{action}{}", pattern.suffix()),
+            ),
+            R::Service {
+                service,
+                action,
+                pattern,
+                ..
+            } => (service.clone(), format!("{action}{}", pattern.suffix())),
+        };
+        TaskEvents::Task { kind, name }
+    }
+
+    fn name(&self, phase: Phase) -> &'static str {
+        let lambda = matches!(self, TaskEvents::Lambda);
+        match (lambda, phase) {
+            (true, Phase::Scheduled) => "LambdaFunctionScheduled",
+            (true, Phase::Started) => "LambdaFunctionStarted",
+            (true, Phase::Succeeded) => "LambdaFunctionSucceeded",
+            (true, Phase::Failed) => "LambdaFunctionFailed",
+            (true, Phase::TimedOut) => "LambdaFunctionTimedOut",
+            (false, Phase::Scheduled) => "TaskScheduled",
+            (false, Phase::Started) => "TaskStarted",
+            (false, Phase::Succeeded) => "TaskSucceeded",
+            (false, Phase::Failed) => "TaskFailed",
+            (false, Phase::TimedOut) => "TaskTimedOut",
+        }
+    }
+
+    /// `resourceType` and `resource` (Task* events; LambdaFunction* events name neither).
+    fn resource_details(&self) -> Value {
+        match self {
+            TaskEvents::Lambda => json!({}),
+            TaskEvents::Task { kind, name } => json!({"resourceType": kind, "resource": name}),
+        }
+    }
 }

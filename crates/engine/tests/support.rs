@@ -14,6 +14,8 @@ pub struct Run {
     /// (time fired, effect id) of every timer, in firing order.
     pub timers: Vec<(i64, u64)>,
     pub invocations: usize,
+    /// The top-level execution's history: (type, details).
+    pub history: Vec<(&'static str, Value)>,
 }
 
 pub fn run(definition: &str, input: Value) -> Run {
@@ -31,9 +33,15 @@ pub fn run(definition: &str, input: Value) -> Run {
         outcome: Outcome::Succeeded(Value::Null),
         timers: Vec::new(),
         invocations: 0,
+        history: Vec::new(),
     };
     let mut clock = 0;
     run.outcome = drive(&mut exec, &mut clock, &mut run);
+    run.history = exec
+        .history()
+        .iter()
+        .map(|h| (h.kind, h.details.clone()))
+        .collect();
     run
 }
 

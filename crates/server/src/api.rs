@@ -254,6 +254,15 @@ fn previous_event_ids(rows: &[HistoryRow]) -> Vec<u64> {
                     prev[j]
                 }
             }
+            // A Distributed Map's exit points where its map run's end points.
+            Some((j, b))
+                if h.kind == "MapStateExited"
+                    && b.kind == "MapStateSucceeded"
+                    && j > 0
+                    && rows[j - 1].kind == "MapRunSucceeded" =>
+            {
+                prev[j - 1]
+            }
             Some((j, b))
                 if (matches!(h.kind.as_str(), "MapStateExited" | "ParallelStateExited")
                     && matches!(
@@ -261,7 +270,11 @@ fn previous_event_ids(rows: &[HistoryRow]) -> Vec<u64> {
                         "MapStateSucceeded" | "ParallelStateSucceeded"
                     ))
                     || (h.kind == "MapIterationStarted" && b.kind == "MapIterationSucceeded")
-                    || (h.kind == "MapStateFailed" && b.kind == "MapIterationFailed") =>
+                    // A Map retried starts again where its failed iteration ended, a
+                    // Parallel where its branch failed, before that branch's abort.
+                    || (matches!(h.kind.as_str(), "MapStateFailed" | "MapStateStarted")
+                        && b.kind == "MapIterationFailed")
+                    || (h.kind == "ParallelStateStarted" && b.kind.ends_with("StateAborted")) =>
             {
                 prev[j]
             }
@@ -270,6 +283,15 @@ fn previous_event_ids(rows: &[HistoryRow]) -> Vec<u64> {
         prev.push(p);
     }
     prev
+}
+
+/// An execution's history rows as GetExecutionHistory's `events`, oldest first (also
+/// what `shoal run --json --history` prints).
+pub fn history_events(rows: &[HistoryRow], include_data: bool) -> Vec<Value> {
+    rows.iter()
+        .zip(previous_event_ids(rows))
+        .map(|(h, prev)| history_event(h, prev, include_data))
+        .collect()
 }
 
 fn history_event(h: &HistoryRow, previous: u64, include_data: bool) -> Value {
@@ -306,7 +328,12 @@ fn history_event(h: &HistoryRow, previous: u64, include_data: bool) -> Value {
         "timestamp": secs(h.at_ms), "type": kind, "id": h.id,
         "previousEventId": previous,
     });
-    if details.as_object().is_some_and(|d| !d.is_empty()) {
+    // An execution's failure keeps its details object even when it has no error or cause.
+    let keep_empty = matches!(kind, "ExecutionFailed" | "ExecutionTimedOut");
+    if details
+        .as_object()
+        .is_some_and(|d| keep_empty || !d.is_empty())
+    {
         e[key] = details;
     }
     e

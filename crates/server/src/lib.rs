@@ -10,7 +10,7 @@ mod api;
 mod callbacks;
 mod machines;
 mod teststate;
-pub use api::describe_execution;
+pub use api::{describe_execution, history_events};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
