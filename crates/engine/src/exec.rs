@@ -393,13 +393,28 @@ impl Execution {
                     AfterTimer::Retry => self.ready.push_back(fid),
                 }
             }
+            Event::ActivityStarted { id, worker_name } => {
+                self.waiting_task(id)?;
+                self.record("ActivityStarted", |_| json!({"workerName": worker_name}));
+            }
+            Event::TaskSubmitted { id, output } => {
+                let resource = self.waiting_task(id)?;
+                self.record("TaskSubmitted", |_| {
+                    let (kind, name) = resource_parts(&resource);
+                    json!({"resourceType": kind, "resource": name, "output": compact(&output)})
+                });
+            }
             Event::TaskSucceeded { id, output } => {
                 let fid = self.take_waiting(id)?;
+                if let Some(Callback::Activity) = self.callback_kind(fid) {
+                    self.record("ActivitySucceeded", |_| json!({"output": compact(&output)}));
+                }
                 let r = self.task_result(fid, output);
                 self.after_step(fid, r);
             }
             Event::TaskFailed { id, failure } => {
                 let fid = self.take_waiting(id)?;
+                self.record_callback_failure(fid, &failure);
                 self.fail_state(fid, failure);
             }
             Event::MapRunFinished { id, result } => {
@@ -426,6 +441,63 @@ impl Execution {
         }
         self.run();
         Ok(std::mem::take(&mut self.effects))
+    }
+
+    /// The resource of the Task that waits on `id`, for an event that leaves it waiting.
+    fn waiting_task(&self, id: EffectId) -> crate::Result<Arc<shoal_asl::Resource>> {
+        let fid = *self
+            .waiting
+            .get(&id)
+            .ok_or(crate::Error::UnknownEffect(id))?;
+        let f = &self.frames[fid];
+        match f.graph.states.get(&f.current).map(|s| &s.kind) {
+            Some(Kind::Task { resource, .. }) => Ok(resource.clone()),
+            _ => Err(crate::Error::UnknownEffect(id)),
+        }
+    }
+
+    /// Whether the Task of frame `fid` waits for a callback, and of which kind.
+    fn callback_kind(&self, fid: FrameId) -> Option<Callback> {
+        let f = &self.frames[fid];
+        match f.graph.states.get(&f.current).map(|s| &s.kind) {
+            Some(Kind::Task { resource, .. }) => match &**resource {
+                shoal_asl::Resource::Activity { .. } => Some(Callback::Activity),
+                r if waits_for_token(r) => Some(Callback::Token(resource.clone())),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// ActivityFailed / ActivityTimedOut, or TaskFailed / TaskTimedOut for a task
+    /// that waited for its token, as AWS writes them.
+    fn record_callback_failure(&mut self, fid: FrameId, f: &Failure) {
+        let timed_out = matches!(
+            f.error.as_str(),
+            errors::TIMEOUT | errors::HEARTBEAT_TIMEOUT
+        );
+        match self.callback_kind(fid) {
+            Some(Callback::Activity) => {
+                let kind = if timed_out {
+                    "ActivityTimedOut"
+                } else {
+                    "ActivityFailed"
+                };
+                self.record(kind, |_| json!({"error": f.error, "cause": f.cause}));
+            }
+            Some(Callback::Token(resource)) => {
+                let kind = if timed_out {
+                    "TaskTimedOut"
+                } else {
+                    "TaskFailed"
+                };
+                self.record(kind, |_| {
+                    let (t, r) = resource_parts(&resource);
+                    json!({"resourceType": t, "resource": r, "error": f.error, "cause": f.cause})
+                });
+            }
+            None => {}
+        }
     }
 
     fn take_waiting(&mut self, id: EffectId) -> crate::Result<FrameId> {
@@ -1037,10 +1109,35 @@ impl Execution {
                     false,
                 )?;
                 let id = self.effect_id();
-                self.record(
-                    "TaskScheduled",
-                    |_| json!({"resource": resource.to_string(), "parameters": compact(&input)}),
-                );
+                if let shoal_asl::Resource::Activity { arn } = &**resource {
+                    self.record("ActivityScheduled", |_| {
+                        let mut d = json!({"resource": arn, "input": compact(&input)});
+                        if let Some(t) = timeout_seconds {
+                            d["timeoutInSeconds"] = json!(t as u64);
+                        }
+                        if let Some(h) = heartbeat_seconds {
+                            d["heartbeatInSeconds"] = json!(h as u64);
+                        }
+                        d
+                    });
+                } else {
+                    self.record(
+                        "TaskScheduled",
+                        |_| json!({"resource": resource.to_string(), "parameters": compact(&input)}),
+                    );
+                    // A task that waits for its token, or for a child execution,
+                    // tells when its call was made.
+                    let sync = matches!(
+                        resource.pattern(),
+                        shoal_asl::Pattern::Sync | shoal_asl::Pattern::Sync2
+                    );
+                    if task_token.is_some() || sync {
+                        self.record("TaskStarted", |_| {
+                            let (t, r) = resource_parts(resource);
+                            json!({"resourceType": t, "resource": r})
+                        });
+                    }
+                }
                 self.effects.push(Effect::Invoke {
                     id,
                     state: st.name.clone(),
@@ -1900,6 +1997,23 @@ fn plain(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => compact(other),
+    }
+}
+
+/// How a Task that waits for a callback is written in the history.
+enum Callback {
+    Activity,
+    Token(Arc<shoal_asl::Resource>),
+}
+
+/// AWS's `resourceType` and `resource` of a task event: `lambda` and `invoke` for
+/// `arn:aws:states:::lambda:invoke`, `aws-sdk:s3` and `listBuckets` for an SDK call.
+fn resource_parts(resource: &shoal_asl::Resource) -> (String, String) {
+    let arn = resource.to_string();
+    let rest = arn.splitn(6, ':').nth(5).unwrap_or(&arn).to_string();
+    match rest.rsplit_once(':') {
+        Some((t, r)) => (t.to_string(), r.to_string()),
+        None => (rest.clone(), rest),
     }
 }
 

@@ -156,7 +156,7 @@ pub fn check_name(name: &str) -> R<()> {
     Ok(())
 }
 
-fn check_arn<'a>(arn: &'a str, kind: &str) -> R<&'a str> {
+pub(crate) fn check_arn<'a>(arn: &'a str, kind: &str) -> R<&'a str> {
     let parts: Vec<&str> = arn.split(':').collect();
     if parts.len() < 7 || parts[0] != "arn" || parts[2] != "states" || parts[5] != kind {
         return Err(ApiError::new("InvalidArn", format!("Invalid Arn: '{arn}'")));
@@ -374,6 +374,11 @@ impl Server {
             "SendTaskSuccess" => self.send_task_success(p),
             "SendTaskFailure" => self.send_task_failure(p),
             "SendTaskHeartbeat" => self.send_task_heartbeat(p),
+            "CreateActivity" => self.create_activity(p),
+            "DescribeActivity" => self.describe_activity(p),
+            "DeleteActivity" => self.delete_activity(p),
+            "ListActivities" => self.list_activities(p),
+            "GetActivityTask" => self.get_activity_task(p).await,
             _ => Err(ApiError::new(
                 "UnknownOperationException",
                 format!("unknown operation {op}"),

@@ -443,10 +443,19 @@ mod tests {
             name: arn.into(),
             created_ms: ms,
         };
-        seen.push(format!("{:?}", s.create_activity(&act("arn:b", 5)).unwrap()));
-        seen.push(format!("{:?}", s.create_activity(&act("arn:a", 6)).unwrap()));
+        seen.push(format!(
+            "{:?}",
+            s.create_activity(&act("arn:b", 5)).unwrap()
+        ));
+        seen.push(format!(
+            "{:?}",
+            s.create_activity(&act("arn:a", 6)).unwrap()
+        ));
         // A second create answers with the first row.
-        seen.push(format!("{:?}", s.create_activity(&act("arn:b", 9)).unwrap()));
+        seen.push(format!(
+            "{:?}",
+            s.create_activity(&act("arn:b", 9)).unwrap()
+        ));
         seen.push(format!("{:?}", s.activities().unwrap()));
         s.delete_activity("arn:b").unwrap();
         seen.push(format!("{:?}", s.activity("arn:b").unwrap()));

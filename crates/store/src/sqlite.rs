@@ -545,9 +545,8 @@ impl Store for Db {
 
     fn activities(&self) -> Result<Vec<ActivityRecord>> {
         self.read(|c| {
-            let mut st = c.prepare(
-                "SELECT arn, name, created_ms FROM activities ORDER BY created_ms, arn",
-            )?;
+            let mut st =
+                c.prepare("SELECT arn, name, created_ms FROM activities ORDER BY created_ms, arn")?;
             let rows = st.query_map([], activity_row)?;
             rows.collect()
         })
