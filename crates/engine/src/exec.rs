@@ -406,9 +406,6 @@ impl Execution {
             }
             Event::TaskSucceeded { id, output } => {
                 let fid = self.take_waiting(id)?;
-                if let Some(Callback::Activity) = self.callback_kind(fid) {
-                    self.record("ActivitySucceeded", |_| json!({"output": compact(&output)}));
-                }
                 let r = self.task_result(fid, output);
                 self.after_step(fid, r);
             }
@@ -1759,7 +1756,15 @@ impl Execution {
     fn task_result(&mut self, fid: FrameId, output: Value) -> Step {
         let g = self.frames[fid].graph.clone();
         let st = &g.states[&self.frames[fid].current];
-        self.record("TaskSucceeded", |_| json!({"output": compact(&output)}));
+        let kind = match &st.kind {
+            Kind::Task { resource, .. }
+                if matches!(**resource, shoal_asl::Resource::Activity { .. }) =>
+            {
+                "ActivitySucceeded"
+            }
+            _ => "TaskSucceeded",
+        };
+        self.record(kind, |_| json!({"output": compact(&output)}));
         self.note(fid, "result", || output.clone());
         let raw = self.frames[fid].input.clone();
         self.finish_result(fid, st, &raw, output)

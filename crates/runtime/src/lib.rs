@@ -656,12 +656,12 @@ impl Runtime {
                     Effect::Timer { id, fire_at_ms } => timers.push(Reverse((fire_at_ms, id))),
                     Effect::Invoke {
                         id,
+                        state,
                         resource,
                         input,
                         timeout_seconds,
                         heartbeat_seconds,
                         task_token: Some(token),
-                        ..
                     } if self.can_call(&resource)
                         || matches!(*resource, shoal_asl::Resource::Activity { .. }) =>
                     {
@@ -675,7 +675,17 @@ impl Runtime {
                         let deadline = timeout.map(|t| Instant::now() + t);
                         // Registered before the call, so an answer that comes back
                         // before the call returns is not lost.
-                        let registration = callbacks.register(&token);
+                        let registration = callbacks.register_as(
+                            &token,
+                            Some(callbacks::About {
+                                state: state.clone(),
+                                activity: match &*resource {
+                                    shoal_asl::Resource::Activity { arn } => Some(arn.clone()),
+                                    _ => None,
+                                },
+                                since_ms: self.now_ms(),
+                            }),
+                        );
                         if submitted.remove(&id) {
                             calls.push(await_token(
                                 callbacks,

@@ -374,6 +374,7 @@ impl Server {
             "SendTaskSuccess" => self.send_task_success(p),
             "SendTaskFailure" => self.send_task_failure(p),
             "SendTaskHeartbeat" => self.send_task_heartbeat(p),
+            "ListWaitingTasks" => self.list_waiting_tasks(p),
             "CreateActivity" => self.create_activity(p),
             "DescribeActivity" => self.describe_activity(p),
             "DeleteActivity" => self.delete_activity(p),

@@ -73,6 +73,39 @@ impl Server {
         Ok(json!({}))
     }
 
+    /// `Shoal.ListWaitingTasks`: the tasks waiting for a token or for an activity
+    /// worker, for the dashboard (optionally those of one execution).
+    pub(crate) fn list_waiting_tasks(&self, p: &Value) -> R {
+        let only = opt_str(p, "executionArn")?;
+        let queued: std::collections::HashSet<String> = self
+            .runtime
+            .activities()
+            .scheduled()
+            .into_iter()
+            .map(|s| s.token)
+            .collect();
+        let tasks: Vec<Value> = self
+            .runtime
+            .callbacks()
+            .waiting_tasks()
+            .into_iter()
+            .filter(|w| only.is_none_or(|a| a == w.execution_arn))
+            .map(|w| {
+                let mut v = json!({
+                    "executionArn": w.execution_arn, "stateName": w.about.state,
+                    "taskToken": w.token, "since": crate::api::secs(w.about.since_ms),
+                    "kind": if w.about.activity.is_some() { "ACTIVITY" } else { "CALLBACK" },
+                });
+                if let Some(a) = w.about.activity {
+                    v["activityArn"] = json!(a);
+                    v["workerStarted"] = json!(!queued.contains(&w.token));
+                }
+                v
+            })
+            .collect();
+        Ok(json!({ "tasks": tasks }))
+    }
+
     pub(crate) fn send_task_heartbeat(&self, p: &Value) -> R {
         self.runtime.callbacks().heartbeat(token(p)?)?;
         Ok(json!({}))
