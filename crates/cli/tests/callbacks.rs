@@ -108,7 +108,10 @@ fn ten_thousand_map_children_wait_for_workers() {
     let s = serve(dir.path(), &["--config", "shoal.toml"]);
     let out = client(&s, dir.path(), &["bigmap", "10000"]);
     assert!(out.contains("all checks passed"), "{out}");
-    eprintln!("{}", out.lines().find(|l| l.starts_with("bigmap:")).unwrap_or(""));
+    eprintln!(
+        "{}",
+        out.lines().find(|l| l.starts_with("bigmap:")).unwrap_or("")
+    );
 }
 
 /// `shoal run` waits for its token and says how to answer it; `shoal task success`

@@ -164,7 +164,10 @@ fn the_dashboard_answers_waiting_tasks() {
     assert_eq!(seen["before"], 2, "{seen}");
     assert_eq!(seen["after"], 0, "{seen}");
     assert!(
-        seen["waitsFor"].as_str().unwrap().contains("activity approval"),
+        seen["waitsFor"]
+            .as_str()
+            .unwrap()
+            .contains("activity approval"),
         "{seen}"
     );
     assert_eq!(seen["errors"], json!([]), "no script errors: {seen}");

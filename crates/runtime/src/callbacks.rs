@@ -212,6 +212,12 @@ impl Callbacks {
 }
 
 impl Registration {
+    /// The answer, if one comes (before any timeout runs); `None` if the registration
+    /// was replaced.
+    pub async fn answered(&mut self) -> Option<Answer> {
+        (&mut self.answer).await.ok()
+    }
+
     /// Waits for the answer, at most `timeout` in all and `heartbeat` between beats.
     pub async fn wait(
         mut self,

@@ -718,8 +718,10 @@ impl Runtime {
                                     input: shoal_expr::compact(&input),
                                 };
                                 let started = rt.activities.schedule(arn, task);
+                                let mut registration = registration;
                                 // Until a worker takes it only TimeoutSeconds runs; a
-                                // deleted activity leaves the task waiting for it.
+                                // deleted activity leaves the task waiting for it. The
+                                // dashboard may answer a task no worker has taken.
                                 let expired = async {
                                     match deadline {
                                         Some(d) => tokio::time::sleep_until(d).await,
@@ -734,6 +736,16 @@ impl Runtime {
                                             registration,
                                             token,
                                         );
+                                    }
+                                    Some(answer) = registration.answered() => {
+                                        return Called::Done(match answer {
+                                            callbacks::Answer::Success(output) => {
+                                                Event::TaskSucceeded { id, output }
+                                            }
+                                            callbacks::Answer::Failure(failure) => {
+                                                Event::TaskFailed { id, failure }
+                                            }
+                                        });
                                     }
                                     _ = expired => {
                                         callbacks.forget(&token, true);
