@@ -21,6 +21,11 @@ pub fn express_execution_arn(state_machine: &str, name: &str, uuid: &str) -> Str
     format!("arn:{PARTITION}:states:{REGION}:{ACCOUNT}:express:{state_machine}:{name}:{uuid}")
 }
 
+/// `arn:aws:states:us-east-1:123456789012:activity:<name>`.
+pub fn activity_arn(name: &str) -> String {
+    format!("arn:{PARTITION}:states:{REGION}:{ACCOUNT}:activity:{name}")
+}
+
 /// `arn:aws:lambda:us-east-1:123456789012:function:<name>`.
 pub fn function_arn(name: &str) -> String {
     format!("arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{name}")

@@ -4,8 +4,7 @@
 //!
 //! Cases that still fail are listed in `corpus/api-cases/KNOWN-FAILURES.md` with the
 //! reason; such a case passes the test while it fails, and fails the test once it
-//! passes, so that the list only shrinks. `activities` belongs to other work and is
-//! not run here.
+//! passes, so that the list only shrinks.
 
 mod common;
 
@@ -67,5 +66,5 @@ fn case(path: &Path) -> datatest_stable::Result<()> {
 }
 
 datatest_stable::harness! {
-    { test = case, root = CASES, pattern = r"^(aliasing|api|execution_api|express|logging|tagging|test_state|test_state_mock|test_state_field_validation|validation|variable_references|versioning)/[^/]+\.json$" },
+    { test = case, root = CASES, pattern = r"^(activities|aliasing|api|execution_api|express|logging|tagging|test_state|test_state_mock|test_state_field_validation|validation|variable_references|versioning)/[^/]+\.json$" },
 }

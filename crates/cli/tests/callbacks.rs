@@ -3,6 +3,10 @@
 //! SendTaskSuccess, SendTaskFailure caught by a Catch, heartbeats and
 //! States.HeartbeatTimeout, AWS's token errors, a token answered after the server was
 //! killed with SIGKILL and restarted, and a parent catching its `.sync:2` child's failure.
+//! Activities: a boto3 worker (GetActivityTask → SendTaskHeartbeat → SendTaskSuccess),
+//! a worker's failure caught, TimeoutSeconds with no worker, a silent worker's
+//! heartbeat timeout, the 60 s long poll, and a taken activity task answered after a
+//! SIGKILL and restart.
 
 mod common;
 
@@ -69,6 +73,44 @@ fn a_token_is_answered_after_the_server_was_killed_and_restarted() {
     assert!(
         out.starts_with("SUCCEEDED {\"after\":\"restart\"}"),
         "{out}"
+    );
+}
+
+#[test]
+fn activity_workers_through_boto3() {
+    let dir = setup();
+    let s = serve(dir.path(), &["--config", "shoal.toml"]);
+    let out = client(&s, dir.path(), &["activities"]);
+    assert!(out.contains("all checks passed"), "{out}");
+}
+
+#[test]
+fn a_taken_activity_task_is_answered_after_the_server_was_killed_and_restarted() {
+    let dir = setup();
+    let s = serve(dir.path(), &["--config", "shoal.toml"]);
+    client(&s, dir.path(), &["activity-start", "worked"]);
+    drop(s); // SIGKILL while the worker holds the task
+    let s = serve(dir.path(), &["--config", "shoal.toml"]);
+    let out = client(&s, dir.path(), &["answer", "worked"]);
+    assert!(
+        out.starts_with("SUCCEEDED {\"after\":\"restart\"}"),
+        "{out}"
+    );
+    // The worker already had it: the restarted server did not hand it out again.
+    assert!(out.contains("activity-started=1"), "{out}");
+}
+
+/// A 10,000-item Distributed Map whose children each wait for an activity task that 8
+/// boto3 worker processes answer: it finishes with every item answered exactly once.
+#[test]
+fn ten_thousand_map_children_wait_for_workers() {
+    let dir = setup();
+    let s = serve(dir.path(), &["--config", "shoal.toml"]);
+    let out = client(&s, dir.path(), &["bigmap", "10000"]);
+    assert!(out.contains("all checks passed"), "{out}");
+    eprintln!(
+        "{}",
+        out.lines().find(|l| l.starts_with("bigmap:")).unwrap_or("")
     );
 }
 

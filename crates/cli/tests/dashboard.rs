@@ -1,6 +1,7 @@
 //! The dashboard in a real browser: headless Chromium (Debian's `chromium`) driven by
 //! Playwright (`playwright-core` from npm; scripts/test.sh installs both) watches a
-//! running map run, opens a failed item, and saves a screenshot checked here.
+//! running map run, opens a failed item, and saves a screenshot checked here; and
+//! answers tasks that wait for an activity worker from the dashboard's waiting list.
 
 use serde_json::{json, Value};
 mod common;
@@ -109,4 +110,84 @@ fn the_dashboard_shows_a_live_map_run_and_its_failed_items() {
         var > 100.0 && dark > 2000,
         "a blank-looking screenshot: variance {var:.0}, {dark} dark pixels"
     );
+}
+
+/// Two executions wait on an activity task; the dashboard lists both, approves one with
+/// a JSON output and rejects the other with an error and cause.
+#[test]
+fn the_dashboard_answers_waiting_tasks() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let playwright = root.join("target/browser/node_modules/playwright-core");
+    assert!(
+        playwright.exists() && Path::new("/usr/bin/chromium").exists(),
+        "needs Debian's chromium and target/browser/node_modules/playwright-core: scripts/test.sh installs them"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let serve = common::serve(dir.path(), &[]);
+    let addr = serve.addr.clone();
+    let activity = post(&addr, "CreateActivity", &json!({"name": "approval"}));
+    let definition = json!({"StartAt": "Approve", "States": {
+        "Approve": {"Type": "Task", "Resource": activity["activityArn"], "TimeoutSeconds": 120,
+                    "Catch": [{"ErrorEquals": ["Rejected"], "Next": "No"}], "End": true},
+        "No": {"Type": "Pass", "End": true}}});
+    let sm = post(
+        &addr,
+        "CreateStateMachine",
+        &json!({"name": "approvals", "definition": definition.to_string(), "roleArn": "r"}),
+    );
+    let start = |name: &str| {
+        post(
+            &addr,
+            "StartExecution",
+            &json!({"stateMachineArn": sm["stateMachineArn"], "name": name, "input": "{}"}),
+        )["executionArn"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (yes, no) = (start("yes"), start("no"));
+    let o = Command::new("node")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard_answer.cjs"))
+        .arg(format!("http://{addr}"))
+        .arg(&yes)
+        .arg(&no)
+        .env("PLAYWRIGHT_CORE", &playwright)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(seen["before"], 2, "{seen}");
+    assert_eq!(seen["after"], 0, "{seen}");
+    assert!(
+        seen["waitsFor"]
+            .as_str()
+            .unwrap()
+            .contains("activity approval"),
+        "{seen}"
+    );
+    assert_eq!(seen["errors"], json!([]), "no script errors: {seen}");
+    let ended = |arn: &str| {
+        for _ in 0..100 {
+            let d = post(&addr, "DescribeExecution", &json!({"executionArn": arn}));
+            if d["status"] != "RUNNING" {
+                return d;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("{arn} did not end");
+    };
+    let d = ended(&yes);
+    assert_eq!(d["status"], "SUCCEEDED", "{d}");
+    let out: Value = serde_json::from_str(d["output"].as_str().unwrap()).unwrap();
+    assert_eq!(out, json!({"approved": true, "by": "dashboard"}));
+    let d = ended(&no);
+    assert_eq!(d["status"], "SUCCEEDED", "{d}");
+    let out: Value = serde_json::from_str(d["output"].as_str().unwrap()).unwrap();
+    assert_eq!(out, json!({"Error": "Rejected", "Cause": "not this time"}));
+    drop(serve);
 }

@@ -750,3 +750,102 @@ fn a_token_protected_nats_needs_the_token() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// A token answered on any machine reaches the execution that waits for it: children
+/// running on a `shoal worker` wait on `.waitForTaskToken` (their task starts an
+/// execution on `shoal serve` whose input carries the token); the tokens are answered
+/// through the coordinator's `shoal serve`, which holds none of them and forwards each
+/// answer over NATS to the worker that does.
+#[test]
+fn tokens_answered_at_the_coordinator_reach_children_waiting_on_a_worker() {
+    let s = Setup::new(std::iter::empty(), json!({}), 1);
+    let nats = Nats::start(&s.path("nats"));
+    let server = common::serve(
+        s.dir.path(),
+        &["--nats", &nats.url(), "--config", "shoal.toml"],
+    );
+    let addr = server.addr.clone();
+    let _w = Worker::start(
+        worker_command(&s, &[], &nats.url(), "shoal.toml", 8)
+            .env("AWS_ENDPOINT_URL_SFN", format!("http://{addr}"))
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1"),
+    );
+    wait_for_workers(&nats, 1);
+    let role = "arn:aws:iam::123456789012:role/r";
+    let inbox = call(
+        &addr,
+        "CreateStateMachine",
+        &json!({"name": "inbox", "roleArn": role, "definition": json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}).to_string()}),
+    )["stateMachineArn"]
+        .clone();
+    let def = json!({"StartAt": "Map", "States": {"Map": {
+        "Type": "Map", "ItemsPath": "$.items", "End": true,
+        "ItemProcessor": {
+            "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+            "StartAt": "Ask", "States": {"Ask": {
+                "Type": "Task", "Resource": "arn:aws:states:::states:startExecution.waitForTaskToken",
+                "Parameters": {"StateMachineArn": inbox, "Input": {"token.$": "$$.Task.Token", "n.$": "$"}},
+                "TimeoutSeconds": 60, "End": true}}
+        }
+    }}});
+    let sm = call(
+        &addr,
+        "CreateStateMachine",
+        &json!({"name": "asks", "definition": def.to_string(), "roleArn": role}),
+    );
+    let e = call(
+        &addr,
+        "StartExecution",
+        &json!({"stateMachineArn": sm["stateMachineArn"], "input": json!({"items": [0, 1, 2, 3, 4]}).to_string()}),
+    );
+    let start = Instant::now();
+    let asked = loop {
+        let l = call(&addr, "ListExecutions", &json!({"stateMachineArn": inbox}));
+        let list = l["executions"].as_array().unwrap().clone();
+        if list.len() == 5 {
+            break list;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{l}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for x in &asked {
+        let d = call(
+            &addr,
+            "DescribeExecution",
+            &json!({"executionArn": x["executionArn"]}),
+        );
+        let input: Value = serde_json::from_str(d["input"].as_str().unwrap()).unwrap();
+        let n = input["n"].as_u64().unwrap();
+        call(
+            &addr,
+            "SendTaskSuccess",
+            &json!({"taskToken": input["token"], "output": json!({"n": n * 10}).to_string()}),
+        );
+    }
+    let d = loop {
+        let d = call(
+            &addr,
+            "DescribeExecution",
+            &json!({"executionArn": e["executionArn"]}),
+        );
+        if d["status"] != "RUNNING" {
+            break d;
+        }
+        assert!(start.elapsed() < Duration::from_secs(90), "{d}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(d["status"], "SUCCEEDED", "{d}");
+    let out: Value = serde_json::from_str(d["output"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        out,
+        json!([{"n": 0}, {"n": 10}, {"n": 20}, {"n": 30}, {"n": 40}])
+    );
+    std::thread::sleep(Duration::from_millis(1_500));
+    let listed = call(&addr, "ListWorkers", &json!({}));
+    assert_eq!(
+        listed["workers"][0]["done"], 5,
+        "the children ran on the worker: {listed}"
+    );
+}

@@ -413,6 +413,17 @@ impl Execution {
                     }
                 }
             }
+            Event::ActivityStarted { id, worker_name } => {
+                self.waiting_task(id)?;
+                self.record("ActivityStarted", |_| json!({"workerName": worker_name}));
+            }
+            Event::TaskSubmitted { id, output } => {
+                let resource = self.waiting_task(id)?;
+                self.record("TaskSubmitted", |_| {
+                    let (kind, name) = resource_parts(&resource);
+                    json!({"resourceType": kind, "resource": name, "output": compact(&output)})
+                });
+            }
             Event::TaskSucceeded { id, output } => {
                 let fid = self.take_waiting(id)?;
                 let r = self.task_result(fid, output);
@@ -447,6 +458,19 @@ impl Execution {
         }
         self.run();
         Ok(std::mem::take(&mut self.effects))
+    }
+
+    /// The resource of the Task that waits on `id`, for an event that leaves it waiting.
+    fn waiting_task(&self, id: EffectId) -> crate::Result<Arc<shoal_asl::Resource>> {
+        let fid = *self
+            .waiting
+            .get(&id)
+            .ok_or(crate::Error::UnknownEffect(id))?;
+        let f = &self.frames[fid];
+        match f.graph.states.get(&f.current).map(|s| &s.kind) {
+            Some(Kind::Task { resource, .. }) => Ok(resource.clone()),
+            _ => Err(crate::Error::UnknownEffect(id)),
+        }
     }
 
     fn take_waiting(&mut self, id: EffectId) -> crate::Result<FrameId> {
@@ -1752,8 +1776,9 @@ impl Execution {
         heartbeat: Option<f64>,
     ) {
         let mut d = Map::new();
-        match TaskEvents::of(resource) {
-            TaskEvents::Lambda => {
+        let events = TaskEvents::of(resource);
+        match &events {
+            TaskEvents::Lambda | TaskEvents::Activity => {
                 d.insert("resource".into(), json!(resource.to_string()));
                 d.insert("input".into(), json!(compact(input)));
             }
@@ -1774,9 +1799,10 @@ impl Execution {
         if let Some(h) = heartbeat {
             d.insert("heartbeatInSeconds".into(), json!(h as u64));
         }
-        let events = TaskEvents::of(resource);
         self.record(events.name(Phase::Scheduled), |_| Value::Object(d));
-        self.record(events.name(Phase::Started), |_| events.resource_details());
+        if !matches!(events, TaskEvents::Activity) {
+            self.record(events.name(Phase::Started), |_| events.resource_details());
+        }
     }
 
     /// TaskFailed or TaskTimedOut (LambdaFunction* for a function ARN) for the Task the
@@ -2079,6 +2105,17 @@ fn plain(v: &Value) -> String {
     }
 }
 
+/// AWS's `resourceType` and `resource` of a task event: `lambda` and `invoke` for
+/// `arn:aws:states:::lambda:invoke`, `aws-sdk:s3` and `listBuckets` for an SDK call.
+fn resource_parts(resource: &shoal_asl::Resource) -> (String, String) {
+    let arn = resource.to_string();
+    let rest = arn.splitn(6, ':').nth(5).unwrap_or(&arn).to_string();
+    match rest.rsplit_once(':') {
+        Some((t, r)) => (t.to_string(), r.to_string()),
+        None => (rest.clone(), rest),
+    }
+}
+
 /// Whether a Task's resource waits for SendTaskSuccess/Failure: `.waitForTaskToken`
 /// and activities.
 fn waits_for_token(resource: &shoal_asl::Resource) -> bool {
@@ -2111,7 +2148,12 @@ enum Phase {
 /// directly, else Task* naming the integration as `resourceType` and `resource`.
 enum TaskEvents {
     Lambda,
-    Task { kind: String, name: String },
+    /// Activity*: ActivityStarted comes when a worker takes the task.
+    Activity,
+    Task {
+        kind: String,
+        name: String,
+    },
 }
 
 impl TaskEvents {
@@ -2123,7 +2165,7 @@ impl TaskEvents {
                 ("lambda".into(), format!("invoke{}", pattern.suffix()))
             }
             R::Http { .. } => ("http".into(), "invoke".into()),
-            R::Activity { arn } => ("activity".into(), arn.clone()),
+            R::Activity { .. } => return TaskEvents::Activity,
             R::AwsSdk {
                 service,
                 action,
@@ -2144,6 +2186,15 @@ impl TaskEvents {
     }
 
     fn name(&self, phase: Phase) -> &'static str {
+        if let TaskEvents::Activity = self {
+            return match phase {
+                Phase::Scheduled => "ActivityScheduled",
+                Phase::Started => "ActivityStarted",
+                Phase::Succeeded => "ActivitySucceeded",
+                Phase::Failed => "ActivityFailed",
+                Phase::TimedOut => "ActivityTimedOut",
+            };
+        }
         let lambda = matches!(self, TaskEvents::Lambda);
         match (lambda, phase) {
             (true, Phase::Scheduled) => "LambdaFunctionScheduled",
@@ -2162,7 +2213,7 @@ impl TaskEvents {
     /// `resourceType` and `resource` (Task* events; LambdaFunction* events name neither).
     fn resource_details(&self) -> Value {
         match self {
-            TaskEvents::Lambda => json!({}),
+            TaskEvents::Lambda | TaskEvents::Activity => json!({}),
             TaskEvents::Task { kind, name } => json!({"resourceType": kind, "resource": name}),
         }
     }

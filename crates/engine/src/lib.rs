@@ -60,6 +60,18 @@ pub enum Event {
     TimerFired {
         id: EffectId,
     },
+    /// An activity worker took the task (GetActivityTask). The task goes on waiting;
+    /// only the history changes.
+    ActivityStarted {
+        id: EffectId,
+        worker_name: String,
+    },
+    /// A callback task's call returned (`output` is its response); the task now waits
+    /// for its token. Only the history changes.
+    TaskSubmitted {
+        id: EffectId,
+        output: Value,
+    },
     /// The map run ended: the Map state's result (before ResultSelector), or its failure.
     MapRunFinished {
         id: EffectId,

@@ -20,6 +20,7 @@ struct Run {
 
 /// The coordinator's side: hands a map run's children to the fleet.
 pub struct Fleet {
+    client: async_nats::Client,
     js: Context,
     setup: Setup,
     options: FleetOptions,
@@ -39,6 +40,26 @@ impl Drop for Fleet {
 }
 
 impl Fleet {
+    /// A callback answer for a token this process does not hold: the worker whose child
+    /// waits on it takes it. `TaskDoesNotExist` when no worker replies within a second.
+    pub async fn forward_callback(
+        &self,
+        answer: &crate::CallbackAnswer,
+    ) -> Result<(), shoal_runtime::callbacks::CallbackError> {
+        use shoal_runtime::callbacks::CallbackError;
+        let body = serde_json::to_vec(answer).unwrap_or_default();
+        let asked = self
+            .client
+            .request(crate::wire::CALLBACKS, Bytes::from(body));
+        match tokio::time::timeout(Duration::from_secs(1), asked).await {
+            Ok(Ok(m)) if &m.payload[..] == crate::wire::HELD => Ok(()),
+            Ok(Ok(m)) if &m.payload[..] == crate::wire::TIMED_OUT => {
+                Err(CallbackError::TaskTimedOut(answer.token().to_string()))
+            }
+            _ => Err(CallbackError::TaskDoesNotExist),
+        }
+    }
+
     pub async fn connect(
         nats: &NatsOptions,
         options: FleetOptions,
@@ -75,6 +96,7 @@ impl Fleet {
             .unwrap_or(0)
             ^ u64::from(std::process::id()).rotate_left(32);
         Ok(Arc::new(Fleet {
+            client,
             js,
             setup,
             options,

@@ -188,7 +188,7 @@ mod worker;
 
 pub use coordinator::Fleet;
 pub use route::required_functions;
-pub use wire::WorkerInfo;
+pub use wire::{CallbackAnswer, WorkerInfo};
 pub use worker::{serve_worker, WorkerOptions};
 
 async fn list_workers(bucket: &kv::Store) -> Result<Vec<WorkerInfo>, FleetError> {

@@ -92,3 +92,59 @@ pub struct WorkerInfo {
     pub started_ms: i64,
     pub heartbeat_ms: i64,
 }
+
+/// SendTaskSuccess, SendTaskFailure or SendTaskHeartbeat for a token this process does
+/// not hold, asked of every worker on [`CALLBACKS`]; the one that holds it replies.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum CallbackAnswer {
+    Success {
+        token: String,
+        output: Value,
+    },
+    Failure {
+        token: String,
+        error: String,
+        cause: Option<String>,
+    },
+    Heartbeat {
+        token: String,
+    },
+}
+
+/// The subject callback answers travel on (core NATS request/reply, not JetStream: an
+/// answer no worker holds is refused at once, not kept).
+pub(crate) const CALLBACKS: &str = "shoal.callback";
+
+/// A worker's reply: it held the token and the answer reached its task, or the task
+/// had timed out.
+pub(crate) const HELD: &[u8] = b"ok";
+pub(crate) const TIMED_OUT: &[u8] = b"TaskTimedOut";
+
+impl CallbackAnswer {
+    pub fn token(&self) -> &str {
+        match self {
+            CallbackAnswer::Success { token, .. }
+            | CallbackAnswer::Failure { token, .. }
+            | CallbackAnswer::Heartbeat { token } => token,
+        }
+    }
+
+    /// Applies it to this process's waiting tasks.
+    pub fn apply(
+        self,
+        callbacks: &shoal_runtime::callbacks::Callbacks,
+    ) -> Result<(), shoal_runtime::callbacks::CallbackError> {
+        use shoal_runtime::callbacks::Answer;
+        match self {
+            CallbackAnswer::Success { token, output } => {
+                callbacks.answer(&token, Answer::Success(output))
+            }
+            CallbackAnswer::Failure {
+                token,
+                error,
+                cause,
+            } => callbacks.answer(&token, Answer::Failure(Failure { error, cause })),
+            CallbackAnswer::Heartbeat { token } => callbacks.heartbeat(&token),
+        }
+    }
+}

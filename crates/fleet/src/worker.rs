@@ -52,6 +52,32 @@ pub async fn serve_worker(
         options.concurrency,
         mine.iter().cloned().collect::<Vec<_>>().join(", ")
     );
+    // Answers for tokens this worker's children wait on, sent to any `shoal serve`.
+    {
+        let mut answers = client
+            .subscribe(crate::wire::CALLBACKS)
+            .await
+            .map_err(|e| js_err("subscribe to callbacks")(&e))?;
+        let (client, rt) = (client.clone(), state.rt.clone());
+        tokio::spawn(async move {
+            use shoal_runtime::callbacks::CallbackError;
+            while let Some(m) = answers.next().await {
+                let (Some(reply), Ok(a)) = (
+                    m.reply,
+                    serde_json::from_slice::<crate::CallbackAnswer>(&m.payload),
+                ) else {
+                    continue;
+                };
+                // Silence for a token held elsewhere: its holder replies.
+                let said = match a.apply(rt.callbacks()) {
+                    Ok(()) => crate::wire::HELD,
+                    Err(CallbackError::TaskTimedOut(_)) => crate::wire::TIMED_OUT,
+                    Err(_) => continue,
+                };
+                let _ = client.publish(reply, Bytes::from_static(said)).await;
+            }
+        });
+    }
     let started_ms = chrono::Utc::now().timestamp_millis();
     {
         let state = state.clone();

@@ -46,6 +46,24 @@ impl CallbackError {
 struct Waiter {
     answer: oneshot::Sender<Answer>,
     beat: Arc<Notify>,
+    about: Option<About>,
+}
+
+/// What a waiting task is, for whoever lists them (the dashboard).
+#[derive(Debug, Clone, PartialEq)]
+pub struct About {
+    pub state: String,
+    /// The activity whose worker the task waits for; none for `.waitForTaskToken`.
+    pub activity: Option<String>,
+    pub since_ms: i64,
+}
+
+/// A task waiting for its token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waiting {
+    pub token: String,
+    pub execution_arn: String,
+    pub about: About,
 }
 
 /// Tokens that timed out are remembered this long (in count), for `TaskTimedOut`.
@@ -99,6 +117,11 @@ impl Callbacks {
     /// Starts waiting on `token`; a second registration of the same token (a replay)
     /// replaces the first.
     pub fn register(&self, token: &str) -> Registration {
+        self.register_as(token, None)
+    }
+
+    /// [`Callbacks::register`], saying what the task is.
+    pub fn register_as(&self, token: &str, about: Option<About>) -> Registration {
         let (tx, rx) = oneshot::channel();
         let beat = Arc::new(Notify::new());
         self.lock().waiting.insert(
@@ -106,6 +129,7 @@ impl Callbacks {
             Waiter {
                 answer: tx,
                 beat: beat.clone(),
+                about,
             },
         );
         Registration { answer: rx, beat }
@@ -166,7 +190,34 @@ impl Callbacks {
     }
 }
 
+impl Callbacks {
+    /// The waiting tasks that said what they are, oldest first.
+    pub fn waiting_tasks(&self) -> Vec<Waiting> {
+        let inner = self.lock();
+        let mut all: Vec<Waiting> = inner
+            .waiting
+            .iter()
+            .filter(|(_, w)| !w.answer.is_closed())
+            .filter_map(|(token, w)| {
+                Some(Waiting {
+                    token: token.clone(),
+                    execution_arn: TaskToken::decode(token)?.execution_arn,
+                    about: w.about.clone()?,
+                })
+            })
+            .collect();
+        all.sort_by(|a, b| (a.about.since_ms, &a.token).cmp(&(b.about.since_ms, &b.token)));
+        all
+    }
+}
+
 impl Registration {
+    /// The answer, if one comes (before any timeout runs); `None` if the registration
+    /// was replaced.
+    pub async fn answered(&mut self) -> Option<Answer> {
+        (&mut self.answer).await.ok()
+    }
+
     /// Waits for the answer, at most `timeout` in all and `heartbeat` between beats.
     pub async fn wait(
         mut self,

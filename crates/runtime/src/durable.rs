@@ -49,6 +49,12 @@ pub fn encode_event(e: &Event) -> String {
             json!({"t": "TaskFailed", "id": id, "error": failure.error, "cause": failure.cause})
         }
         Event::TimerFired { id } => json!({"t": "TimerFired", "id": id}),
+        Event::ActivityStarted { id, worker_name } => {
+            json!({"t": "ActivityStarted", "id": id, "worker": worker_name})
+        }
+        Event::TaskSubmitted { id, output } => {
+            json!({"t": "TaskSubmitted", "id": id, "output": output})
+        }
         Event::MapRunFinished { id, result } => match result {
             Ok(v) => json!({"t": "MapRunFinished", "id": id, "output": v}),
             Err(f) => json!({"t": "MapRunFinished", "id": id, "error": f.error, "cause": f.cause}),
@@ -100,6 +106,18 @@ pub fn decode_event(text: &str) -> Result<Event, String> {
             failure: failure(&v)?,
         },
         "TimerFired" => Event::TimerFired { id },
+        "ActivityStarted" => Event::ActivityStarted {
+            id,
+            worker_name: v
+                .get("worker")
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("a {kind} event without its worker"))?
+                .to_string(),
+        },
+        "TaskSubmitted" => Event::TaskSubmitted {
+            id,
+            output: output(&mut v)?,
+        },
         "MapRunFinished" if v.get("error").is_some() => Event::MapRunFinished {
             id,
             result: Err(failure(&v)?),
@@ -114,7 +132,7 @@ pub fn decode_event(text: &str) -> Result<Event, String> {
 
 fn answers(e: &Event) -> Option<EffectId> {
     match e {
-        Event::Start => None,
+        Event::Start | Event::ActivityStarted { .. } | Event::TaskSubmitted { .. } => None,
         Event::TaskSucceeded { id, .. }
         | Event::TaskFailed { id, .. }
         | Event::TimerFired { id }
@@ -134,6 +152,9 @@ fn effect_id(e: &Effect) -> Option<EffectId> {
 /// Where a replay left an execution: the effects still open, or its end.
 pub struct Replayed {
     pub open: Vec<Effect>,
+    /// Open effects whose call was already made (a worker took the activity task, or
+    /// the callback call returned): after a restart they only wait for their token.
+    pub submitted: std::collections::HashSet<EffectId>,
     pub outcome: Option<Outcome>,
     pub next_seq: u64,
 }
@@ -147,6 +168,7 @@ pub fn replay(
     let mut open = std::collections::BTreeMap::new();
     let mut outcome = None;
     let mut next_seq = 0;
+    let mut submitted = std::collections::HashSet::new();
     for e in entries {
         let bad = |message: String| Error::Journal {
             arn: arn.to_string(),
@@ -156,6 +178,9 @@ pub fn replay(
         let event = decode_event(&e.event).map_err(bad)?;
         if let Some(id) = answers(&event) {
             open.remove(&id);
+        }
+        if let Event::ActivityStarted { id, .. } | Event::TaskSubmitted { id, .. } = &event {
+            submitted.insert(*id);
         }
         let effects = exec
             .handle(event, e.at_ms)
@@ -171,8 +196,10 @@ pub fn replay(
         }
         next_seq = e.seq + 1;
     }
+    submitted.retain(|id| open.contains_key(id));
     Ok(Replayed {
         open: open.into_values().collect(),
+        submitted,
         outcome,
         next_seq,
     })

@@ -9,6 +9,7 @@
 //! With a state store ([`Options::db`]) a top-level execution is journaled and its map
 //! runs checkpoint, so [`Runtime::resume`] can finish it after a crash.
 
+pub mod activities;
 pub mod callbacks;
 mod durable;
 mod maprun;
@@ -90,6 +91,42 @@ pub struct Runtime {
     db: Option<Arc<dyn Store>>,
     fleet: Option<Arc<dyn Remote>>,
     callbacks: Arc<callbacks::Callbacks>,
+    activities: Arc<activities::Activities>,
+}
+
+/// A Task's call in flight: it ends with its event, or first reports progress (an
+/// activity worker took it, a callback call returned) and goes on.
+type Call = BoxFuture<'static, Called>;
+
+enum Called {
+    Done(Event),
+    Then(Event, Call),
+}
+
+/// The second half of a callback task: waiting for its token until `deadline`, and
+/// at most `heartbeat` between heartbeats.
+fn await_token(
+    callbacks: Arc<callbacks::Callbacks>,
+    registration: callbacks::Registration,
+    token: String,
+    id: shoal_engine::EffectId,
+    deadline: Option<Instant>,
+    heartbeat: Option<std::time::Duration>,
+) -> Call {
+    Box::pin(async move {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        Called::Done(match registration.wait(left, heartbeat).await {
+            Ok(callbacks::Answer::Success(output)) => Event::TaskSucceeded { id, output },
+            Ok(callbacks::Answer::Failure(failure)) => Event::TaskFailed { id, failure },
+            Err(expired) => {
+                callbacks.forget(&token, true);
+                Event::TaskFailed {
+                    id,
+                    failure: expired.failure(),
+                }
+            }
+        })
+    })
 }
 
 /// What an execution runs with beyond its definition: mocked Task responses, and
@@ -140,6 +177,7 @@ impl Runtime {
             db: options.db,
             fleet: options.fleet,
             callbacks: Arc::default(),
+            activities: Arc::default(),
         })
     }
 
@@ -205,6 +243,11 @@ impl Runtime {
     /// The tasks of this process waiting for SendTaskSuccess/Failure/Heartbeat.
     pub fn callbacks(&self) -> &Arc<callbacks::Callbacks> {
         &self.callbacks
+    }
+
+    /// The activity tasks of this process waiting for a worker (GetActivityTask).
+    pub fn activities(&self) -> &Arc<activities::Activities> {
+        &self.activities
     }
 
     /// Milliseconds since the epoch on this runtime's clock.
@@ -370,7 +413,7 @@ impl Runtime {
         self.drive_from(
             &mut exec,
             VecDeque::from([Event::Start]),
-            Vec::new(),
+            (Vec::new(), Default::default()),
             Some(journal),
             &scope,
         )
@@ -530,8 +573,14 @@ impl Runtime {
         } else {
             VecDeque::new()
         };
-        self.drive_from(&mut exec, queue, replayed.open, Some(journal), &scope)
-            .await
+        self.drive_from(
+            &mut exec,
+            queue,
+            (replayed.open, replayed.submitted),
+            Some(journal),
+            &scope,
+        )
+        .await
     }
 
     /// Feeds `exec` its events until it completes.
@@ -544,7 +593,7 @@ impl Runtime {
         self.drive_from(
             exec,
             VecDeque::from([Event::Start]),
-            Vec::new(),
+            (Vec::new(), Default::default()),
             None,
             scope,
         )
@@ -552,12 +601,16 @@ impl Runtime {
         .unwrap_or_else(|e| Outcome::Failed(Failure::runtime(e.to_string())))
     }
 
-    /// The event loop: `queue` holds events to apply, `open` effects to carry out first.
+    /// The event loop: `queue` holds events to apply, `open` effects to carry out first
+    /// (those of them already submitted only wait for their token).
     async fn drive_from(
         self: &Arc<Self>,
         exec: &mut Execution,
         mut queue: VecDeque<Event>,
-        open: Vec<Effect>,
+        (open, mut submitted): (
+            Vec<Effect>,
+            std::collections::HashSet<shoal_engine::EffectId>,
+        ),
         mut journal: Option<Journal>,
         scope: &Scope,
     ) -> Result<Outcome, Error> {
@@ -574,7 +627,7 @@ impl Runtime {
         // Function calls run inside this task, not in tasks of their own: a spawned task
         // and a channel per call made each waiting Distributed Map child hold KBs more
         // (a 100,000-item map peaked at 235 MB, now 140 MB).
-        let mut calls: FuturesUnordered<BoxFuture<'static, Event>> = FuturesUnordered::new();
+        let mut calls: FuturesUnordered<Call> = FuturesUnordered::new();
         loop {
             for effect in effects.drain(..) {
                 // A mocked Task answers at once, in order: no call, no wait.
@@ -603,13 +656,15 @@ impl Runtime {
                     Effect::Timer { id, fire_at_ms } => timers.push(Reverse((fire_at_ms, id))),
                     Effect::Invoke {
                         id,
+                        state,
                         resource,
                         input,
                         timeout_seconds,
                         heartbeat_seconds,
                         task_token: Some(token),
-                        ..
-                    } if self.can_call(&resource) => {
+                    } if self.can_call(&resource)
+                        || matches!(*resource, shoal_asl::Resource::Activity { .. }) =>
+                    {
                         let callbacks = self.callbacks.clone();
                         let request_id = shoal_expr::uuid_v4(&self.entropy());
                         let secs = |s: Option<f64>| {
@@ -617,33 +672,101 @@ impl Runtime {
                                 .and_then(|t| std::time::Duration::try_from_secs_f64(t).ok())
                         };
                         let (timeout, heartbeat) = (secs(timeout_seconds), secs(heartbeat_seconds));
+                        let deadline = timeout.map(|t| Instant::now() + t);
                         // Registered before the call, so an answer that comes back
                         // before the call returns is not lost.
-                        let registration = callbacks.register(&token);
+                        let registration = callbacks.register_as(
+                            &token,
+                            Some(callbacks::About {
+                                state: state.clone(),
+                                activity: match &*resource {
+                                    shoal_asl::Resource::Activity { arn } => Some(arn.clone()),
+                                    _ => None,
+                                },
+                                since_ms: self.now_ms(),
+                            }),
+                        );
+                        if submitted.remove(&id) {
+                            calls.push(await_token(
+                                callbacks,
+                                registration,
+                                token,
+                                id,
+                                deadline,
+                                heartbeat,
+                            ));
+                            continue;
+                        }
                         let rt = self.clone();
                         calls.push(Box::pin(async move {
-                            let started = Instant::now();
-                            if let Err(failure) =
-                                rt.call(resource, input, timeout, request_id).await
-                            {
-                                callbacks.forget(&token, false);
-                                return Event::TaskFailed { id, failure };
-                            }
-                            let left = timeout.map(|t| t.saturating_sub(started.elapsed()));
-                            match registration.wait(left, heartbeat).await {
-                                Ok(callbacks::Answer::Success(output)) => {
-                                    Event::TaskSucceeded { id, output }
-                                }
-                                Ok(callbacks::Answer::Failure(failure)) => {
-                                    Event::TaskFailed { id, failure }
-                                }
-                                Err(expired) => {
-                                    callbacks.forget(&token, true);
-                                    Event::TaskFailed {
+                            let then = |event, callbacks, registration, token| {
+                                Called::Then(
+                                    event,
+                                    await_token(
+                                        callbacks,
+                                        registration,
+                                        token,
                                         id,
-                                        failure: expired.failure(),
+                                        deadline,
+                                        heartbeat,
+                                    ),
+                                )
+                            };
+                            if let shoal_asl::Resource::Activity { arn } = &*resource {
+                                let task = activities::ActivityTask {
+                                    token: token.clone(),
+                                    input: shoal_expr::compact(&input),
+                                };
+                                let started = rt.activities.schedule(arn, task);
+                                let mut registration = registration;
+                                // Until a worker takes it only TimeoutSeconds runs; a
+                                // deleted activity leaves the task waiting for it. The
+                                // dashboard may answer a task no worker has taken.
+                                let expired = async {
+                                    match deadline {
+                                        Some(d) => tokio::time::sleep_until(d).await,
+                                        None => std::future::pending().await,
+                                    }
+                                };
+                                tokio::select! {
+                                    Ok(worker_name) = started => {
+                                        return then(
+                                            Event::ActivityStarted { id, worker_name },
+                                            callbacks,
+                                            registration,
+                                            token,
+                                        );
+                                    }
+                                    Some(answer) = registration.answered() => {
+                                        return Called::Done(match answer {
+                                            callbacks::Answer::Success(output) => {
+                                                Event::TaskSucceeded { id, output }
+                                            }
+                                            callbacks::Answer::Failure(failure) => {
+                                                Event::TaskFailed { id, failure }
+                                            }
+                                        });
+                                    }
+                                    _ = expired => {
+                                        callbacks.forget(&token, true);
+                                        return Called::Done(Event::TaskFailed {
+                                            id,
+                                            failure: callbacks::Expired::Timeout.failure(),
+                                        });
                                     }
                                 }
+                            }
+                            match rt.call(resource, input, timeout, request_id).await {
+                                Err(failure) => {
+                                    callbacks.forget(&token, false);
+                                    Called::Done(Event::TaskFailed { id, failure })
+                                }
+                                Ok(output) => then(
+                                    Event::TaskSubmitted { id, output },
+                                    callbacks,
+                                    registration,
+                                    token,
+                                ),
                             }
                         }));
                     }
@@ -662,10 +785,12 @@ impl Runtime {
                             .filter(|t| *t > 0.0)
                             .and_then(|t| std::time::Duration::try_from_secs_f64(t).ok());
                         calls.push(Box::pin(async move {
-                            match rt.call(resource, input, timeout, request_id).await {
-                                Ok(output) => Event::TaskSucceeded { id, output },
-                                Err(failure) => Event::TaskFailed { id, failure },
-                            }
+                            Called::Done(
+                                match rt.call(resource, input, timeout, request_id).await {
+                                    Ok(output) => Event::TaskSucceeded { id, output },
+                                    Err(failure) => Event::TaskFailed { id, failure },
+                                },
+                            )
                         }));
                     }
                     Effect::Invoke { id, resource, .. } => queue.push_back(Event::TaskFailed {
@@ -715,7 +840,13 @@ impl Runtime {
                     }
                     let rx = channel.as_mut().map(|c| &mut c.1);
                     tokio::select! {
-                        Some(e) = calls.next(), if !calls.is_empty() => e,
+                        Some(c) = calls.next(), if !calls.is_empty() => match c {
+                            Called::Done(e) => e,
+                            Called::Then(e, next) => {
+                                calls.push(next);
+                                e
+                            }
+                        },
                         Some(e) = async { rx?.recv().await }, if outstanding > 0 => {
                             outstanding -= 1;
                             e

@@ -156,7 +156,7 @@ pub fn check_name(name: &str) -> R<()> {
     Ok(())
 }
 
-fn check_arn<'a>(arn: &'a str, kind: &str) -> R<&'a str> {
+pub(crate) fn check_arn<'a>(arn: &'a str, kind: &str) -> R<&'a str> {
     let parts: Vec<&str> = arn.split(':').collect();
     if parts.len() < 7 || parts[0] != "arn" || parts[2] != "states" || parts[5] != kind {
         return Err(ApiError::new("InvalidArn", format!("Invalid Arn: '{arn}'")));
@@ -398,9 +398,15 @@ impl Server {
             "TestState" => self.test_state(p).await,
             "ListMapRunFailures" => self.list_failures(p),
             "ListWorkers" => self.list_workers().await,
-            "SendTaskSuccess" => self.send_task_success(p),
-            "SendTaskFailure" => self.send_task_failure(p),
-            "SendTaskHeartbeat" => self.send_task_heartbeat(p),
+            "SendTaskSuccess" => self.send_task_success(p).await,
+            "SendTaskFailure" => self.send_task_failure(p).await,
+            "SendTaskHeartbeat" => self.send_task_heartbeat(p).await,
+            "ListWaitingTasks" => self.list_waiting_tasks(p),
+            "CreateActivity" => self.create_activity(p),
+            "DescribeActivity" => self.describe_activity(p),
+            "DeleteActivity" => self.delete_activity(p),
+            "ListActivities" => self.list_activities(p),
+            "GetActivityTask" => self.get_activity_task(p).await,
             _ => Err(ApiError::new(
                 "UnknownOperationException",
                 format!("unknown operation {op}"),

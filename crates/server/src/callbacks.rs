@@ -4,8 +4,7 @@
 use crate::api::{opt_str, req_str, validation, R};
 use crate::{ApiError, Server};
 use serde_json::{json, Value};
-use shoal_expr::Failure;
-use shoal_runtime::callbacks::{Answer, CallbackError};
+use shoal_runtime::callbacks::CallbackError;
 
 /// AWS's limits on a token, an error and a cause.
 const MAX_TOKEN: usize = 2048;
@@ -30,7 +29,19 @@ fn token(p: &Value) -> R<&str> {
 }
 
 impl Server {
-    pub(crate) fn send_task_success(&self, p: &Value) -> R {
+    /// Answers a local task, or, in fleet mode, the worker's that holds the token.
+    async fn deliver(&self, a: shoal_fleet::CallbackAnswer) -> R {
+        let local = a.clone().apply(self.runtime.callbacks());
+        match (local, &self.fleet) {
+            (Err(CallbackError::TaskDoesNotExist), Some(fleet)) => {
+                fleet.forward_callback(&a).await?
+            }
+            (r, _) => r?,
+        }
+        Ok(json!({}))
+    }
+
+    pub(crate) async fn send_task_success(&self, p: &Value) -> R {
         let t = token(p)?;
         let text = req_str(p, "output")?;
         if text.len() > shoal_asl::identity::PAYLOAD_LIMIT {
@@ -41,13 +52,14 @@ impl Server {
         }
         let output: Value = serde_json::from_str(text)
             .map_err(|e| ApiError::new("InvalidOutput", format!("Invalid Output: '{e}'")))?;
-        self.runtime
-            .callbacks()
-            .answer(t, Answer::Success(output))?;
-        Ok(json!({}))
+        self.deliver(shoal_fleet::CallbackAnswer::Success {
+            token: t.to_string(),
+            output,
+        })
+        .await
     }
 
-    pub(crate) fn send_task_failure(&self, p: &Value) -> R {
+    pub(crate) async fn send_task_failure(&self, p: &Value) -> R {
         let t = token(p)?;
         let error = opt_str(p, "error")?;
         let cause = opt_str(p, "cause")?;
@@ -63,18 +75,51 @@ impl Server {
                 "Member must have length less than or equal to 32768",
             ));
         }
-        let failure = Failure {
+        self.deliver(shoal_fleet::CallbackAnswer::Failure {
+            token: t.to_string(),
             error: error.unwrap_or_default().to_string(),
             cause: cause.map(str::to_string),
-        };
-        self.runtime
-            .callbacks()
-            .answer(t, Answer::Failure(failure))?;
-        Ok(json!({}))
+        })
+        .await
     }
 
-    pub(crate) fn send_task_heartbeat(&self, p: &Value) -> R {
-        self.runtime.callbacks().heartbeat(token(p)?)?;
-        Ok(json!({}))
+    /// `Shoal.ListWaitingTasks`: the tasks waiting for a token or for an activity
+    /// worker, for the dashboard (optionally those of one execution).
+    pub(crate) fn list_waiting_tasks(&self, p: &Value) -> R {
+        let only = opt_str(p, "executionArn")?;
+        let queued: std::collections::HashSet<String> = self
+            .runtime
+            .activities()
+            .scheduled()
+            .into_iter()
+            .map(|s| s.token)
+            .collect();
+        let tasks: Vec<Value> = self
+            .runtime
+            .callbacks()
+            .waiting_tasks()
+            .into_iter()
+            .filter(|w| only.is_none_or(|a| a == w.execution_arn))
+            .map(|w| {
+                let mut v = json!({
+                    "executionArn": w.execution_arn, "stateName": w.about.state,
+                    "taskToken": w.token, "since": crate::api::secs(w.about.since_ms),
+                    "kind": if w.about.activity.is_some() { "ACTIVITY" } else { "CALLBACK" },
+                });
+                if let Some(a) = w.about.activity {
+                    v["activityArn"] = json!(a);
+                    v["workerStarted"] = json!(!queued.contains(&w.token));
+                }
+                v
+            })
+            .collect();
+        Ok(json!({ "tasks": tasks }))
+    }
+
+    pub(crate) async fn send_task_heartbeat(&self, p: &Value) -> R {
+        self.deliver(shoal_fleet::CallbackAnswer::Heartbeat {
+            token: token(p)?.to_string(),
+        })
+        .await
     }
 }

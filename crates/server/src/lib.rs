@@ -6,6 +6,7 @@
 //! when it is wrong; [`Server::handle`] takes bytes and returns bytes, so it is fuzzed
 //! without a socket.
 
+mod activities;
 mod api;
 mod callbacks;
 mod machines;

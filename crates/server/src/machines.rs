@@ -740,6 +740,7 @@ impl Server {
         let parts: Vec<&str> = arn.split(':').collect();
         let exists = match parts.get(5) {
             Some(&"stateMachine") => self.db.state_machine(arn)?.is_some(),
+            Some(&"activity") => self.db.activity(arn)?.is_some(),
             _ => false,
         };
         if !exists {
@@ -791,7 +792,7 @@ impl Server {
 }
 
 /// A request's tag list (`[{"key", "value"}]`), checked as AWS does.
-fn tags_of(p: &Value, field: &str) -> R<Vec<(String, String)>> {
+pub(crate) fn tags_of(p: &Value, field: &str) -> R<Vec<(String, String)>> {
     let list = match p.get(field) {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(a)) => a,

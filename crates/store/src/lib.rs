@@ -150,6 +150,14 @@ pub struct MapRunRecord {
     pub cause: Option<String>,
 }
 
+/// An activity (CreateActivity): its ARN, name and when it was made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivityRecord {
+    pub arn: String,
+    pub name: String,
+    pub created_ms: i64,
+}
+
 /// A child that failed, for redrive and for showing failed items.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChildFailure {
@@ -212,6 +220,13 @@ pub trait Store: Send + Sync {
     /// A resource's tags, by key.
     fn tags(&self, resource: &str) -> Result<Vec<(String, String)>>;
     fn set_execution_origin(&self, execution: &str, origin: &ExecutionOrigin) -> Result<()>;
+    /// Inserts an activity unless its ARN is taken; returns the row that holds the ARN
+    /// (CreateActivity is idempotent on AWS).
+    fn create_activity(&self, a: &ActivityRecord) -> Result<ActivityRecord>;
+    fn activity(&self, arn: &str) -> Result<Option<ActivityRecord>>;
+    /// Every activity, oldest first.
+    fn activities(&self) -> Result<Vec<ActivityRecord>>;
+    fn delete_activity(&self, arn: &str) -> Result<()>;
     fn execution_origin(&self, execution: &str) -> Result<ExecutionOrigin>;
     /// StopExecution: the execution and its running map runs end ABORTED, and the
     /// history says so. False when it was not running.
@@ -423,6 +438,28 @@ mod tests {
             "{:?}",
             s.execution("nope").err().map(|e| e.to_string())
         ));
+        let act = |arn: &str, ms| ActivityRecord {
+            arn: arn.into(),
+            name: arn.into(),
+            created_ms: ms,
+        };
+        seen.push(format!(
+            "{:?}",
+            s.create_activity(&act("arn:b", 5)).unwrap()
+        ));
+        seen.push(format!(
+            "{:?}",
+            s.create_activity(&act("arn:a", 6)).unwrap()
+        ));
+        // A second create answers with the first row.
+        seen.push(format!(
+            "{:?}",
+            s.create_activity(&act("arn:b", 9)).unwrap()
+        ));
+        seen.push(format!("{:?}", s.activities().unwrap()));
+        s.delete_activity("arn:b").unwrap();
+        seen.push(format!("{:?}", s.activity("arn:b").unwrap()));
+        seen.push(format!("{:?}", s.activity("arn:a").unwrap()));
         seen
     }
 

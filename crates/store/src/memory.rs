@@ -12,6 +12,7 @@ struct Rows {
     histories: HashMap<String, BTreeMap<u64, HistoryRow>>,
     state_machines: BTreeMap<String, StateMachineRecord>,
     aliases: BTreeMap<String, AliasRecord>,
+    activities: BTreeMap<String, ActivityRecord>,
     tags: HashMap<String, BTreeMap<String, String>>,
     origins: HashMap<String, ExecutionOrigin>,
     map_runs: BTreeMap<String, MapRunRecord>,
@@ -187,6 +188,30 @@ impl Store for Memory {
 
     fn delete_alias(&self, arn: &str) -> Result<()> {
         self.rows().aliases.remove(arn);
+        Ok(())
+    }
+
+    fn create_activity(&self, a: &ActivityRecord) -> Result<ActivityRecord> {
+        let mut rows = self.rows();
+        Ok(rows
+            .activities
+            .entry(a.arn.clone())
+            .or_insert_with(|| a.clone())
+            .clone())
+    }
+
+    fn activity(&self, arn: &str) -> Result<Option<ActivityRecord>> {
+        Ok(self.rows().activities.get(arn).cloned())
+    }
+
+    fn activities(&self) -> Result<Vec<ActivityRecord>> {
+        let mut all: Vec<_> = self.rows().activities.values().cloned().collect();
+        all.sort_by(|a, b| (a.created_ms, &a.arn).cmp(&(b.created_ms, &b.arn)));
+        Ok(all)
+    }
+
+    fn delete_activity(&self, arn: &str) -> Result<()> {
+        self.rows().activities.remove(arn);
         Ok(())
     }
 

@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 /// The schema this build writes. Each entry of [`MIGRATIONS`] moves one version up.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -103,6 +103,12 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY(resource, key)) WITHOUT ROWID;
     CREATE TABLE execution_origins(
         execution TEXT PRIMARY KEY, version_arn TEXT, alias_arn TEXT) WITHOUT ROWID;",
+    // 3 -> 4: activities (CreateActivity).
+    "CREATE TABLE activities(
+        arn TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    );",
 ];
 
 enum Op {
@@ -216,6 +222,14 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(sqlite(path))?;
     tx.commit().map_err(sqlite(path))
+}
+
+fn activity_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ActivityRecord> {
+    Ok(ActivityRecord {
+        arn: r.get(0)?,
+        name: r.get(1)?,
+        created_ms: r.get(2)?,
+    })
 }
 
 impl Db {
@@ -501,6 +515,45 @@ impl Store for Db {
 
     fn delete_alias(&self, arn: &str) -> Result<()> {
         self.read(|c| c.execute("DELETE FROM aliases WHERE arn = ?1", [arn]))
+            .map(|_| ())
+    }
+
+    fn create_activity(&self, a: &ActivityRecord) -> Result<ActivityRecord> {
+        self.read(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO activities(arn, name, created_ms) VALUES (?1, ?2, ?3)",
+                params![a.arn, a.name, a.created_ms],
+            )?;
+            c.query_row(
+                "SELECT arn, name, created_ms FROM activities WHERE arn = ?1",
+                [&a.arn],
+                activity_row,
+            )
+        })
+    }
+
+    fn activity(&self, arn: &str) -> Result<Option<ActivityRecord>> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT arn, name, created_ms FROM activities WHERE arn = ?1",
+                [arn],
+                activity_row,
+            )
+            .optional()
+        })
+    }
+
+    fn activities(&self) -> Result<Vec<ActivityRecord>> {
+        self.read(|c| {
+            let mut st =
+                c.prepare("SELECT arn, name, created_ms FROM activities ORDER BY created_ms, arn")?;
+            let rows = st.query_map([], activity_row)?;
+            rows.collect()
+        })
+    }
+
+    fn delete_activity(&self, arn: &str) -> Result<()> {
+        self.read(|c| c.execute("DELETE FROM activities WHERE arn = ?1", [arn]))
             .map(|_| ())
     }
 
@@ -1145,6 +1198,42 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    /// A store written by the previous schema opens, keeps its rows, and takes activities.
+    #[test]
+    fn a_version_3_store_migrates_to_4() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shoal.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            let tx = conn.transaction().unwrap();
+            for sql in &MIGRATIONS[..3] {
+                tx.execute_batch(sql).unwrap();
+            }
+            tx.pragma_update(None, "user_version", 3).unwrap();
+            tx.execute(
+                "INSERT INTO state_machines(arn, name, definition, role_arn, type, created_ms)
+                 VALUES ('arn:sm', 'sm', '{}', 'r', 'STANDARD', 1)",
+                [],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let db = Db::open(dir.path()).unwrap();
+        assert!(db.state_machine("arn:sm").unwrap().is_some());
+        let a = ActivityRecord {
+            arn: "arn:act".into(),
+            name: "act".into(),
+            created_ms: 2,
+        };
+        assert_eq!(db.create_activity(&a).unwrap(), a);
+        assert_eq!(db.activities().unwrap(), vec![a]);
+        let v: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 4);
     }
 
     #[test]
