@@ -1,5 +1,7 @@
 //! The `shoal` binary as a user runs it: exit codes, stdout and stderr.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -138,16 +140,9 @@ fn waits_fast_forward_and_yaml_definitions_run() {
 #[test]
 fn fast_forward_keeps_function_timeouts_real() {
     let dir = tempfile::tempdir().unwrap();
-    let testfn = std::path::Path::new(env!("CARGO_BIN_EXE_shoal"))
-        .parent()
-        .unwrap()
-        .join("shoal-testfn");
     std::fs::write(
         dir.path().join("shoal.toml"),
-        format!(
-            "[functions.testfn]\ncommand = [{:?}]\ntimeout_seconds = 30\n",
-            testfn.display().to_string()
-        ),
+        common::testfn_registry("timeout_seconds = 30\n"),
     )
     .unwrap();
     let def = write(

@@ -5,26 +5,9 @@
 
 mod common;
 
-use common::{serve, venv_python};
+use common::{free_port, serve, venv_python, wait_for_port, Kill};
 use std::path::Path;
 use std::process::{Command, Stdio};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Kill(std::process::Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn mock_config_file_test_cases_through_boto3() {
@@ -50,11 +33,7 @@ fn mock_config_file_test_cases_through_boto3() {
             .spawn()
             .expect("moto_server starts"),
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "moto server listens");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_port(port, "moto server").unwrap();
     let moto = format!("http://127.0.0.1:{port}");
     std::fs::write(
         dir.path().join("shoal.toml"),

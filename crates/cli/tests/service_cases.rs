@@ -45,31 +45,10 @@ fn known_failures() -> &'static BTreeMap<String, String> {
 }
 
 /// A child process killed when dropped.
-struct Guard(std::process::Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
-}
+use common::{free_port, Kill as Guard};
 
 fn wait_for(port: u16, what: &str) -> Result<(), Failure> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if std::time::Instant::now() > deadline {
-            return Err(Failure(format!("{what} did not listen on port {port}")));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    Ok(())
+    common::wait_for_port(port, what).map_err(Failure)
 }
 
 /// A case under `needs-server/`: a worker answers the task token through the Step

@@ -3,6 +3,8 @@
 //! (fixed clock and ids, no wall time for Waits); bad suites are refused with the
 //! place of the problem; a state no case mocks calls its real function.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -177,18 +179,7 @@ fn bad_suites_are_refused_naming_the_place() {
 #[test]
 fn unmocked_states_call_their_real_function() {
     let dir = tempfile::tempdir().unwrap();
-    let testfn = Path::new(env!("CARGO_BIN_EXE_shoal"))
-        .parent()
-        .unwrap()
-        .join("shoal-testfn");
-    std::fs::write(
-        dir.path().join("shoal.toml"),
-        format!(
-            "[functions.testfn]\ncommand = [{:?}]\n",
-            testfn.display().to_string()
-        ),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("shoal.toml"), common::testfn_registry("")).unwrap();
     std::fs::write(
         dir.path().join("s.yaml"),
         r#"

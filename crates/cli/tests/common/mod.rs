@@ -359,3 +359,41 @@ pub fn against_known(
         (false, None) => Err(Failure(report())),
     }
 }
+
+/// A child process killed when dropped: a server a test started.
+pub struct Kill(pub Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A port on 127.0.0.1 that nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// Waits up to 30 s for something to listen on `port`.
+pub fn wait_for_port(port: u16, what: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!("{what} did not listen on port {port}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// `shoal.toml` text registering the test function as `testfn`, plus `extra` lines.
+pub fn testfn_registry(extra: &str) -> String {
+    format!(
+        "[functions.testfn]\ncommand = [{:?}]\n{extra}",
+        testfn().display().to_string()
+    )
+}
