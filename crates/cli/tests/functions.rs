@@ -140,6 +140,41 @@ fn lambda_handlers_succeed_fail_time_out_and_crash() {
         let (r, _) = run(dir.path(), &cfg, plain, json!({"y": [1, 2]}));
         assert_eq!(r["output"], json!({"y": [1, 2]}), "{name}: {r}");
 
+        // LogType Tail: LogResult is base64 of the invocation's log, with what it printed.
+        let mut def = task(json!({}));
+        def["States"]["T"]["Parameters"]["LogType"] = json!("Tail");
+        def["States"]["T"]
+            .as_object_mut()
+            .unwrap()
+            .remove("OutputPath");
+        let (r, _) = run(
+            dir.path(),
+            &cfg,
+            def,
+            json!({"print": "hello from the handler"}),
+        );
+        use base64::Engine;
+        let log = base64::engine::general_purpose::STANDARD
+            .decode(r["output"]["LogResult"].as_str().unwrap_or_default())
+            .unwrap();
+        let log = String::from_utf8(log).unwrap();
+        let id = r["output"]["SdkResponseMetadata"]["RequestId"]
+            .as_str()
+            .unwrap();
+        assert!(
+            log.starts_with(&format!("START RequestId: {id} Version: $LATEST\n"))
+                && log.contains("hello from the handler\n")
+                && log.contains(&format!(
+                    "END RequestId: {id}\nREPORT RequestId: {id}\tDuration: "
+                )),
+            "{name}: {log}"
+        );
+        assert_eq!(
+            r["output"]["SdkHttpMetadata"]["HttpHeaders"]["X-Amz-Log-Result"],
+            r["output"]["LogResult"],
+            "{name}"
+        );
+
         // A handler error: Retry sees it by name (two calls), then Catch does.
         let log = dir.path().join("calls.log");
         let def = task(json!({

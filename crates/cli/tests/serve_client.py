@@ -158,6 +158,43 @@ ic = after["itemCounts"]
 check(ic["succeeded"] == ic["total"] == ic["resultsWritten"] == 60 and ic["running"] == 0 and ic["failed"] == 0, f"counters after: {ic}")
 check(error_code(sfn.describe_map_run, mapRunArn=f"{ACCT}:mapRun:dm/Map:nope") == "ResourceNotFound", "missing map run")
 
+# 6b. STANDARD children: ListExecutions by mapRunArn pages through them, DescribeExecution
+# reads one, and UpdateMapRun's tolerance shows in DescribeMapRun at once.
+std_dm = {"StartAt": "Map", "States": {"Map": {
+    "Type": "Map", "MaxConcurrency": 20, "ToleratedFailurePercentage": 50,
+    "ItemReader": {"Resource": "arn:aws:states:::s3:getObject", "ReaderConfig": {"InputType": "JSONL"},
+                   "Parameters": {"Bucket": "in", "Key": "items.jsonl"}},
+    "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}, "StartAt": "W",
+                      "States": {"W": {"Type": "Wait", "Seconds": 1, "Next": "Which"},
+                                 "Which": {"Type": "Choice", "Choices": [{"Variable": "$.id", "NumericGreaterThan": 55, "Next": "Bad"}], "Default": "Ok"},
+                                 "Ok": {"Type": "Pass", "End": True},
+                                 "Bad": {"Type": "Fail", "Error": "Item.Bad", "Cause": "over 55"}}},
+    "End": True}}}
+sd = sfn.start_execution(stateMachineArn=machine("stddm", std_dm), name="s1")["executionArn"]
+end = time.time() + 10
+while not sfn.list_map_runs(executionArn=sd)["mapRuns"] and time.time() < end:
+    time.sleep(0.05)
+mr = sfn.list_map_runs(executionArn=sd)["mapRuns"][0]["mapRunArn"]
+sfn.update_map_run(mapRunArn=mr, toleratedFailurePercentage=40, toleratedFailureCount=7)
+now = sfn.describe_map_run(mapRunArn=mr)
+check(now["toleratedFailurePercentage"] == 40 and now["toleratedFailureCount"] == 7, f"UpdateMapRun's tolerance at once: {now['toleratedFailurePercentage']} {now['toleratedFailureCount']}")
+d = wait(sd)
+check(d["status"] == "SUCCEEDED", f"standard map run: {d['status']} {d.get('cause')}")
+first = sfn.list_executions(mapRunArn=mr, maxResults=40)
+rest = sfn.list_executions(mapRunArn=mr, maxResults=40, nextToken=first["nextToken"])
+kids = first["executions"] + rest["executions"]
+check(len(kids) == 60 and "nextToken" not in rest, f"children listed: {len(kids)}")
+check(all(k["mapRunArn"] == mr and k["itemCount"] == 1 and k["stateMachineArn"].endswith(":stateMachine:stddm/Map") and ":execution:stddm/Map:" in k["executionArn"] for k in kids), f"child items: {kids[0]}")
+check(sorted(k["status"] for k in kids) == ["FAILED"] * 5 + ["SUCCEEDED"] * 55, "child statuses")
+failed = sfn.list_executions(mapRunArn=mr, statusFilter="FAILED")["executions"]
+check(len(failed) == 5, f"statusFilter on children: {len(failed)}")
+c = sfn.describe_execution(executionArn=failed[0]["executionArn"])
+check(c["status"] == "FAILED" and c["error"] == "Item.Bad" and c["cause"] == "over 55" and json.loads(c["input"])["id"] > 55
+      and c["mapRunArn"] == mr and c["redriveStatus"] == "REDRIVABLE_BY_MAP_RUN", f"describe a failed child: {c}")
+ok = [k for k in kids if k["status"] == "SUCCEEDED"][0]
+c = sfn.describe_execution(executionArn=ok["executionArn"])
+check(c["output"] == c["input"] and c["redriveStatus"] == "NOT_REDRIVABLE", f"describe a child: {c}")
+
 # 7. Redrive a failed map run: the function fails while a flag file exists.
 flag = os.path.join(work, "broken")
 open(flag, "w").close()

@@ -36,6 +36,8 @@ struct Invocation {
     payload: Bytes,
     deadline_ms: i64,
     reply: oneshot::Sender<Reply>,
+    /// Where its log lines go, when the caller wants them (`LogType: Tail`).
+    log: Option<Arc<Mutex<LogTail>>>,
 }
 
 #[derive(Default)]
@@ -76,6 +78,37 @@ pub struct Pool {
     holders: Mutex<HashMap<Arc<str>, Arc<Proc>>>,
 }
 
+/// Lambda's `LogType: Tail` returns at most the last 4 KB of the log.
+const TAIL_BYTES: usize = 4096;
+
+/// An invocation's log lines, bounded.
+#[derive(Default)]
+struct LogTail {
+    text: String,
+}
+
+impl LogTail {
+    fn push(&mut self, line: &str) {
+        self.text.push_str(line);
+        self.text.push('\n');
+        if self.text.len() > 2 * TAIL_BYTES {
+            self.text = last_bytes(std::mem::take(&mut self.text), TAIL_BYTES);
+        }
+    }
+}
+
+/// The last `n` bytes of `s` or a little fewer, so as not to split a character.
+fn last_bytes(s: String, n: usize) -> String {
+    if s.len() <= n {
+        return s;
+    }
+    let mut start = s.len() - n;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    s[start..].to_string()
+}
+
 /// What a process's Runtime API server knows about it.
 struct Proc {
     pool: Arc<Pool>,
@@ -83,6 +116,8 @@ struct Proc {
     current: Mutex<HashMap<Arc<str>, Invocation>>,
     /// The request id, for its log lines.
     log_id: Mutex<Arc<str>>,
+    /// The current invocation's log, when its caller wants it.
+    tail: Mutex<Option<Arc<Mutex<LogTail>>>>,
     kill: tokio::sync::Notify,
     /// Invocations it took; one that dies without taking any fails the next in line.
     taken: AtomicUsize,
@@ -154,6 +189,38 @@ impl Pool {
         payload: Bytes,
         task_timeout: Option<Duration>,
     ) -> Reply {
+        self.run_invocation(id, payload, task_timeout, false)
+            .await
+            .0
+    }
+
+    /// [`Pool::invoke`], with the invocation's log as Lambda's `LogType: Tail` returns
+    /// it (before base64): START, what the process wrote, END and REPORT, the last 4 KB.
+    pub async fn invoke_tail(
+        self: &Arc<Self>,
+        id: String,
+        payload: Bytes,
+        task_timeout: Option<Duration>,
+    ) -> (Reply, String) {
+        let started = std::time::Instant::now();
+        let (reply, lines) = self
+            .run_invocation(id.clone(), payload, task_timeout, true)
+            .await;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let log = format!(
+            "START RequestId: {id} Version: $LATEST\n{lines}END RequestId: {id}\nREPORT RequestId: {id}\tDuration: {ms:.2} ms\tBilled Duration: {} ms\tMemory Size: 128 MB\tMax Memory Used: 128 MB\t\n",
+            ms.ceil() as u64
+        );
+        (reply, last_bytes(log, TAIL_BYTES))
+    }
+
+    async fn run_invocation(
+        self: &Arc<Self>,
+        id: String,
+        payload: Bytes,
+        task_timeout: Option<Duration>,
+        want_log: bool,
+    ) -> (Reply, String) {
         let own = self.own_timeout();
         let (timeout, task_first) = match task_timeout {
             Some(t) if t < own => (t, true),
@@ -165,11 +232,13 @@ impl Pool {
         self.invocations.fetch_add(1, Ordering::SeqCst);
         let (reply, rx) = oneshot::channel();
         let id: Arc<str> = Arc::from(id);
+        let log = want_log.then(Arc::default);
         let inv = Invocation {
             id: id.clone(),
             payload,
             deadline_ms,
             reply,
+            log: log.clone(),
         };
         let spawn = {
             let mut c = self.counters();
@@ -208,6 +277,12 @@ impl Pool {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&*id);
+        let mut lines = String::new();
+        if let Some(log) = log {
+            // The process wrote its lines before it answered; give their reader a turn.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            lines = std::mem::take(&mut log.lock().unwrap_or_else(|p| p.into_inner()).text);
+        }
         if let (Some(p), Reply::TaskTimeout | Reply::Unknown(_)) = (holder, &r) {
             p.current
                 .lock()
@@ -215,7 +290,7 @@ impl Pool {
                 .remove(&*id);
             p.kill.notify_one();
         }
-        r
+        (r, lines)
     }
 
     /// Starts a process with its own Runtime API listener and watches it until it
@@ -227,6 +302,7 @@ impl Pool {
                 pool: self.clone(),
                 current: Mutex::default(),
                 log_id: Mutex::new(Arc::from("")),
+                tail: Mutex::default(),
                 kill: tokio::sync::Notify::new(),
                 taken: AtomicUsize::new(0),
             });
@@ -364,6 +440,10 @@ impl Pool {
                         .map(|g| g.clone())
                         .unwrap_or_else(|_| Arc::from(""));
                     eprintln!("[{} {id}] {line}", proc.pool.name);
+                    let tail = proc.tail.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    if let Some(t) = tail {
+                        t.lock().unwrap_or_else(|p| p.into_inner()).push(&line);
+                    }
                 }
             });
         }
@@ -540,6 +620,7 @@ async fn next(proc: &Arc<Proc>, conn: &mut crate::http1::Conn) -> std::io::Resul
     let mut deadline = [0u8; 20];
     let deadline = crate::http1::itoa(inv.deadline_ms.max(0) as u64, &mut deadline);
     *proc.log_id.lock().unwrap_or_else(|p| p.into_inner()) = inv.id.clone();
+    *proc.tail.lock().unwrap_or_else(|p| p.into_inner()) = inv.log.clone();
     pool.holders
         .lock()
         .unwrap_or_else(|p| p.into_inner())

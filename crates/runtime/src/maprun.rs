@@ -11,7 +11,7 @@ use shoal_engine::maprun::{Child, ChildEnd, MapRun, Source, Tally};
 use shoal_engine::{Entropy, Execution, Failure, MapRunSpec, Outcome};
 use shoal_mapio::items::Chunk;
 use shoal_mapio::results::{Encoded, Encoder, ResultWriter};
-use shoal_store::MapRunRecord;
+use shoal_store::{ChildExecution, ExecutionStatus, MapRunRecord};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -62,8 +62,21 @@ impl MapRunProgress {
             .clone()
     }
 
+    /// The counters, with an UpdateMapRun the run has not picked up yet already
+    /// applied: DescribeMapRun right after UpdateMapRun shows the new values.
     pub fn tally(&self) -> Tally {
-        self.tally.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        // Lock order: `update`, then `tally` (as `MapRunner::apply_update`).
+        let update = *self.update.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = self.tally.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(u) = update {
+            if let Some(c) = u.tolerated_failure_count {
+                t.tolerance.count = Some(c);
+            }
+            if let Some(p) = u.tolerated_failure_percentage {
+                t.tolerance.percentage = Some(p);
+            }
+        }
+        t
     }
     /// Children running right now, counted where they run.
     pub fn live(&self) -> u64 {
@@ -78,8 +91,14 @@ impl MapRunProgress {
 /// How often a map run records its progress: what ended since is all a crash can cost.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// A child's end, and its ResultWriter record already serialized.
-type Ended = (Child, ChildEnd, Option<Encoded>);
+/// A child's end, its ResultWriter record already serialized, and its row when the
+/// store keeps the run's STANDARD children.
+type Ended = (
+    Child,
+    ChildEnd,
+    Option<Encoded>,
+    Option<Box<ChildExecution>>,
+);
 
 /// Decrements a counter when a child ends, however it ends.
 struct Live<'a>(&'a AtomicU64);
@@ -118,6 +137,8 @@ struct MapRunner {
     writer: Option<ResultWriter>,
     fleet: Option<Arc<dyn Remote>>,
     running: JoinSet<Ended>,
+    /// Ended STANDARD children not yet handed to the store.
+    new_children: Vec<ChildExecution>,
     /// Something changed since the last checkpoint.
     dirty: bool,
     last_checkpoint: std::time::Instant,
@@ -191,6 +212,7 @@ impl Runtime {
             writer: None,
             fleet,
             running: JoinSet::new(),
+            new_children: Vec::new(),
             // The first checkpoint comes at once: DescribeMapRun finds the run from the start.
             last_checkpoint: std::time::Instant::now() - CHECKPOINT_EVERY,
         };
@@ -227,7 +249,7 @@ impl Runtime {
         scope: Scope,
         child: Child,
         progress: Arc<MapRunProgress>,
-        encoder: Option<Encoder>,
+        (encoder, record): (Option<Encoder>, bool),
         fleet: Option<Arc<dyn Remote>>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Ended> + Send>> {
         use futures::FutureExt;
@@ -235,9 +257,14 @@ impl Runtime {
         // tolerance decides the outcome. Without this the run would wait for it forever.
         let (info, index, items) = (child.info.clone(), child.index, child.items);
         Box::pin(
-            std::panic::AssertUnwindSafe(
-                self.run_child(spec, scope, child, progress, encoder, fleet),
-            )
+            std::panic::AssertUnwindSafe(self.run_child(
+                spec,
+                scope,
+                child,
+                progress,
+                (encoder, record),
+                fleet,
+            ))
             .catch_unwind()
             .map(move |r| {
                 r.unwrap_or_else(|panic| {
@@ -247,7 +274,7 @@ impl Runtime {
                         info,
                         input: Value::Null,
                     };
-                    (child, ChildEnd::Failed(panicked(panic)), None)
+                    (child, ChildEnd::Failed(panicked(panic)), None, None)
                 })
             }),
         )
@@ -259,9 +286,10 @@ impl Runtime {
         scope: Scope,
         mut child: Child,
         progress: Arc<MapRunProgress>,
-        encoder: Option<Encoder>,
+        (encoder, record): (Option<Encoder>, bool),
         fleet: Option<Arc<dyn Remote>>,
     ) -> Ended {
+        let input_text = record.then(|| child.input.to_string());
         let n = progress.live.fetch_add(1, Ordering::SeqCst) + 1;
         progress.peak.fetch_max(n, Ordering::SeqCst);
         let _live = Live(&progress.live);
@@ -291,9 +319,38 @@ impl Runtime {
                 end
             }
         };
+        let row = input_text.map(|input| {
+            let (status, output, error, cause) = match &end {
+                ChildEnd::Succeeded(v) => {
+                    (ExecutionStatus::Succeeded, Some(v.to_string()), None, None)
+                }
+                ChildEnd::Failed(f) => (
+                    ExecutionStatus::Failed,
+                    None,
+                    Some(f.error.clone()),
+                    f.cause.clone(),
+                ),
+                ChildEnd::Pending => (ExecutionStatus::Aborted, None, None, None),
+            };
+            Box::new(ChildExecution {
+                arn: child.info.execution_arn.clone(),
+                map_run: spec.map_run_arn.clone(),
+                child: child.index,
+                name: child.info.name.clone(),
+                state_machine_arn: child.info.state_machine_arn.clone(),
+                status,
+                items: child.items,
+                start_ms: child.info.start_time_ms,
+                stop_ms: self.now_ms(),
+                input,
+                output,
+                error,
+                cause,
+            })
+        });
         // The record is built and serialized here, in parallel, not by the map run's loop.
         let Some(enc) = encoder else {
-            return (child, end, None);
+            return (child, end, None, row);
         };
         let ok = match &end {
             ChildEnd::Failed(f) => ChildEnd::Failed(f.clone()),
@@ -303,7 +360,7 @@ impl Runtime {
             .record(&child, end, self.now_ms())
             .map(|r| enc.encode(r));
         child.input = Value::Null;
-        (child, ok, rec)
+        (child, ok, rec, row)
     }
 }
 
@@ -400,6 +457,9 @@ impl MapRunner {
     /// applies UpdateMapRun, until the run is over.
     async fn run(&mut self, mut items: Option<mpsc::Receiver<Chunk>>) {
         let encoder = self.writer.as_ref().map(ResultWriter::encoder);
+        // AWS lists a map run's STANDARD children (ListExecutions by mapRunArn); EXPRESS
+        // children leave no execution behind.
+        let record = self.durable.is_some() && !self.spec.express;
         loop {
             while let Some(child) = self.mr.next_child(self.rt.now_ms()) {
                 self.running.spawn(self.rt.clone().child(
@@ -407,7 +467,7 @@ impl MapRunner {
                     self.scope.clone(),
                     child,
                     self.progress.clone(),
-                    encoder,
+                    (encoder, record),
                     self.fleet.clone(),
                 ));
             }
@@ -436,7 +496,10 @@ impl MapRunner {
                 Some(done) = self.running.join_next(), if !self.running.is_empty() => {
                     let mut next = Some(done);
                     while let Some(done) = next.take() {
-                        if let Ok((child, end, rec)) = done {
+                        if let Ok((child, end, rec, row)) = done {
+                            if let Some(row) = row {
+                                self.new_children.push(*row);
+                            }
                             self.child_ended(child, end, rec).await;
                         }
                         next = self.running.try_join_next();
@@ -477,13 +540,13 @@ impl MapRunner {
 
     /// UpdateMapRun's request, if one came: true when it changed the run.
     fn apply_update(&mut self) -> bool {
-        let update = self
+        // The request stays visible until the tally shows it (see `MapRunProgress::tally`).
+        let mut pending = self
             .progress
             .update
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        let Some(u) = update else {
+            .unwrap_or_else(|p| p.into_inner());
+        let Some(u) = pending.take() else {
             return false;
         };
         let tolerance = (u.tolerated_failure_count.is_some()
@@ -502,6 +565,12 @@ impl MapRunner {
         self.row.max_concurrency = self.mr.max_concurrency() as u64;
         self.row.tolerated_count = self.mr.tally.tolerance.count.map(|c| c as u64);
         self.row.tolerated_percentage = self.mr.tally.tolerance.percentage;
+        *self
+            .progress
+            .tally
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = self.mr.tally.clone();
+        drop(pending);
         self.dirty = self.durable.is_some();
         true
     }
@@ -591,6 +660,7 @@ impl MapRunner {
                 })
                 .collect(),
         );
+        d.db.add_children(std::mem::take(&mut self.new_children));
         d.db.add_outputs(
             &base.arn,
             outputs

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use shoal_engine::{ExecutionInfo, Outcome};
 use shoal_runtime::MapRunUpdate;
 use shoal_store::ExecutionStatus;
-use shoal_store::{ExecutionOrigin, ExecutionRecord, HistoryRow, MapRunRecord};
+use shoal_store::{ChildExecution, ExecutionOrigin, ExecutionRecord, HistoryRow, MapRunRecord};
 use std::sync::Arc;
 
 const REGION: &str = "us-east-1";
@@ -74,6 +74,43 @@ pub fn describe_execution(e: &ExecutionRecord) -> Value {
         );
     }
     Value::Object(m)
+}
+
+/// DescribeExecution of a map run's STANDARD child: a failed one is redriven only
+/// through its parent's map run, as on AWS.
+fn describe_child(c: &ChildExecution) -> Value {
+    let mut v = json!({
+        "executionArn": c.arn, "stateMachineArn": c.state_machine_arn, "name": c.name,
+        "status": c.status.as_str(), "startDate": secs(c.start_ms), "stopDate": secs(c.stop_ms),
+        "input": c.input, "inputDetails": {"included": true},
+        "mapRunArn": c.map_run, "redriveCount": 0,
+    });
+    if let Some(o) = &c.output {
+        v["output"] = json!(o);
+        v["outputDetails"] = json!({"included": true});
+    }
+    if let Some(e) = &c.error {
+        v["error"] = json!(e);
+    }
+    if let Some(e) = &c.cause {
+        v["cause"] = json!(e);
+    }
+    if c.status.is_redrivable() {
+        v["redriveStatus"] = json!("REDRIVABLE_BY_MAP_RUN");
+    } else {
+        v["redriveStatus"] = json!("NOT_REDRIVABLE");
+        v["redriveStatusReason"] =
+            json!(format!("Execution is {} and cannot be redriven", c.status));
+    }
+    v
+}
+
+fn child_list_item(c: &ChildExecution) -> Value {
+    json!({
+        "executionArn": c.arn, "stateMachineArn": c.state_machine_arn, "name": c.name,
+        "status": c.status.as_str(), "startDate": secs(c.start_ms), "stopDate": secs(c.stop_ms),
+        "mapRunArn": c.map_run, "itemCount": c.items, "redriveCount": 0,
+    })
 }
 
 /// The version and alias an execution was started through, when it was.
@@ -209,21 +246,27 @@ pub(crate) fn sm_arn(name: &str) -> String {
 
 fn describe_map_run(m: &MapRunRecord, live: Option<(shoal_engine::maprun::Tally, u64)>) -> Value {
     let parse = |t: &str| serde_json::from_str::<Value>(t).unwrap_or_else(|_| json!({}));
-    let (items, executions, max) = match &live {
-        Some((t, max)) if m.status == "RUNNING" => {
-            (t.items.to_json(), t.executions.to_json(), *max)
-        }
+    let (items, executions, max, percentage, count) = match &live {
+        Some((t, max)) if m.status == "RUNNING" => (
+            t.items.to_json(),
+            t.executions.to_json(),
+            *max,
+            t.tolerance.percentage,
+            t.tolerance.count.map(|c| c as u64),
+        ),
         _ => (
             parse(&m.item_counts),
             parse(&m.execution_counts),
             m.max_concurrency,
+            m.tolerated_percentage,
+            m.tolerated_count,
         ),
     };
     let mut v = json!({
         "mapRunArn": m.arn, "executionArn": m.execution, "status": m.status,
         "startDate": secs(m.start_ms), "maxConcurrency": max,
-        "toleratedFailurePercentage": m.tolerated_percentage.unwrap_or(0.0),
-        "toleratedFailureCount": m.tolerated_count.unwrap_or(0),
+        "toleratedFailurePercentage": percentage.unwrap_or(0.0),
+        "toleratedFailureCount": count.unwrap_or(0),
         "itemCounts": items, "executionCounts": executions,
         "redriveCount": serde_json::from_str::<Value>(m.checkpoint.as_deref().unwrap_or("{}"))
             .ok().and_then(|c| c["generation"].as_u64()).unwrap_or(0),
@@ -643,7 +686,15 @@ impl Server {
     }
 
     fn describe_execution(&self, p: &Value) -> R {
-        let e = self.execution(p)?;
+        let e = match self.execution(p) {
+            Ok(e) => e,
+            Err(not_found) => {
+                return match self.db.child_execution(req_str(p, "executionArn")?)? {
+                    Some(c) => Ok(describe_child(&c)),
+                    None => Err(not_found),
+                }
+            }
+        };
         let mut v = describe_execution(&e);
         origin_fields(&self.db.execution_origin(&e.arn)?, &mut v);
         Ok(v)
@@ -663,8 +714,8 @@ impl Server {
         if let Some(m) = machine {
             self.machine_record(m)?;
         }
-        // Children of a map run are not stored (EXPRESS children keep per-batch
-        // progress only): a map run lists none.
+        // A map run's STANDARD children are recorded as they end; EXPRESS children
+        // leave no execution behind, as on AWS.
         if let Some(mr) = opt_str(p, "mapRunArn")? {
             check_arn(mr, "mapRun")?;
             if self.db.map_run(mr)?.is_none() {
@@ -673,7 +724,19 @@ impl Server {
                     format!("Map Run Does Not Exist: '{mr}'"),
                 ));
             }
-            return Ok(json!({"executions": []}));
+            let children: Vec<ChildExecution> = self
+                .db
+                .children(mr)?
+                .into_iter()
+                .filter(|c| status.is_none_or(|s| c.status.as_str() == s))
+                .collect();
+            let (items, next) = page(children, p, 100)?;
+            let mut v =
+                json!({"executions": items.iter().map(child_list_item).collect::<Vec<_>>()});
+            if let Some(n) = next {
+                v["nextToken"] = json!(n);
+            }
+            return Ok(v);
         }
         let all: Vec<(ExecutionRecord, ExecutionOrigin)> = self
             .db

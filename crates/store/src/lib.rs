@@ -169,6 +169,27 @@ pub struct ChildFailure {
     pub cause: Option<String>,
 }
 
+/// A STANDARD child execution of a map run, recorded when it ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildExecution {
+    pub arn: String,
+    pub map_run: String,
+    /// The child's index in the map run.
+    pub child: u64,
+    pub name: String,
+    /// `<machine ARN>/<Map label>`.
+    pub state_machine_arn: String,
+    pub status: ExecutionStatus,
+    /// Items in its batch (1 without an ItemBatcher).
+    pub items: u64,
+    pub start_ms: i64,
+    pub stop_ms: i64,
+    pub input: String,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
 /// Where executions, their journals and histories, state machines and map runs are
 /// kept. [`Db`] keeps them in SQLite under the state folder; [`Memory`] keeps them in
 /// memory, for tests and for runs that outlive nothing. Writes that return nothing are
@@ -198,6 +219,11 @@ pub trait Store: Send + Sync {
     fn add_failures(&self, map_run: &str, failures: Vec<ChildFailure>);
     /// Child outputs of a map run without a ResultWriter (at most 256 KiB in all).
     fn add_outputs(&self, map_run: &str, outputs: Vec<(u64, String)>);
+    /// Ended STANDARD children of map runs.
+    fn add_children(&self, children: Vec<ChildExecution>);
+    /// A map run's children, newest first (as ListExecutions lists them).
+    fn children(&self, map_run: &str) -> Result<Vec<ChildExecution>>;
+    fn child_execution(&self, arn: &str) -> Result<Option<ChildExecution>>;
     /// Inserts a state machine; false when its ARN is taken.
     /// Inserts a state machine (or a version); false when its ARN is taken.
     fn create_state_machine(&self, m: &StateMachineRecord) -> Result<bool>;
@@ -359,6 +385,30 @@ mod tests {
         seen.push(format!("{:?}", s.map_runs("arn:e2").unwrap()));
         seen.push(format!("{:?}", s.failures("m1").unwrap()));
         seen.push(format!("{:?}", s.outputs("m1").unwrap()));
+        let child = |n: u64, start_ms: i64, status| ChildExecution {
+            arn: format!("arn:c{n}"),
+            map_run: "m1".into(),
+            child: n,
+            name: format!("c{n}"),
+            state_machine_arn: "arn:sm/Map".into(),
+            status,
+            items: 1,
+            start_ms,
+            stop_ms: start_ms + 1,
+            input: "{}".into(),
+            output: (status == ExecutionStatus::Succeeded).then(|| "1".into()),
+            error: None,
+            cause: None,
+        };
+        s.add_children(vec![
+            child(0, 5, ExecutionStatus::Succeeded),
+            child(1, 6, ExecutionStatus::Failed),
+            child(2, 6, ExecutionStatus::Succeeded),
+        ]);
+        s.flush().unwrap();
+        seen.push(format!("{:?}", s.children("m1").unwrap()));
+        seen.push(format!("{:?}", s.child_execution("arn:c1").unwrap()));
+        seen.push(format!("{:?}", s.child_execution("arn:nope").unwrap()));
         let sm = StateMachineRecord {
             arn: "arn:sm".into(),
             name: "sm".into(),

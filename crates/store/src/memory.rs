@@ -18,6 +18,7 @@ struct Rows {
     map_runs: BTreeMap<String, MapRunRecord>,
     failures: HashMap<String, BTreeMap<(u64, u32), ChildFailure>>,
     outputs: HashMap<String, BTreeMap<u64, String>>,
+    children: BTreeMap<String, ChildExecution>,
 }
 
 #[derive(Default)]
@@ -116,6 +117,29 @@ impl Store for Memory {
         let mut rows = self.rows();
         let o = rows.outputs.entry(map_run.to_string()).or_default();
         o.extend(outputs);
+    }
+
+    fn add_children(&self, children: Vec<ChildExecution>) {
+        let mut rows = self.rows();
+        for c in children {
+            rows.children.insert(c.arn.clone(), c);
+        }
+    }
+
+    fn children(&self, map_run: &str) -> Result<Vec<ChildExecution>> {
+        let mut all: Vec<ChildExecution> = self
+            .rows()
+            .children
+            .values()
+            .filter(|c| c.map_run == map_run)
+            .cloned()
+            .collect();
+        all.sort_by_key(|c| std::cmp::Reverse((c.start_ms, c.child)));
+        Ok(all)
+    }
+
+    fn child_execution(&self, arn: &str) -> Result<Option<ChildExecution>> {
+        Ok(self.rows().children.get(arn).cloned())
     }
 
     fn create_state_machine(&self, m: &StateMachineRecord) -> Result<bool> {

@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 /// The schema this build writes. Each entry of [`MIGRATIONS`] moves one version up.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -109,6 +109,24 @@ const MIGRATIONS: &[&str] = &[
         name TEXT NOT NULL,
         created_ms INTEGER NOT NULL
     );",
+    // 4 -> 5: the STANDARD child executions of map runs (ListExecutions by mapRunArn,
+    // DescribeExecution of a child).
+    "CREATE TABLE map_children(
+        arn TEXT PRIMARY KEY,
+        map_run TEXT NOT NULL,
+        child INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        state_machine_arn TEXT NOT NULL,
+        status TEXT NOT NULL,
+        items INTEGER NOT NULL,
+        start_ms INTEGER NOT NULL,
+        stop_ms INTEGER NOT NULL,
+        input TEXT NOT NULL,
+        output TEXT,
+        error TEXT,
+        cause TEXT
+    );
+    CREATE INDEX map_children_by_run ON map_children(map_run, start_ms);",
 ];
 
 enum Op {
@@ -128,6 +146,7 @@ enum Op {
     MapRun(Box<MapRunRecord>),
     Failures(String, Vec<ChildFailure>),
     Outputs(String, Vec<(u64, String)>),
+    Children(Vec<ChildExecution>),
     Flush(mpsc::Sender<()>),
 }
 
@@ -289,6 +308,17 @@ impl Db {
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         f(&conn).map_err(sqlite(&self.path))
+    }
+
+    fn child(&self, (mut c, status): (ChildExecution, String)) -> Result<ChildExecution> {
+        c.status = status.parse().map_err(|_| Error::Damaged {
+            path: self.path.display().to_string(),
+            message: format!(
+                "the child execution {} has the unknown status {status:?}",
+                c.arn
+            ),
+        })?;
+        Ok(c)
     }
 
     /// Row `row` (from 0, in order) of `execution`'s `table` lacks a sound `column`.
@@ -782,6 +812,34 @@ impl Store for Db {
         })
     }
 
+    fn add_children(&self, children: Vec<ChildExecution>) {
+        if !children.is_empty() {
+            self.send(Op::Children(children));
+        }
+    }
+
+    fn children(&self, map_run: &str) -> Result<Vec<ChildExecution>> {
+        self.read(|c| {
+            let mut st = c.prepare(&format!(
+                "{CHILD_SELECT} WHERE map_run = ?1 ORDER BY start_ms DESC, child DESC"
+            ))?;
+            let rows = st.query_map([map_run], child_row)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?
+        .into_iter()
+        .map(|row| self.child(row))
+        .collect()
+    }
+
+    fn child_execution(&self, arn: &str) -> Result<Option<ChildExecution>> {
+        self.read(|c| {
+            c.query_row(&format!("{CHILD_SELECT} WHERE arn = ?1"), [arn], child_row)
+                .optional()
+        })?
+        .map(|row| self.child(row))
+        .transpose()
+    }
+
     fn outputs(&self, map_run: &str) -> Result<Vec<(u64, String)>> {
         self.read(|c| {
             let mut st = c.prepare(
@@ -791,6 +849,31 @@ impl Store for Db {
             rows.collect()
         })
     }
+}
+
+const CHILD_SELECT: &str = "SELECT arn, map_run, child, name, state_machine_arn, status, items,
+     start_ms, stop_ms, input, output, error, cause FROM map_children";
+
+/// A child row, with its status as stored: [`Db::child`] refuses one it does not know.
+fn child_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(ChildExecution, String)> {
+    Ok((
+        ChildExecution {
+            arn: r.get(0)?,
+            map_run: r.get(1)?,
+            child: r.get::<_, i64>(2)? as u64,
+            name: r.get(3)?,
+            state_machine_arn: r.get(4)?,
+            status: ExecutionStatus::Running,
+            items: r.get::<_, i64>(6)? as u64,
+            start_ms: r.get(7)?,
+            stop_ms: r.get(8)?,
+            input: r.get(9)?,
+            output: r.get(10)?,
+            error: r.get(11)?,
+            cause: r.get(12)?,
+        },
+        r.get(5)?,
+    ))
 }
 
 impl Drop for Db {
@@ -1081,6 +1164,30 @@ fn commit(conn: &mut Connection, ops: Vec<Op>) -> rusqlite::Result<()> {
                     st.execute(params![map_run, child as i64, out])?;
                 }
             }
+            Op::Children(cs) => {
+                let mut st = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO map_children(arn, map_run, child, name, state_machine_arn,
+                     status, items, start_ms, stop_ms, input, output, error, cause)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                )?;
+                for c in cs {
+                    st.execute(params![
+                        c.arn,
+                        c.map_run,
+                        c.child as i64,
+                        c.name,
+                        c.state_machine_arn,
+                        c.status.as_str(),
+                        c.items as i64,
+                        c.start_ms,
+                        c.stop_ms,
+                        c.input,
+                        c.output,
+                        c.error,
+                        c.cause
+                    ])?;
+                }
+            }
             Op::Flush(_) => {}
         }
     }
@@ -1200,9 +1307,10 @@ mod tests {
         assert!(err.to_string().contains("newer"), "{err}");
     }
 
-    /// A store written by the previous schema opens, keeps its rows, and takes activities.
+    /// A store written by an older schema opens, keeps its rows, and takes activities
+    /// and map-run children.
     #[test]
-    fn a_version_3_store_migrates_to_4() {
+    fn a_version_3_store_migrates_to_the_current_schema() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("shoal.db");
         {
@@ -1229,11 +1337,12 @@ mod tests {
         };
         assert_eq!(db.create_activity(&a).unwrap(), a);
         assert_eq!(db.activities().unwrap(), vec![a]);
+        assert!(db.children("arn:mr").unwrap().is_empty());
         let v: i64 = Connection::open(&path)
             .unwrap()
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 4);
+        assert_eq!(v, SCHEMA_VERSION);
     }
 
     #[test]

@@ -169,13 +169,33 @@ impl Functions {
             self.find(name, &request_id)?;
             return Ok(json!({"Payload": "", "StatusCode": 204}));
         }
-        let body = self
-            .call(name, payload, task_timeout, &request_id, true)
+        // LogType Tail: the invocation's log comes back base64-encoded in LogResult.
+        let tail = input.get("LogType").and_then(Value::as_str) == Some("Tail");
+        let (body, log) = self
+            .call(name, payload, task_timeout, &request_id, (true, tail))
             .await?;
         if body.len() > PAYLOAD_LIMIT {
             return Err(too_large("lambda"));
         }
-        Ok(invoke_result(&body, &request_id))
+        let mut result = invoke_result(&body, &request_id);
+        if let Some(log) = log {
+            use base64::Engine;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(log);
+            result["SdkHttpMetadata"]["HttpHeaders"]["X-Amz-Log-Result"] = json!(encoded);
+            result["SdkHttpMetadata"]["AllHttpHeaders"]["X-Amz-Log-Result"] = json!([encoded]);
+            result["LogResult"] = json!(encoded);
+            sort_keys(&mut result, str::to_string);
+            // The SDK's header maps ignore case.
+            sort_keys(
+                &mut result["SdkHttpMetadata"]["HttpHeaders"],
+                str::to_lowercase,
+            );
+            sort_keys(
+                &mut result["SdkHttpMetadata"]["AllHttpHeaders"],
+                str::to_lowercase,
+            );
+        }
+        Ok(result)
     }
 
     /// A Task whose Resource is a function's ARN: the input is the payload, and the
@@ -188,8 +208,8 @@ impl Functions {
         request_id: String,
     ) -> Result<Value, Failure> {
         let payload = Bytes::from(shoal_expr::compact(&input));
-        let body = self
-            .call(arn, payload, task_timeout, &request_id, false)
+        let (body, _) = self
+            .call(arn, payload, task_timeout, &request_id, (false, false))
             .await?;
         if body.len() > PAYLOAD_LIMIT {
             return Err(too_large(arn));
@@ -207,8 +227,11 @@ impl Functions {
         request_id: &str,
     ) -> Result<(Bytes, Option<&'static str>), Failure> {
         self.find(name, request_id)?;
-        match self.call(name, payload, None, request_id, false).await {
-            Ok(body) => Ok((body, None)),
+        match self
+            .call(name, payload, None, request_id, (false, false))
+            .await
+        {
+            Ok((body, _)) => Ok((body, None)),
             Err(f) if f.error == "Lambda.ResourceNotFoundException" => Err(f),
             Err(f) => {
                 // A handler's own error body is its cause; anything else gets Lambda's shape.
@@ -246,18 +269,31 @@ impl Functions {
         payload: Bytes,
         task_timeout: Option<Duration>,
         request_id: &str,
-        compact_cause: bool,
-    ) -> Result<Bytes, Failure> {
+        (compact_cause, tail): (bool, bool),
+    ) -> Result<(Bytes, Option<String>), Failure> {
         let (_, f) = self.find(name, request_id)?;
-        let reply = match f {
-            Function::Builtin(b) => b.invoke(payload, self.buckets.get()).await,
-            Function::Process(p) => {
-                p.invoke(request_id.to_string(), payload, task_timeout)
-                    .await
+        let (reply, log) = match f {
+            Function::Builtin(b) => (b.invoke(payload, self.buckets.get()).await, None),
+            Function::Process(p) if tail => {
+                let (r, log) = p
+                    .invoke_tail(request_id.to_string(), payload, task_timeout)
+                    .await;
+                (r, Some(log))
             }
+            Function::Process(p) => (
+                p.invoke(request_id.to_string(), payload, task_timeout)
+                    .await,
+                None,
+            ),
         };
+        // A builtin writes no log of its own: Lambda's lines alone.
+        let log = log.or_else(|| {
+            tail.then(|| {
+                format!("START RequestId: {request_id} Version: $LATEST\nEND RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: 0.00 ms\tBilled Duration: 1 ms\tMemory Size: 128 MB\tMax Memory Used: 128 MB\t\n")
+            })
+        });
         match reply {
-            Reply::Ok(body) => Ok(body),
+            Reply::Ok(body) => Ok((body, log)),
             // AWS records an empty cause here, not none.
             Reply::TaskTimeout => Err(Failure::new(errors::TIMEOUT, "")),
             Reply::Unknown(message) => Err(Failure::new(
@@ -295,6 +331,15 @@ pub fn function_name(s: &str) -> &str {
 fn parse_payload(body: &[u8]) -> Value {
     serde_json::from_slice(body)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+}
+
+/// An object's keys in the order the Java SDK writes them: sorted by `key`.
+fn sort_keys(v: &mut Value, key: impl Fn(&str) -> String) {
+    if let Value::Object(m) = v {
+        let mut all: Vec<(String, Value)> = std::mem::take(m).into_iter().collect();
+        all.sort_by_key(|(k, _)| key(k));
+        m.extend(all);
+    }
 }
 
 /// lambda:invoke's result: the payload with the Invoke API's response metadata.

@@ -4,7 +4,8 @@
 //! milliseconds, `crash` exits the process mid-invocation,
 //! `kill_parent` kills the shoal process that runs it (a worker crash), `flaky` fails while the file
 //! `path` exists. With `log`, each call
-//! appends a line to that file, so tests can count calls.
+//! appends a line to that file, so tests can count calls; `print` writes its text to
+//! the function's log (stdout).
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::Value;
@@ -22,6 +23,9 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
                 error_message: e.to_string(),
             })?;
         let _ = writeln!(f, "{}", ctx.request_id);
+    }
+    if let Some(text) = payload.get("print").and_then(Value::as_str) {
+        println!("{text}");
     }
     match payload.get("op").and_then(Value::as_str).unwrap_or("echo") {
         "fail" => Err(Diagnostic {
