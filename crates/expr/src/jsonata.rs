@@ -178,6 +178,17 @@ fn install_extras(
 /// The outcome of an evaluation: `None` is JSONata's undefined.
 pub type Evaluated = Option<Value>;
 
+/// jsonata-core names an unknown function in T1006 (`...: $name`); jsonata-js, whose
+/// messages AWS gives, does not.
+fn aws_message(message: &str) -> &str {
+    const T1006: &str = "T1006: Attempted to invoke a non-function";
+    if message.starts_with(T1006) {
+        T1006
+    } else {
+        message
+    }
+}
+
 impl Expr {
     pub fn text(&self) -> &str {
         &self.text
@@ -194,7 +205,7 @@ impl Expr {
         install_extras(&mut ev, b.entropy, b.now_ms).map_err(|e| Failure::query(e.to_string()))?;
         let input = b.states.get("input").cloned().unwrap_or(Value::Null);
         let out = ev.evaluate(&self.ast, &JValue::from(input)).map_err(|e| {
-            Failure::query(format!("The JSONata expression '{}' specified for the field '{}' threw an error during evaluation. {}", self.text, field, e.message()))
+            Failure::query(format!("The JSONata expression '{}' specified for the field '{}' threw an error during evaluation. {}", self.text, field, aws_message(e.message())))
         })?;
         if out.is_undefined() {
             return Ok(None);
@@ -257,6 +268,18 @@ mod tests {
             .collect();
         sorted.sort();
         assert_eq!(sorted, (1..=8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn an_unknown_function_gives_jsonata_js_words() {
+        let f = eval("{% $randomSeeded(1) %}", json!({})).unwrap_err();
+        assert!(
+            f.cause
+                .as_deref()
+                .unwrap_or_default()
+                .ends_with("during evaluation. T1006: Attempted to invoke a non-function"),
+            "{f:?}"
+        );
     }
 
     #[test]
