@@ -2,7 +2,7 @@
 //! fed back to the children waiting for them.
 
 use super::*;
-use crate::route::{fnv, set_key};
+use crate::route::{address, set_key};
 use crate::wire::{Done, Info, Work};
 
 /// Results of one map run, routed to the children waiting for them.
@@ -189,7 +189,7 @@ impl Fleet {
     /// Stores a processor definition once, under its hash.
     async fn definition(&self, source: &Value) -> Result<String, Failure> {
         let text = source.to_string();
-        let hash = format!("{:016x}", fnv(text.as_bytes()));
+        let hash = address(text.as_bytes());
         let mut known = self.definitions.lock().await;
         if !known.contains(&hash) {
             let mut tries = 0;

@@ -48,19 +48,42 @@ pub(crate) fn set_key(functions: &BTreeSet<String>) -> String {
     if functions.is_empty() {
         return "any".into();
     }
-    format!(
-        "f{:016x}",
-        fnv(functions
-            .iter()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(",")
-            .as_bytes())
-    )
+    let names = functions.iter().cloned().collect::<Vec<_>>().join(",");
+    format!("f{}", &address(names.as_bytes())[..32])
 }
 
-pub(crate) fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+/// The content address of a text: the hex SHA-256 of its bytes, so two different
+/// definitions never share a key in the definitions bucket.
+pub(crate) fn address(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_follow_the_content() {
+        let a = address(br#"{"StartAt":"A","States":{"A":{"Type":"Pass","End":true}}}"#);
+        let b = address(br#"{"StartAt":"B","States":{"B":{"Type":"Pass","End":true}}}"#);
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+        assert_eq!(
+            a,
+            address(br#"{"StartAt":"A","States":{"A":{"Type":"Pass","End":true}}}"#)
+        );
+        // SHA-256 itself, not some other digest.
+        assert_eq!(
+            address(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+        assert_eq!(set_key(&set(&[])), "any");
+        assert_ne!(set_key(&set(&["a"])), set_key(&set(&["b"])));
+        assert_eq!(set_key(&set(&["a", "b"])).len(), 33);
+    }
 }
