@@ -461,7 +461,7 @@ mod tests {
     #[tokio::test]
     async fn a_huge_chunk_size_is_an_error() {
         let (addr, server) = server(vec![vec![
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\nffffffffffffffff\r\nab\r\n0\r\n\r\n",
         ]]);
         let e = client()
             .call(request("GET", format!("http://{addr}/a"), b""))
