@@ -547,10 +547,7 @@ fn csv(
     if given.is_none() {
         last = row.position().cloned();
     }
-    loop {
-        let Some(_) = next(&mut rdr, &mut row)? else {
-            break;
-        };
+    while next(&mut rdr, &mut row)?.is_some() {
         last = row.position().cloned();
         let mut m = Map::with_capacity(headers.len());
         let mut cells = row.iter();
@@ -770,7 +767,7 @@ mod tests {
         let err = collect("{}\n\nnope\n", Format::Jsonl).unwrap_err();
         assert!(err.cause.unwrap().starts_with("s3://b/k line 3"));
         let big = format!("\"{}\"\n", "x".repeat(PAYLOAD_LIMIT));
-        let err = collect(&format!("1\n{big}"), Format::Jsonl).unwrap_err();
+        let err = collect(format!("1\n{big}"), Format::Jsonl).unwrap_err();
         assert_eq!(err.error, errors::DATA_LIMIT_EXCEEDED);
         assert!(err.cause.unwrap().starts_with("s3://b/k line 2:"));
     }
