@@ -175,24 +175,26 @@ enum Req {
     PutChunked(Vec<Vec<u8>>),
 }
 
+/// A request's bytes, the key and body a PUT stores, and the status it must get.
+struct Made(Vec<u8>, Option<(String, Vec<u8>)>, u16);
+
 impl Req {
-    /// Its bytes, a fresh key for a PUT, and the answer it must get.
-    fn bytes(&self, last: bool) -> (Vec<u8>, Option<(String, Vec<u8>)>, u16) {
+    fn bytes(&self, last: bool) -> Made {
         let close = if last { "Connection: close\r\n" } else { "" };
         let key = format!("k{}", endpoint().next.fetch_add(1, Ordering::SeqCst));
         match self {
-            Req::Get => (
+            Req::Get => Made(
                 format!("GET /b/hello.txt?x-id=GetObject HTTP/1.1\r\nHost: x\r\n{close}\r\n")
                     .into_bytes(),
                 None,
                 200,
             ),
-            Req::Missing => (
+            Req::Missing => Made(
                 format!("GET /b/none/{key} HTTP/1.1\r\n{close}\r\n").into_bytes(),
                 None,
                 404,
             ),
-            Req::Head => (
+            Req::Head => Made(
                 format!("HEAD /b/hello.txt HTTP/1.1\r\n{close}\r\n").into_bytes(),
                 None,
                 200,
@@ -204,7 +206,7 @@ impl Req {
                 )
                 .into_bytes();
                 raw.extend_from_slice(body);
-                (raw, Some((key, body.clone())), 200)
+                Made(raw, Some((key, body.clone())), 200)
             }
             Req::PutChunked(chunks) => {
                 let mut raw =
@@ -216,7 +218,7 @@ impl Req {
                     raw.extend_from_slice(b"\r\n");
                 }
                 raw.extend_from_slice(b"0\r\n\r\n");
-                (raw, Some((key, chunks.concat())), 200)
+                Made(raw, Some((key, chunks.concat())), 200)
             }
         }
     }
@@ -274,7 +276,7 @@ fn valid_requests(reqs: &[Req], pieces: &[usize], pauses: &[u8]) -> Result<(), S
         .enumerate()
         .map(|(i, r)| r.bytes(i + 1 == n))
         .collect();
-    let raw: Vec<u8> = made.iter().flat_map(|(b, _, _)| b.clone()).collect();
+    let raw: Vec<u8> = made.iter().flat_map(|m| m.0.clone()).collect();
     let mut c = connect(false);
     let mut rest = &raw[..];
     for (step, pause) in pieces.iter().cycle().zip(pauses.iter().cycle()) {
@@ -291,7 +293,7 @@ fn valid_requests(reqs: &[Req], pieces: &[usize], pauses: &[u8]) -> Result<(), S
         read_all(&mut c, start).ok_or("the connection was not closed after Connection: close")?;
     let heads: Vec<bool> = reqs.iter().map(|r| matches!(r, Req::Head)).collect();
     let got = responses(&out, &heads)?;
-    for ((req, (_, put, want)), (status, body)) in reqs.iter().zip(&made).zip(&got) {
+    for ((req, Made(_, put, want)), (status, body)) in reqs.iter().zip(&made).zip(&got) {
         if status != want {
             return Err(format!(
                 "{req:?} got {status}: {:?}",
@@ -363,7 +365,7 @@ fn run(abuse: &Abuse) -> Result<(), String> {
             refused(&mut c, Instant::now(), "too many headers", &[400, 431])
         }
         Abuse::Stall(req, cut) => {
-            let (raw, _, _) = req.bytes(false);
+            let Made(raw, _, _) = req.bytes(false);
             let half = &raw[..1 + cut % (raw.len() - 1)];
             let mut c = connect(true);
             // Taken before the first byte goes: the server's clock starts after it.
