@@ -6,6 +6,7 @@ mod s3;
 
 pub use s3::{S3Buckets, S3Options};
 
+use std::io::ErrorKind::{AlreadyExists, NotADirectory, NotFound};
 use std::path::{Component, Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,15 @@ pub struct LocalBuckets {
 }
 
 /// Rejects keys that could leave the bucket folder.
+/// A key under an object's name (`a/b` when `a` is an object): S3 holds both, a folder
+/// cannot.
+fn object_on_path(key: &str) -> Error {
+    Error::InvalidKey {
+        key: key.to_string(),
+        why: "a folder on its path is an object, and local buckets cannot hold both",
+    }
+}
+
 pub fn check_key(key: &str) -> Result<()> {
     let bad = |why| {
         Err(Error::InvalidKey {
@@ -68,7 +78,8 @@ pub fn check_key(key: &str) -> Result<()> {
     if Path::new(key)
         .components()
         .any(|c| !matches!(c, Component::Normal(_)))
-        || key.split('/').any(|p| p == "..")
+        // `components` drops a `.` that is not first: check the segments themselves.
+        || key.split('/').any(|p| p == ".." || p == ".")
     {
         return bad("it contains '..' or '.' segments");
     }
@@ -142,7 +153,10 @@ impl LocalBuckets {
                 Ok(_) => Err(self.not_found(bucket, key)),
                 Err(e) => Err(io(&path)(e)),
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(self.not_found(bucket, key)),
+            // `a/b` when `a` is an object: no such key, as on S3.
+            Err(e) if matches!(e.kind(), NotFound | NotADirectory) => {
+                Err(self.not_found(bucket, key))
+            }
             Err(e) => Err(io(&path)(e)),
         }
     }
@@ -163,12 +177,16 @@ impl LocalBuckets {
         let tmp = unique_tmp(&path);
         match std::fs::write(&tmp, body) {
             Ok(()) => {}
+            Err(e) if e.kind() == NotADirectory => return Err(object_on_path(key)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if !self.bucket_exists(bucket) {
                     return Err(Error::NoSuchBucket(bucket.into()));
                 }
                 if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(io(parent))?;
+                    std::fs::create_dir_all(parent).map_err(|e| match e.kind() {
+                        NotADirectory | AlreadyExists => object_on_path(key),
+                        _ => io(parent)(e),
+                    })?;
                 }
                 std::fs::write(&tmp, body).map_err(io(&tmp))?;
             }
@@ -610,12 +628,41 @@ mod tests {
 
     #[test]
     fn keys_stay_inside() {
-        for bad in ["", "../x", "a/../../x", "/etc/passwd", "a\0b", "./a"] {
+        // `b/.` was found by the http1 fuzz target: a PUT of it was a 500 (EBUSY).
+        for bad in [
+            "",
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "a\0b",
+            "./a",
+            "b/.",
+            "a/./b",
+        ] {
             assert!(check_key(bad).is_err(), "{bad:?}");
         }
         for good in ["a", "a/b.jpg", "dir/sub/file..txt"] {
             assert!(check_key(good).is_ok(), "{good:?}");
         }
+    }
+
+    /// Found by the `http1` fuzz target: `GET /b/k/k` with `k` an object was a 500.
+    #[test]
+    fn a_key_under_an_object_is_no_such_key_and_cannot_be_written() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("b")).unwrap();
+        std::fs::write(dir.path().join("b/k"), b"x").unwrap();
+        let b = LocalBuckets::new(dir.path());
+        assert!(
+            matches!(b.open("b", "k/k"), Err(Error::NoSuchKey { .. })),
+            "{:?}",
+            b.open("b", "k/k").err()
+        );
+        for key in ["k/k", "k/a/b"] {
+            let e = b.put("b", key, b"y").unwrap_err();
+            assert!(matches!(e, Error::InvalidKey { .. }), "{key}: {e}");
+        }
+        assert_eq!(b.get("b", "k").unwrap(), b"x");
     }
 
     /// Two writers whose keys differ only in their extension each get their own

@@ -523,7 +523,12 @@ impl<'a> Parser<'a> {
     }
 
     fn quoted(&mut self) -> Result<String, PathError> {
-        let q = self.peek().ok_or_else(|| self.err("expected a quote"))?;
+        // A union's later names come here unchecked: a byte that is no quote may be the
+        // middle of a character.
+        let q = match self.peek() {
+            Some(q @ (b'\'' | b'"')) => q,
+            _ => return Err(self.err("expected a quoted name")),
+        };
         self.i += 1;
         let mut out = String::new();
         loop {
@@ -737,6 +742,21 @@ mod tests {
 
     fn sel(p: &str, v: Value) -> Option<Value> {
         Path::parse(p).unwrap().select(&v)
+    }
+
+    /// Found by the `jsonpath` and `asl_parse` fuzz targets: a union's later name was
+    /// read as quoted whatever came, and a multibyte character there panicked.
+    #[test]
+    fn a_union_name_without_quotes_is_an_error() {
+        for p in [
+            "$['a',\u{e9}]",
+            "$..[\"a\",\u{fffd}1]",
+            "$['a',b]",
+            "$['a',",
+        ] {
+            assert!(Path::parse(p).is_err(), "{p}");
+        }
+        assert!(Path::parse("$['a', \"b\"]").is_ok());
     }
 
     #[test]

@@ -21,7 +21,8 @@ const MAX_BODY: usize = 5 << 30;
 /// Bodies up to this size are copied behind the head; larger ones go out by writev.
 const COPY_BODY: usize = 4 * 1024;
 /// A body, in or out, gets a second per this many bytes on top of [`Limits::request`]:
-/// slow enough for any honest client, and a 5 GiB PutObject still ends.
+/// slow enough for any honest client, and a 5 GiB PutObject still ends. Coming in, the
+/// time is earned by the bytes that arrive, not by the size the head claims.
 const BODY_RATE: usize = 1 << 20;
 
 /// How long a client may keep the connection waiting on it.
@@ -48,8 +49,8 @@ fn body_time(n: usize) -> Duration {
     Duration::from_secs((n / BODY_RATE) as u64)
 }
 
-/// Serves each connection of `listener` with `serve`, until the listener fails or
-/// the task is dropped (which drops the connections too).
+/// Serves each connection of `listener` with `serve`, until the task is dropped (which
+/// drops the connections too).
 pub async fn accept<S, F, Fut>(
     listener: tokio::net::TcpListener,
     limits: Limits,
@@ -61,9 +62,24 @@ pub async fn accept<S, F, Fut>(
     Fut: std::future::Future<Output = io::Result<()>> + Send + 'static,
 {
     let mut conns = tokio::task::JoinSet::new();
-    while let Ok((stream, _)) = listener.accept().await {
-        while conns.try_join_next().is_some() {}
-        conns.spawn(serve(Conn::new(stream, limits), state.clone()));
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                while conns.try_join_next().is_some() {}
+                conns.spawn(serve(Conn::new(stream, limits), state.clone()));
+            }
+            Err(e) => accept_failed(&e).await,
+        }
+    }
+}
+
+/// After a failed accept. The listener is still good: the connection was reset before
+/// it was taken, or no descriptor is free (EMFILE) until connections close, so wait a
+/// little and go on. Ending the loop would leave the port open and nobody answering.
+async fn accept_failed(e: &io::Error) {
+    use io::ErrorKind::{ConnectionAborted, ConnectionReset, Interrupted};
+    if !matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -139,6 +155,11 @@ impl Conn {
                 let mut headers = [httparse::EMPTY_HEADER; 100];
                 let mut req = httparse::Request::new(&mut headers);
                 match req.parse(&self.buf) {
+                    // Checked on a whole head too: one read can bring a head past the
+                    // limit along with its end.
+                    Ok(httparse::Status::Complete(n)) if n > MAX_HEAD => {
+                        return self.refuse("431 Request Header Fields Too Large").await;
+                    }
                     Ok(httparse::Status::Complete(n)) => {
                         let framing = framing(&req);
                         break (see(&req), framing, n);
@@ -197,10 +218,12 @@ impl Conn {
         if n > MAX_BODY {
             return Ok(Err("413 Payload Too Large"));
         }
-        self.deadline = self.deadline.map(|d| d + body_time(n));
+        let base = self.deadline;
         while self.buf.len() < n {
-            // Grown as bytes arrive, not by what the head claims.
+            // Grown as bytes arrive, not by what the head claims; the time too, or a
+            // client that claims 5 GiB and falls silent holds the connection for hours.
             self.buf.reserve((n - self.buf.len()).min(1 << 20));
+            self.deadline = base.map(|d| d + body_time(self.buf.len()));
             self.fill().await?;
         }
         Ok(Ok(self.buf.split_to(n).freeze()))
@@ -209,7 +232,10 @@ impl Conn {
     /// A chunked body, trailers read and dropped; `None` when the framing is bad.
     async fn read_chunked(&mut self) -> io::Result<Option<Bytes>> {
         let mut body = BytesMut::new();
+        let base = self.deadline;
         loop {
+            // Time is earned by the bytes that arrived, as in `read_body`.
+            self.deadline = base.map(|d| d + body_time(body.len() + self.buf.len()));
             let (skip, size) = loop {
                 match httparse::parse_chunk_size(&self.buf) {
                     Ok(httparse::Status::Complete((skip, size))) => break (skip, size),
@@ -225,7 +251,6 @@ impl Conn {
             if body.len().saturating_add(size) > MAX_BODY {
                 return Ok(None);
             }
-            self.deadline = self.deadline.map(|d| d + body_time(size));
             self.buf.advance(skip);
             if size == 0 {
                 // Trailers, if any, up to the empty line.
@@ -244,6 +269,7 @@ impl Conn {
                 }
             }
             while self.buf.len() < size + 2 {
+                self.deadline = base.map(|d| d + body_time(body.len() + self.buf.len()));
                 self.fill().await?;
             }
             body.extend_from_slice(&self.buf[..size]);

@@ -8,5 +8,6 @@ pub mod pool;
 pub mod registry;
 pub mod s3serve;
 
+pub use http1::Limits;
 pub use pool::{Pool, PoolStats, Reply};
 pub use registry::{ConfigError, FunctionConfig, FunctionDef, Registry};

@@ -208,13 +208,13 @@ fn object_path(target: &str) -> Option<String> {
 pub async fn serve(buckets: LocalBuckets) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(crate::http1::accept(
-        listener,
-        crate::http1::Limits::default(),
-        buckets,
-        serve_conn,
-    ));
+    tokio::spawn(serve_on(listener, buckets, crate::http1::Limits::default()));
     Ok(addr)
+}
+
+/// Serves `buckets` on `listener` with the given time limits until dropped.
+pub async fn serve_on(listener: TcpListener, buckets: LocalBuckets, limits: crate::Limits) {
+    crate::http1::accept(listener, limits, buckets, serve_conn).await
 }
 
 #[cfg(test)]

@@ -464,7 +464,23 @@ where
         + 'static,
 {
     let mut conns = tokio::task::JoinSet::new();
-    while let Ok((stream, _)) = listener.accept().await {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // The listener is still good: a connection reset before it was taken,
+                // or no descriptor free (EMFILE) until connections close. Ending here
+                // would leave the port open and nobody answering.
+                use std::io::ErrorKind::{ConnectionAborted, ConnectionReset, Interrupted};
+                if !matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted) {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                continue;
+            }
+        };
+        // A finished connection's task stays in the set until joined: reap them, or
+        // each connection ever made keeps its memory.
+        while conns.try_join_next().is_some() {}
         let (state, handler) = (state.clone(), handler.clone());
         conns.spawn(async move {
             // Request/response over loopback: never hold a small write back for an ACK.

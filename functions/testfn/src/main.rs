@@ -5,13 +5,42 @@
 //! `kill_parent` kills the shoal process that runs it (a worker crash), `flaky` fails while the file
 //! `path` exists. With `log`, each call
 //! appends a line to that file, so tests can count calls; `print` writes its text to
-//! the function's log (stdout).
+//! the function's log (stdout). With `spans`, each call that returns appends
+//! `START_NS END_NS` (Unix nanoseconds) to that file, so tests can count how many calls
+//! overlapped.
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::Value;
 use std::io::Write;
 
+fn unix_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
 async fn handler(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
+    let start = unix_ns();
+    let spans = event
+        .payload
+        .get("spans")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let r = run(event).await;
+    if let Some(path) = spans {
+        // One short append: lines from concurrent processes never interleave.
+        let line = format!("{start} {}\n", unix_ns());
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+    }
+    r
+}
+
+async fn run(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
     let (payload, ctx) = event.into_parts();
     if let Some(path) = payload.get("log").and_then(Value::as_str) {
         let mut f = std::fs::OpenOptions::new()
