@@ -311,12 +311,44 @@ fn progress_line(p: &MapRunProgress, elapsed: Duration) -> String {
         format!("{}+", i.total)
     };
     format!(
-        "{} [{}{}] {done}/{total} items, {:.0}/s, {} failed, {} running{eta}",
+        "{} [{}{}] {done}/{total} items, {:.0}/s, {} failed, {} running{eta}{}",
         p.state,
         "#".repeat(filled),
         " ".repeat(width - filled.min(width)),
         rate,
         i.failed,
         i.running,
+        p.reader().map(reader_part).unwrap_or_default(),
     )
+}
+
+/// How far the ItemReader has got, while it reads: on a 10 GB object the item total
+/// is unknown for a long time, the bytes are not.
+fn reader_part(r: shoal_runtime::ReadSnapshot) -> String {
+    if r.done {
+        return String::new();
+    }
+    let mut s = String::new();
+    if let Some(k) = r.keys_listed {
+        s += &format!(", {k} keys listed");
+    }
+    if let Some(b) = r.bytes.filter(|b| b.total > 0) {
+        s += &format!(
+            ", read {} of {}{} ({:.0}%)",
+            human(b.read),
+            human(b.total),
+            if b.total_known { "" } else { "+" },
+            100.0 * b.read as f64 / b.total as f64
+        );
+    }
+    s
+}
+
+fn human(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.2} GB", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1} kB", n as f64 / 1e3),
+        n => format!("{n} B"),
+    }
 }

@@ -18,6 +18,7 @@ mod nested;
 pub use durable::{decode_event, encode_event, Error};
 use durable::{Journal, MapDurable};
 pub use maprun::{MapRunProgress, MapRunUpdate};
+pub use shoal_mapio::items::ReadSnapshot;
 pub use shoal_engine::maprun::Tolerance;
 
 use futures::future::BoxFuture;
