@@ -4,7 +4,8 @@
 //! Shapes: structs are objects, lists arrays, maps objects (keys as strings),
 //! numbers numbers (NaN and infinities null), decimals numbers, strings strings,
 //! binary base64, dates `YYYY-MM-DD`, times `HH:MM:SS.ffffff`, timestamps integer
-//! epoch milliseconds (as Step Functions shows them), nulls null.
+//! epoch milliseconds, nulls null. Unconfirmed: AWS documents no value shapes for
+//! PARQUET and no recording covers them (CONFORMANCE.md, "Distributed Map readers").
 
 use super::{reader_failed, Emitter, ReadProgress, Stop};
 use base64::Engine;
