@@ -375,9 +375,7 @@ impl Buckets {
     /// tokio runtime.
     pub async fn open(&self, bucket: &str, key: &str) -> Result<(Body, u64)> {
         match self {
-            Buckets::Local(l) => l
-                .open(bucket, key)
-                .map(|(f, m)| (Body::File(f), m.len())),
+            Buckets::Local(l) => l.open(bucket, key).map(|(f, m)| (Body::File(f), m.len())),
             Buckets::S3(s) => s
                 .open(bucket, key)
                 .await

@@ -352,3 +352,43 @@ fn human(n: u64) -> String {
         n => format!("{n} B"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use shoal_runtime::{ReadBytes, ReadSnapshot};
+
+    #[test]
+    fn the_progress_line_says_how_far_the_reader_has_got() {
+        let bytes = |read, total, total_known| ReadBytes {
+            read,
+            total,
+            total_known,
+        };
+        let reading = ReadSnapshot {
+            bytes: Some(bytes(1_200_000_000, 3_000_000_000, true)),
+            keys_listed: None,
+            done: false,
+        };
+        assert_eq!(
+            super::reader_part(reading),
+            ", read 1.20 GB of 3.00 GB (40%)"
+        );
+        let listing = ReadSnapshot {
+            bytes: Some(bytes(5_000, 20_000, false)),
+            keys_listed: Some(12),
+            done: false,
+        };
+        assert_eq!(
+            super::reader_part(listing),
+            ", 12 keys listed, read 5.0 kB of 20.0 kB+ (25%)"
+        );
+        // Once the reader is done the item counts say it all.
+        assert_eq!(
+            super::reader_part(ReadSnapshot {
+                done: true,
+                ..reading
+            }),
+            ""
+        );
+    }
+}

@@ -279,7 +279,8 @@ fn the_reader_reports_bytes_read_while_a_map_run_reads() {
     }
     drop(serve);
     assert!(
-        seen.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].4 <= w[1].4),
+        seen.windows(2)
+            .all(|w| w[0].0 <= w[1].0 && w[0].4 <= w[1].4),
         "bytes read and items counted never go back: {seen:?}"
     );
     assert!(

@@ -17,8 +17,8 @@ mod json;
 #[cfg(feature = "parquet")]
 mod parquet;
 mod progress;
-pub use progress::{Bytes, ReadProgress, ReadSnapshot};
 use progress::Counted;
+pub use progress::{Bytes, ReadProgress, ReadSnapshot};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -179,18 +179,15 @@ pub fn read_tracked(
             buf: Vec::with_capacity(CHUNK),
             left: usize::MAX,
         };
-        let r = match store.as_deref() {
-            Some(store) => read_all(
-                &handle,
-                store,
-                resource,
-                &params,
-                &config,
-                max_items.as_ref(),
-                &mut em,
-                &progress,
-            ),
-            None => Err(s3_failure(Error::NoBuckets).into()),
+        let r = match (store.as_deref(), self::max_items(max_items.as_ref())) {
+            (None, _) => Err(s3_failure(Error::NoBuckets).into()),
+            (_, Err(f)) => Err(f.into()),
+            (Some(store), Ok(left)) => {
+                em.left = left;
+                read_all(
+                    &handle, store, resource, &params, &config, &mut em, &progress,
+                )
+            }
         };
         progress.finish();
         // Items read before a failure go out first, as they would have in time.
@@ -211,11 +208,9 @@ fn read_all(
     resource: ReaderResource,
     params: &Value,
     config: &ReaderConfig,
-    max: Option<&Value>,
     em: &mut Emitter,
     progress: &Arc<ReadProgress>,
 ) -> Result<(), Stop> {
-    em.left = max_items(max)?;
     let bucket = field(params, "Bucket")?;
     match resource {
         ReaderResource::ListObjectsV2 => {

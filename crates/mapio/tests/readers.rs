@@ -210,7 +210,10 @@ async fn a_listing_reports_keys_listed_and_the_bytes_of_what_it_loads() {
     .await;
     assert_eq!(n, 2);
     let last = seen.last().unwrap();
-    assert_eq!((last.keys_listed, last.bytes, last.done), (Some(2), None, true));
+    assert_eq!(
+        (last.keys_listed, last.bytes, last.done),
+        (Some(2), None, true)
+    );
     let (n, seen) = sampled(
         &store,
         ReaderResource::ListObjectsV2,
