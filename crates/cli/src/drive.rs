@@ -294,16 +294,27 @@ fn progress_line(p: &MapRunProgress, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(0.001);
     let rate = done as f64 / secs;
     let width = 30;
-    let frac = if i.total == 0 {
-        0.0
-    } else {
-        done as f64 / i.total as f64
+    let reader = p.reader();
+    // Until the reader has read every item, the items' total is only what it has read:
+    // the bar and the ETA go by its bytes instead, when it knows the objects' sizes.
+    let by_bytes = reader
+        .and_then(|r| r.bytes)
+        .filter(|b| !t.total_known && b.total_known && b.total > 0);
+    let frac = match by_bytes {
+        Some(b) => b.read as f64 / b.total as f64,
+        None if i.total == 0 => 0.0,
+        None => done as f64 / i.total as f64,
     };
     let filled = (frac * width as f64) as usize;
-    let eta = if t.total_known && rate > 0.0 && done < i.total {
-        format!(" ETA {:.0}s", (i.total - done) as f64 / rate)
-    } else {
-        String::new()
+    let eta = match by_bytes {
+        Some(b) if b.read > 0 => format!(
+            " ETA {:.0}s",
+            secs * (b.total - b.read.min(b.total)) as f64 / b.read as f64
+        ),
+        _ if t.total_known && rate > 0.0 && done < i.total => {
+            format!(" ETA {:.0}s", (i.total - done) as f64 / rate)
+        }
+        _ => String::new(),
     };
     let total = if t.total_known {
         i.total.to_string()
@@ -318,7 +329,7 @@ fn progress_line(p: &MapRunProgress, elapsed: Duration) -> String {
         rate,
         i.failed,
         i.running,
-        p.reader().map(reader_part).unwrap_or_default(),
+        reader.map(reader_part).unwrap_or_default(),
     )
 }
 
