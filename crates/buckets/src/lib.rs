@@ -389,11 +389,15 @@ impl Buckets {
         }
     }
 
-    /// Opens an object for streaming. Call from within a tokio runtime.
-    pub async fn open(&self, bucket: &str, key: &str) -> Result<Body> {
+    /// Opens an object for streaming, with its size in bytes. Call from within a
+    /// tokio runtime.
+    pub async fn open(&self, bucket: &str, key: &str) -> Result<(Body, u64)> {
         match self {
-            Buckets::Local(l) => l.open(bucket, key).map(|(f, _)| Body::File(f)),
-            Buckets::S3(s) => s.open(bucket, key).await.map(Body::Stream),
+            Buckets::Local(l) => l.open(bucket, key).map(|(f, m)| (Body::File(f), m.len())),
+            Buckets::S3(s) => s
+                .open(bucket, key)
+                .await
+                .map(|(r, size)| (Body::Stream(r), size)),
         }
     }
 

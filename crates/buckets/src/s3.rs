@@ -148,12 +148,18 @@ impl S3Buckets {
             .map_err(s3_error(format!("s3://{bucket}/{key}")))
     }
 
-    /// A blocking reader over the object's body, streamed as it arrives.
-    pub async fn open(&self, bucket: &str, key: &str) -> Result<Box<dyn std::io::Read + Send>> {
+    /// A blocking reader over the object's body, streamed as it arrives, and the
+    /// object's size.
+    pub async fn open(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(Box<dyn std::io::Read + Send>, u64)> {
         let r = self.get_result(bucket, key).await?;
+        let size = r.meta.size;
         let stream = r.into_stream().map_err(std::io::Error::other);
         let reader = tokio_util::io::StreamReader::new(stream);
-        Ok(Box::new(tokio_util::io::SyncIoBridge::new(reader)))
+        Ok((Box::new(tokio_util::io::SyncIoBridge::new(reader)), size))
     }
 
     pub async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>> {

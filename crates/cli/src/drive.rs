@@ -294,16 +294,27 @@ fn progress_line(p: &MapRunProgress, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(0.001);
     let rate = done as f64 / secs;
     let width = 30;
-    let frac = if i.total == 0 {
-        0.0
-    } else {
-        done as f64 / i.total as f64
+    let reader = p.reader();
+    // Until the reader has read every item, the items' total is only what it has read:
+    // the bar and the ETA go by its bytes instead, when it knows the objects' sizes.
+    let by_bytes = reader
+        .and_then(|r| r.bytes)
+        .filter(|b| !t.total_known && b.total_known && b.total > 0);
+    let frac = match by_bytes {
+        Some(b) => b.read as f64 / b.total as f64,
+        None if i.total == 0 => 0.0,
+        None => done as f64 / i.total as f64,
     };
     let filled = (frac * width as f64) as usize;
-    let eta = if t.total_known && rate > 0.0 && done < i.total {
-        format!(" ETA {:.0}s", (i.total - done) as f64 / rate)
-    } else {
-        String::new()
+    let eta = match by_bytes {
+        Some(b) if b.read > 0 => format!(
+            " ETA {:.0}s",
+            secs * (b.total - b.read.min(b.total)) as f64 / b.read as f64
+        ),
+        _ if t.total_known && rate > 0.0 && done < i.total => {
+            format!(" ETA {:.0}s", (i.total - done) as f64 / rate)
+        }
+        _ => String::new(),
     };
     let total = if t.total_known {
         i.total.to_string()
@@ -311,12 +322,84 @@ fn progress_line(p: &MapRunProgress, elapsed: Duration) -> String {
         format!("{}+", i.total)
     };
     format!(
-        "{} [{}{}] {done}/{total} items, {:.0}/s, {} failed, {} running{eta}",
+        "{} [{}{}] {done}/{total} items, {:.0}/s, {} failed, {} running{eta}{}",
         p.state,
         "#".repeat(filled),
         " ".repeat(width - filled.min(width)),
         rate,
         i.failed,
         i.running,
+        reader.map(reader_part).unwrap_or_default(),
     )
+}
+
+/// How far the ItemReader has got, while it reads: on a 10 GB object the item total
+/// is unknown for a long time, the bytes are not.
+fn reader_part(r: shoal_runtime::ReadSnapshot) -> String {
+    if r.done {
+        return String::new();
+    }
+    let mut s = String::new();
+    if let Some(k) = r.keys_listed {
+        s += &format!(", {k} keys listed");
+    }
+    if let Some(b) = r.bytes.filter(|b| b.total > 0) {
+        s += &format!(
+            ", read {} of {}{} ({:.0}%)",
+            human(b.read),
+            human(b.total),
+            if b.total_known { "" } else { "+" },
+            100.0 * b.read as f64 / b.total as f64
+        );
+    }
+    s
+}
+
+fn human(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.2} GB", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1} kB", n as f64 / 1e3),
+        n => format!("{n} B"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shoal_runtime::{ReadBytes, ReadSnapshot};
+
+    #[test]
+    fn the_progress_line_says_how_far_the_reader_has_got() {
+        let bytes = |read, total, total_known| ReadBytes {
+            read,
+            total,
+            total_known,
+        };
+        let reading = ReadSnapshot {
+            bytes: Some(bytes(1_200_000_000, 3_000_000_000, true)),
+            keys_listed: None,
+            done: false,
+        };
+        assert_eq!(
+            super::reader_part(reading),
+            ", read 1.20 GB of 3.00 GB (40%)"
+        );
+        let listing = ReadSnapshot {
+            bytes: Some(bytes(5_000, 20_000, false)),
+            keys_listed: Some(12),
+            done: false,
+        };
+        assert_eq!(
+            super::reader_part(listing),
+            ", 12 keys listed, read 5.0 kB of 20.0 kB+ (25%)"
+        );
+        // Once the reader is done the item counts say it all.
+        assert_eq!(
+            super::reader_part(ReadSnapshot {
+                done: true,
+                ..reading
+            }),
+            ""
+        );
+    }
 }

@@ -1,6 +1,7 @@
 // Opens the shoal dashboard in headless Chromium during a running map run: the
-// counters must move, a failed item must open to show its error and cause, and a
-// screenshot is saved for the Rust test to check.
+// counters must move, a failed item must open to show its error and cause, the
+// reader's bytes are read off its line, and a screenshot is saved for the Rust test
+// to check.
 //   node dashboard.cjs URL EXECUTION_ARN SCREENSHOT.jpg
 const { chromium } = require(process.env.PLAYWRIGHT_CORE || "playwright-core");
 const [url, arn, shot] = process.argv.slice(2);
@@ -25,8 +26,11 @@ const [url, arn, shot] = process.argv.slice(2);
     await failure.click();
     const cause = await page.locator("tr.cause:not([hidden]) pre").first().textContent({ timeout: 5000 });
     const graphNodes = await page.locator(".graph .node").count();
+    const reader = page.locator("[data-bytes-read]").first();
+    const bytesRead = await reader.getAttribute("data-bytes-read", { timeout: 5000 });
+    const bytesTotal = await reader.getAttribute("data-bytes-total");
     await page.screenshot({ path: shot, type: "jpeg", quality: 80, fullPage: false });
-    console.log(JSON.stringify({ first, later, cause, graphNodes, errors }));
+    console.log(JSON.stringify({ first, later, cause, graphNodes, bytesRead, bytesTotal, errors }));
   } finally {
     await browser.close();
   }

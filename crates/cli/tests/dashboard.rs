@@ -2,6 +2,8 @@
 //! Playwright (`playwright-core` from npm; scripts/test.sh installs both) watches a
 //! running map run, opens a failed item, and saves a screenshot checked here; and
 //! answers tasks that wait for an activity worker from the dashboard's waiting list.
+//! The ItemReader's progress, which the dashboard shows, is polled through its API
+//! action while a map run reads a JSON array.
 
 use serde_json::{json, Value};
 mod common;
@@ -11,11 +13,15 @@ use std::path::Path;
 use std::process::Command;
 
 fn post(addr: &str, op: &str, body: &Value) -> Value {
+    post_to(addr, &format!("AWSStepFunctions.{op}"), body)
+}
+
+fn post_to(addr: &str, target: &str, body: &Value) -> Value {
     let body = body.to_string();
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(
         s,
-        "POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Amz-Target: AWSStepFunctions.{op}\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Amz-Target: {target}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -97,6 +103,12 @@ fn the_dashboard_shows_a_live_map_run_and_its_failed_items() {
         "{seen}"
     );
     assert_eq!(seen["graphNodes"], 1, "{seen}");
+    // The reader's line: the whole object read, out of its size.
+    let size = std::fs::metadata(dir.path().join("buckets/in/items.jsonl"))
+        .unwrap()
+        .len();
+    assert_eq!(seen["bytesRead"], json!(size.to_string()), "{seen}");
+    assert_eq!(seen["bytesTotal"], json!(size.to_string()), "{seen}");
     assert_eq!(seen["errors"], json!([]), "no script errors: {seen}");
 
     // Not blank: the screenshot has the page's size and real contrast.
@@ -190,4 +202,103 @@ fn the_dashboard_answers_waiting_tasks() {
     let out: Value = serde_json::from_str(d["output"].as_str().unwrap()).unwrap();
     assert_eq!(out, json!({"Error": "Rejected", "Cause": "not this time"}));
     drop(serve);
+}
+
+/// A map run over a JSON array of a few MB with children that take a second: the
+/// ItemReader's bytes read, polled through `Shoal.DescribeItemReader` as the dashboard
+/// polls it, rise step by step to the object's size while items are still being read,
+/// and DescribeMapRun's itemCounts.total grows with them.
+#[test]
+fn the_reader_reports_bytes_read_while_a_map_run_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("buckets/in")).unwrap();
+    let n = 120_000;
+    let items: Vec<String> = (0..n)
+        .map(|i| json!({"id": i, "pad": "abcdefghijklmnopqrstuvwxyz"}).to_string())
+        .collect();
+    let body = format!("[{}]", items.join(","));
+    let size = body.len() as u64;
+    std::fs::write(dir.path().join("buckets/in/items.json"), &body).unwrap();
+    let serve = common::serve(dir.path(), &[]);
+    let addr = serve.addr.clone();
+    // 3,000 batches of 40, 500 at a time for a second each: about 6 s. The reader
+    // stays ahead by the run's look-ahead (256 batches) and its channel, about 1 MB.
+    let definition = json!({"StartAt": "Map", "States": {"Map": {
+        "Type": "Map", "MaxConcurrency": 500,
+        "ItemReader": {"Resource": "arn:aws:states:::s3:getObject", "ReaderConfig": {"InputType": "JSON"},
+                       "Parameters": {"Bucket": "in", "Key": "items.json"}},
+        "ItemBatcher": {"MaxItemsPerBatch": 40},
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"},
+            "StartAt": "Slow", "States": {"Slow": {"Type": "Wait", "Seconds": 1, "End": true}}},
+        "ResultSelector": {"done": true}, "End": true}}});
+    let sm = post(
+        &addr,
+        "CreateStateMachine",
+        &json!({"name": "reading", "definition": definition.to_string(), "roleArn": "r"}),
+    );
+    let ex = post(
+        &addr,
+        "StartExecution",
+        &json!({"stateMachineArn": sm["stateMachineArn"], "name": "read"}),
+    );
+    let arn = ex["executionArn"].as_str().unwrap().to_string();
+    let run = loop {
+        let runs = post(&addr, "ListMapRuns", &json!({"executionArn": arn}));
+        if let Some(r) = runs["mapRuns"][0]["mapRunArn"].as_str() {
+            break r.to_string();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // (bytes read, bytes total, total known, done, itemCounts.total)
+    let mut seen: Vec<(u64, u64, bool, bool, u64)> = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "no end: {seen:?}");
+        let r = post_to(
+            &addr,
+            "Shoal.DescribeItemReader",
+            &json!({"mapRunArn": run}),
+        );
+        assert_eq!(r["live"], true, "{r}");
+        let m = post(&addr, "DescribeMapRun", &json!({"mapRunArn": run}));
+        let x = &r["reader"];
+        if let Some(read) = x["bytesRead"].as_u64() {
+            seen.push((
+                read,
+                x["bytesTotal"].as_u64().unwrap(),
+                x["bytesTotalKnown"] == true,
+                x["done"] == true,
+                m["itemCounts"]["total"].as_u64().unwrap(),
+            ));
+        }
+        if m["status"] != "RUNNING" {
+            assert_eq!(m["status"], "SUCCEEDED", "{m}");
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(serve);
+    assert!(
+        seen.windows(2)
+            .all(|w| w[0].0 <= w[1].0 && w[0].4 <= w[1].4),
+        "bytes read and items counted never go back: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|s| s.1 == size && s.2),
+        "the total is the object's size from the start: {seen:?}"
+    );
+    let partway: std::collections::BTreeSet<u64> = seen
+        .iter()
+        .filter(|s| s.0 > 0 && s.0 < size && !s.3 && s.4 < n)
+        .map(|s| s.0)
+        .collect();
+    assert!(
+        partway.len() >= 3,
+        "the reader seen at 3 points or more part-way through {size} bytes: {seen:?}"
+    );
+    assert_eq!(
+        seen.last().map(|s| (s.0, s.3, s.4)),
+        Some((size, true, n)),
+        "{seen:?}"
+    );
 }

@@ -102,6 +102,9 @@ fn shoal(weed: &Weed, dir: &std::path::Path, definition: Value) -> Output {
     Command::new(env!("CARGO_BIN_EXE_shoal"))
         .args(["run", def.to_str().unwrap(), "--json"])
         .args(["--s3-endpoint", &weed.endpoint])
+        // Its own store: ~/.shoal may belong to another shoal (a newer schema).
+        .arg("--state-dir")
+        .arg(dir.join("state"))
         .env("AWS_ACCESS_KEY_ID", "shoal")
         .env("AWS_SECRET_ACCESS_KEY", "shoal")
         .output()
@@ -367,6 +370,8 @@ fn distributed_map_on_seaweedfs() {
                 "--config",
                 config.to_str().unwrap(),
             ])
+            .arg("--state-dir")
+            .arg(tmp.path().join("state"))
             .output()
             .unwrap();
         let out = result(&o);

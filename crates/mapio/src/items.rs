@@ -16,6 +16,9 @@ use std::io::{BufRead, BufReader, Read};
 mod json;
 #[cfg(feature = "parquet")]
 mod parquet;
+mod progress;
+use progress::Counted;
+pub use progress::{Bytes, ReadProgress, ReadSnapshot};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -155,6 +158,19 @@ pub fn read(
     config: Arc<ReaderConfig>,
     max_items: Option<Value>,
 ) -> mpsc::Receiver<Chunk> {
+    let progress = Arc::new(ReadProgress::default());
+    read_tracked(store, resource, params, config, max_items, progress)
+}
+
+/// [`read`], telling `progress` how far it has got as it goes.
+pub fn read_tracked(
+    store: Option<Arc<Buckets>>,
+    resource: ReaderResource,
+    params: Value,
+    config: Arc<ReaderConfig>,
+    max_items: Option<Value>,
+    progress: Arc<ReadProgress>,
+) -> mpsc::Receiver<Chunk> {
     let (tx, rx) = mpsc::channel(4);
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
@@ -163,18 +179,17 @@ pub fn read(
             buf: Vec::with_capacity(CHUNK),
             left: usize::MAX,
         };
-        let r = match store.as_deref() {
-            Some(store) => read_all(
-                &handle,
-                store,
-                resource,
-                &params,
-                &config,
-                max_items.as_ref(),
-                &mut em,
-            ),
-            None => Err(s3_failure(Error::NoBuckets).into()),
+        let r = match (store.as_deref(), self::max_items(max_items.as_ref())) {
+            (None, _) => Err(s3_failure(Error::NoBuckets).into()),
+            (_, Err(f)) => Err(f.into()),
+            (Some(store), Ok(left)) => {
+                em.left = left;
+                read_all(
+                    &handle, store, resource, &params, &config, &mut em, &progress,
+                )
+            }
         };
+        progress.finish();
         // Items read before a failure go out first, as they would have in time.
         let r = match r {
             Ok(()) | Err(Stop::Done) => em.flush(),
@@ -193,10 +208,9 @@ fn read_all(
     resource: ReaderResource,
     params: &Value,
     config: &ReaderConfig,
-    max: Option<&Value>,
     em: &mut Emitter,
+    progress: &Arc<ReadProgress>,
 ) -> Result<(), Stop> {
-    em.left = max_items(max)?;
     let bucket = field(params, "Bucket")?;
     match resource {
         ReaderResource::ListObjectsV2 => {
@@ -205,11 +219,13 @@ fn read_all(
             let fmt = if load { Some(format(config)?) } else { None };
             // Keys come in order as the listing is read: a folder at a time, a page
             // at a time.
+            progress.start_listing();
             for m in store.listing(rt, bucket, prefix).map_err(s3_failure)? {
                 let m = m.map_err(s3_failure)?;
+                progress.listed();
                 match &fmt {
                     None => em.push(json!({"Etag": m.etag, "Key": m.key, "LastModified": m.last_modified, "Size": m.size, "StorageClass": "STANDARD"}))?,
-                    Some(f) => read_object(rt, store, bucket, &m.key, f, em)?,
+                    Some(f) => read_object(rt, store, (bucket, &m.key), f, em, progress, Sizing::OneOf)?,
                 }
             }
             Ok(())
@@ -218,44 +234,66 @@ fn read_all(
             let key = field(params, "Key")?;
             match (config.manifest_type, config.input_type) {
                 (Some(ManifestType::S3Inventory), _) | (None, Some(InputType::Manifest)) => {
-                    inventory(rt, store, bucket, key, em)
+                    inventory(rt, store, bucket, key, em, progress)
                 }
                 (Some(ManifestType::AthenaData), _) => {
                     let fmt = format(config)?;
-                    athena(rt, store, bucket, key, &fmt, em)
+                    athena(rt, store, bucket, key, &fmt, em, progress)
                 }
                 (None, _) => {
                     let fmt = format(config)?;
-                    read_object(rt, store, bucket, key, &fmt, em)
+                    read_object(rt, store, (bucket, key), &fmt, em, progress, Sizing::Only)
                 }
             }
         }
     }
 }
 
+/// What an object's size adds to the reader's byte total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sizing {
+    /// The only object: its size is the whole total.
+    Only,
+    /// One of objects still being found (a listing, an Athena manifest).
+    OneOf,
+    /// Already counted (an S3 Inventory manifest gives every size).
+    Counted,
+}
+
 fn read_object(
     rt: &tokio::runtime::Handle,
     store: &Buckets,
-    bucket: &str,
-    key: &str,
+    (bucket, key): (&str, &str),
     fmt: &Format,
     em: &mut Emitter,
+    progress: &Arc<ReadProgress>,
+    sizing: Sizing,
 ) -> Result<(), Stop> {
-    let body = rt.block_on(store.open(bucket, key)).map_err(s3_failure)?;
+    let (body, size) = rt.block_on(store.open(bucket, key)).map_err(s3_failure)?;
+    match sizing {
+        Sizing::Only => progress.add_total(size, true),
+        Sizing::OneOf => progress.add_total(size, false),
+        Sizing::Counted => {}
+    }
     let place = format!("s3://{bucket}/{key}");
     if let Format::Parquet = fmt {
         #[cfg(feature = "parquet")]
-        return parquet::read(body, &place, em);
+        return parquet::read(body, size, &place, em, progress);
     }
     let r: Box<dyn Read> = match body {
         Body::File(f) => Box::new(f),
         Body::Stream(s) => s,
     };
+    // Counted as the bytes come, before any gzip: the object's size is what was stored.
+    let r = Counted {
+        inner: r,
+        progress: progress.clone(),
+    };
     // S3 Inventory and exports write gzip files; their keys say so.
     let r: Box<dyn Read> = if key.ends_with(".gz") {
         Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(r)))
     } else {
-        r
+        Box::new(r)
     };
     let r = BufReader::with_capacity(256 * 1024, r);
     parse(r, fmt, &place, em)
@@ -280,6 +318,7 @@ fn inventory(
     bucket: &str,
     key: &str,
     em: &mut Emitter,
+    progress: &Arc<ReadProgress>,
 ) -> Result<(), Stop> {
     let m = whole_json(rt, store, bucket, key)?;
     let place = format!("s3://{bucket}/{key}");
@@ -315,12 +354,24 @@ fn inventory(
         delim: ',',
         headers: Some(headers),
     };
+    // The manifest gives each file's size: the whole total is known before reading.
+    let sizes: Option<Vec<u64>> = files
+        .iter()
+        .map(|f| f.get("size").and_then(Value::as_u64))
+        .collect();
+    let sizing = match sizes {
+        Some(s) => {
+            progress.add_total(s.iter().sum(), true);
+            Sizing::Counted
+        }
+        None => Sizing::OneOf,
+    };
     for f in files {
         let k = f
             .get("key")
             .and_then(Value::as_str)
             .ok_or_else(|| bad("a file without a key"))?;
-        read_object(rt, store, &dest, k, &fmt, em)?;
+        read_object(rt, store, (&dest, k), &fmt, em, progress, sizing)?;
     }
     Ok(())
 }
@@ -333,6 +384,7 @@ fn athena(
     key: &str,
     fmt: &Format,
     em: &mut Emitter,
+    progress: &Arc<ReadProgress>,
 ) -> Result<(), Stop> {
     let body = rt.block_on(store.get(bucket, key)).map_err(s3_failure)?;
     let text = String::from_utf8_lossy(&body);
@@ -353,7 +405,7 @@ fn athena(
             ))
             .into());
         };
-        read_object(rt, store, b, k, fmt, em)?;
+        read_object(rt, store, (b, k), fmt, em, progress, Sizing::OneOf)?;
     }
     Ok(())
 }

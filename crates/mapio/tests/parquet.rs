@@ -211,6 +211,28 @@ async fn rows_read_as_pyarrow_reads_them() {
     assert_eq!(both.len(), 16);
     assert_eq!(both[..8], got[..]);
     assert_eq!(both[8..], got[..]);
+
+    // The reader's progress over the manifest: both files' bytes, a row group at a time.
+    let progress = Arc::new(shoal_mapio::items::ReadProgress::default());
+    let mut rx = shoal_mapio::items::read_tracked(
+        Some(store.clone()),
+        ReaderResource::GetObject,
+        json!({"Bucket": "b", "Key": "manifest.csv"}),
+        Arc::new(ReaderConfig {
+            manifest_type: Some(ManifestType::AthenaData),
+            ..parquet()
+        }),
+        None,
+        progress.clone(),
+    );
+    while let Some(chunk) = rx.recv().await {
+        chunk.unwrap();
+    }
+    let size = std::fs::metadata(dir.path().join("b/table.parquet"))
+        .unwrap()
+        .len();
+    let b = progress.snapshot().bytes.unwrap();
+    assert_eq!((b.read, b.total, b.total_known), (2 * size, 2 * size, true));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -129,3 +129,111 @@ async fn a_truncated_json_array_fails_naming_the_object_byte_and_item() {
     );
     assert!(rx.recv().await.is_none());
 }
+
+/// Reads with a progress tracker, sampling it after each chunk.
+async fn sampled(
+    store: &Arc<Buckets>,
+    resource: ReaderResource,
+    params: Value,
+    config: ReaderConfig,
+) -> (usize, Vec<shoal_mapio::items::ReadSnapshot>) {
+    let progress = Arc::new(shoal_mapio::items::ReadProgress::default());
+    let mut rx = shoal_mapio::items::read_tracked(
+        Some(store.clone()),
+        resource,
+        params,
+        Arc::new(config),
+        None,
+        progress.clone(),
+    );
+    let (mut n, mut seen) = (0, vec![progress.snapshot()]);
+    while let Some(chunk) = rx.recv().await {
+        n += chunk.unwrap().len();
+        seen.push(progress.snapshot());
+    }
+    seen.push(progress.snapshot());
+    (n, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reader_reports_bytes_read_out_of_the_object_size() {
+    let body: String = format!(
+        "[{}]",
+        (0..100_000)
+            .map(|i| format!("{{\"n\":{i}}}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let size = body.len() as u64;
+    let (_dir, store) = bucket(&[("big.json", body.as_bytes())]);
+    let (n, seen) = sampled(
+        &store,
+        ReaderResource::GetObject,
+        json!({"Bucket": "b", "Key": "big.json"}),
+        ReaderConfig::default(),
+    )
+    .await;
+    assert_eq!(n, 100_000);
+    let bytes: Vec<_> = seen.iter().filter_map(|s| s.bytes).collect();
+    assert!(
+        bytes.windows(2).all(|w| w[0].read <= w[1].read),
+        "bytes read never go back: {bytes:?}"
+    );
+    // The reader holds back while its items wait: progress shows it part-way.
+    assert!(
+        bytes
+            .iter()
+            .any(|b| b.read > 0 && b.read < size / 2 && b.total == size && b.total_known),
+        "{size} bytes: {bytes:?}"
+    );
+    let last = seen.last().unwrap();
+    assert!(last.done && last.keys_listed.is_none());
+    assert_eq!(
+        last.bytes,
+        Some(shoal_mapio::items::Bytes {
+            read: size,
+            total: size,
+            total_known: true
+        })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_reports_keys_listed_and_the_bytes_of_what_it_loads() {
+    let (_dir, store) = bucket(&[("d/1.json", b"[1, 2]"), ("d/2.json", b"[3]")]);
+    let (n, seen) = sampled(
+        &store,
+        ReaderResource::ListObjectsV2,
+        json!({"Bucket": "b", "Prefix": "d/"}),
+        ReaderConfig::default(),
+    )
+    .await;
+    assert_eq!(n, 2);
+    let last = seen.last().unwrap();
+    assert_eq!(
+        (last.keys_listed, last.bytes, last.done),
+        (Some(2), None, true)
+    );
+    let (n, seen) = sampled(
+        &store,
+        ReaderResource::ListObjectsV2,
+        json!({"Bucket": "b", "Prefix": "d/"}),
+        ReaderConfig {
+            input_type: Some(InputType::Json),
+            transformation: ReaderTransformation::LoadAndFlatten,
+            ..ReaderConfig::default()
+        },
+    )
+    .await;
+    assert_eq!(n, 3);
+    let last = seen.last().unwrap();
+    assert_eq!(last.keys_listed, Some(2));
+    assert_eq!(
+        last.bytes,
+        Some(shoal_mapio::items::Bytes {
+            read: 9,
+            total: 9,
+            total_known: true
+        })
+    );
+}

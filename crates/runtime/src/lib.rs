@@ -19,6 +19,7 @@ pub use durable::{decode_event, encode_event, Error};
 use durable::{Journal, MapDurable};
 pub use maprun::{MapRunProgress, MapRunUpdate};
 pub use shoal_engine::maprun::Tolerance;
+pub use shoal_mapio::items::{Bytes as ReadBytes, ReadSnapshot};
 
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};

@@ -9,7 +9,7 @@ use crate::{Remote, Runtime, Scope};
 use serde_json::Value;
 use shoal_engine::maprun::{Child, ChildEnd, MapRun, Source, Tally};
 use shoal_engine::{Entropy, Execution, Failure, MapRunSpec, Outcome};
-use shoal_mapio::items::Chunk;
+use shoal_mapio::items::{Chunk, ReadProgress, ReadSnapshot};
 use shoal_mapio::results::{Encoded, Encoder, ResultWriter};
 use shoal_store::{ChildExecution, ExecutionStatus, MapRunRecord};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +31,8 @@ pub struct MapRunProgress {
     wake: tokio::sync::Notify,
     /// The first child to fail (its index and error), once the run has ended.
     first_failure: Mutex<Option<(u64, shoal_expr::Failure)>>,
+    /// How far the ItemReader has got; none when the items come from the input.
+    reader: Option<Arc<ReadProgress>>,
 }
 
 /// UpdateMapRun: what to change; `None` keeps the current value.
@@ -85,6 +87,10 @@ impl MapRunProgress {
     /// The most children that ever ran at once.
     pub fn peak(&self) -> u64 {
         self.peak.load(Ordering::SeqCst)
+    }
+    /// The ItemReader's bytes read and keys listed, when the items come from one.
+    pub fn reader(&self) -> Option<ReadSnapshot> {
+        self.reader.as_ref().map(|r| r.snapshot())
     }
 }
 
@@ -233,6 +239,8 @@ impl Runtime {
             update: Mutex::new(None),
             wake: tokio::sync::Notify::new(),
             first_failure: Mutex::new(None),
+            reader: matches!(spec.source, Source::Reader { .. })
+                .then(|| Arc::new(ReadProgress::default())),
         });
         self.map_runs
             .lock()
@@ -412,12 +420,13 @@ impl MapRunner {
                 parameters,
                 config,
                 max_items,
-            } => Some(shoal_mapio::items::read(
+            } => Some(shoal_mapio::items::read_tracked(
                 self.rt.buckets.clone(),
                 *resource,
                 parameters.clone(),
                 config.clone(),
                 max_items.clone(),
+                self.progress.reader.clone().unwrap_or_default(),
             )),
         }
     }

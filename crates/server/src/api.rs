@@ -440,6 +440,7 @@ impl Server {
             }
             "TestState" => self.test_state(p).await,
             "ListMapRunFailures" => self.list_failures(p),
+            "DescribeItemReader" => self.describe_item_reader(p),
             "ListWorkers" => self.list_workers().await,
             "SendTaskSuccess" => self.send_task_success(p).await,
             "SendTaskFailure" => self.send_task_failure(p).await,
@@ -873,6 +874,33 @@ impl Server {
             .await
             .map_err(|e| ApiError::new("ServiceUnavailable", e.to_string()))?;
         Ok(json!({"fleet": true, "workers": workers}))
+    }
+
+    /// shoal's own: how far a running map run's ItemReader has got. AWS's
+    /// DescribeMapRun has no bytes; its itemCounts.total counts the items read so far.
+    /// Kept in memory: after a restart, or for another process's run, `live` is false.
+    fn describe_item_reader(&self, p: &Value) -> R {
+        let m = self.map_run(p)?;
+        let mut v = json!({"mapRunArn": m.arn, "live": false});
+        let Some(live) = self.runtime.map_run_progress(&m.arn) else {
+            return Ok(v);
+        };
+        v["live"] = json!(true);
+        let Some(r) = live.reader() else {
+            v["reader"] = Value::Null;
+            return Ok(v);
+        };
+        let mut reader = json!({"done": r.done});
+        if let Some(b) = r.bytes {
+            reader["bytesRead"] = json!(b.read);
+            reader["bytesTotal"] = json!(b.total);
+            reader["bytesTotalKnown"] = json!(b.total_known);
+        }
+        if let Some(k) = r.keys_listed {
+            reader["keysListed"] = json!(k);
+        }
+        v["reader"] = reader;
+        Ok(v)
     }
 
     fn list_failures(&self, p: &Value) -> R {
