@@ -672,13 +672,13 @@ impl MapRunner {
         base.item_counts = durable::counts_json(&mr.tally.items);
         base.execution_counts = durable::counts_json(&mr.tally.executions);
         base.checkpoint = Some(
-            serde_json::json!({
-                "done": mr.done.to_json(),
-                "writer": writer_state,
-                "over": mr.outputs_over(),
-                "generation": generation,
-            })
-            .to_string(),
+            durable::StoredCheckpoint {
+                done: std::borrow::Cow::Borrowed(&mr.done),
+                writer: std::borrow::Cow::Owned(writer_state),
+                over: mr.outputs_over(),
+                generation,
+            }
+            .encode(),
         );
         d.db.put_map_run(base.clone());
         match d.db.failed() {
