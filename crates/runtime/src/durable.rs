@@ -26,6 +26,13 @@ pub enum Error {
         seq: u64,
         message: String,
     },
+    #[error("execution {arn} is not deterministic: at journal entry {seq} the replay issued {replay} where the journal has {journal}")]
+    Nondeterministic {
+        arn: String,
+        seq: u64,
+        replay: String,
+        journal: String,
+    },
     #[error("the stored execution {arn} is damaged: {message}")]
     Damaged { arn: String, message: String },
     #[error("the row of map run {map_run} of {execution} is damaged: {message}")]
@@ -187,6 +194,116 @@ pub fn decode_event(text: &str) -> Result<Event, String> {
     })
 }
 
+/// An effect as the journal remembers it beside the event that made it: enough to
+/// tell whether a replay does what the run did. A Task's input is kept as a digest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "k")]
+enum Issued {
+    Task {
+        id: EffectId,
+        state: String,
+        resource: String,
+        /// SHA-256 of the input's JSON text, first 16 hex digits.
+        input: String,
+    },
+    Timer {
+        id: EffectId,
+        at: i64,
+    },
+    MapRun {
+        id: EffectId,
+        state: String,
+    },
+    Complete {
+        succeeded: bool,
+    },
+}
+
+impl Issued {
+    fn of(e: &Effect) -> Issued {
+        match e {
+            Effect::Invoke {
+                id,
+                state,
+                resource,
+                input,
+                ..
+            } => {
+                use sha2::Digest;
+                let hash = sha2::Sha256::digest(input.to_string().as_bytes());
+                Issued::Task {
+                    id: *id,
+                    state: state.clone(),
+                    resource: resource.to_string(),
+                    input: hash[..8].iter().map(|b| format!("{b:02x}")).collect(),
+                }
+            }
+            Effect::Timer { id, fire_at_ms } => Issued::Timer {
+                id: *id,
+                at: *fire_at_ms,
+            },
+            Effect::StartMapRun { id, state, .. } => Issued::MapRun {
+                id: *id,
+                state: state.clone(),
+            },
+            Effect::Complete(o) => Issued::Complete {
+                succeeded: matches!(o, Outcome::Succeeded(_)),
+            },
+        }
+    }
+
+    /// As an error message names it.
+    fn describe(&self) -> String {
+        match self {
+            Issued::Task {
+                id,
+                state,
+                resource,
+                input,
+            } => format!("Task {state:?} (effect {id}, {resource}, input digest {input})"),
+            Issued::Timer { id, at } => {
+                let at = chrono::DateTime::from_timestamp_millis(*at)
+                    .map_or_else(|| at.to_string(), |t| t.to_rfc3339());
+                format!("a timer (effect {id}) for {at}")
+            }
+            Issued::MapRun { id, state } => format!("Map run {state:?} (effect {id})"),
+            Issued::Complete { succeeded: true } => "the execution's success".into(),
+            Issued::Complete { succeeded: false } => "the execution's failure".into(),
+        }
+    }
+}
+
+/// What the engine did on taking one event, as [`JournalEntry::effects`] keeps it.
+pub fn encode_effects(effects: &[Effect]) -> String {
+    let issued: Vec<Issued> = effects.iter().map(Issued::of).collect();
+    serde_json::to_string(&issued).unwrap_or_default()
+}
+
+/// Compares what the replay of entry `seq` did with what the run recorded; the first
+/// difference is the error.
+fn check_replay(arn: &str, seq: u64, recorded: &str, effects: &[Effect]) -> Result<(), Error> {
+    let recorded: Vec<Issued> = serde_json::from_str(recorded).map_err(|e| Error::Journal {
+        arn: arn.to_string(),
+        seq,
+        message: format!("its effects do not parse: {e}"),
+    })?;
+    let replayed: Vec<Issued> = effects.iter().map(Issued::of).collect();
+    let n = recorded.len().max(replayed.len());
+    let none = || "nothing".to_string();
+    for i in 0..n {
+        let (r, j) = (replayed.get(i), recorded.get(i));
+        if r != j {
+            return Err(Error::Nondeterministic {
+                arn: arn.to_string(),
+                seq,
+                replay: r.map_or_else(none, Issued::describe),
+                journal: j.map_or_else(none, Issued::describe),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn answers(e: &Event) -> Option<EffectId> {
     match e {
         Event::Start | Event::ActivityStarted { .. } | Event::TaskSubmitted { .. } => None,
@@ -242,6 +359,11 @@ pub fn replay(
         let effects = exec
             .handle(event, e.at_ms)
             .map_err(|x| bad(x.to_string()))?;
+        // A replay that does something else than the run did is not that execution:
+        // going on would carry out effects that never were and lose ones that were.
+        if let Some(recorded) = &e.effects {
+            check_replay(arn, e.seq, recorded, &effects)?;
+        }
         for eff in effects {
             match (effect_id(&eff), eff) {
                 (_, Effect::Complete(o)) => outcome = Some(o),
@@ -274,7 +396,7 @@ pub struct Journal {
 }
 
 impl Journal {
-    pub fn record(&mut self, event: String, at_ms: i64, exec: &Execution) {
+    pub fn record(&mut self, event: String, at_ms: i64, exec: &Execution, effects: &[Effect]) {
         let history = exec.history()[self.history_sent..]
             .iter()
             .map(|h| HistoryRow {
@@ -291,6 +413,7 @@ impl Journal {
                 seq: self.seq,
                 at_ms,
                 event,
+                effects: Some(encode_effects(effects)),
             }],
             history,
         );

@@ -865,7 +865,7 @@ impl Runtime {
                 Err(e) => return Ok(Outcome::Failed(Failure::runtime(e.to_string()))),
             };
             if let (Some(j), Some(text)) = (&mut journal, text) {
-                j.record(text, now, exec);
+                j.record(text, now, exec, &effects);
                 if let Some(e) = j.db.failed() {
                     return Err(e.into());
                 }
