@@ -100,12 +100,13 @@ fn cases() -> Vec<(&'static str, Value, Value, u64)> {
         (
             "parallel_inline_map",
             json!({"StartAt": "Both", "States": {
-                "Both": {"Type": "Parallel", "Next": "Each", "Branches": [
+                "Both": {"Type": "Parallel", "Next": "Each",
+                    "ResultSelector": {"a.$": "$[0]", "id.$": "$[1].id", "b.$": "$[1].b"}, "Branches": [
                     {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 5, "Next": "A"},
                         "A": {"Type": "Pass", "Result": "a", "End": true}}},
                     {"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": echo,
                         "Parameters": {"id.$": "States.UUID()", "b.$": "States.ArrayRange(1, 3, 1)"}, "End": true}}}]},
-                "Each": {"Type": "Map", "ItemsPath": "$[1].b", "ItemSelector": {"c.$": "$$.Map.Item.Value"},
+                "Each": {"Type": "Map", "ItemsPath": "$.b", "ItemSelector": {"c.$": "$$.Map.Item.Value"},
                     "ItemProcessor": {"StartAt": "Wi", "States": {
                         "Wi": {"Type": "Wait", "Seconds": 3, "Next": "Ti"},
                         "Ti": {"Type": "Task", "Resource": echo, "End": true}}},
