@@ -164,7 +164,16 @@ impl Runtime {
     ) -> Result<Value, Failure> {
         let progress = self.register(&spec, &state);
         let recalled = match &durable {
-            Some(d) => recall(d, &spec)?,
+            // The store's reads run off the runtime's threads.
+            Some(d) => {
+                let (d, spec) = (d.clone(), spec.clone());
+                tokio::task::spawn_blocking(move || recall(&d, &spec))
+                    .await
+                    .map_err(|e| match e.try_into_panic() {
+                        Ok(p) => panicked(p),
+                        Err(e) => Failure::runtime(e.to_string()),
+                    })??
+            }
             None => Recalled::Fresh,
         };
         let mut mr = MapRun::new(spec.clone(), &state, self.entropy().next_u64());

@@ -112,7 +112,10 @@ impl Runtime {
                 let rt = self.clone();
                 async move {
                     if rt.db.is_some() {
-                        let begun = rt.begin(machine, &definition, info, child_input).map_err(
+                        let begun = rt
+                            .begin_blocking(machine, definition, info, child_input)
+                            .await
+                            .map_err(
                             |e| match e {
                                 crate::Error::Store(
                                     shoal_store::Error::ExecutionAlreadyExists(arn),
