@@ -4,11 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::borrow::Cow;
 use shoal_asl::ExecutionStatus;
 use shoal_engine::maprun::{Counts, DoneSet, Restored};
 use shoal_engine::{Effect, EffectId, Event, Execution, Failure, Outcome};
 use shoal_store::{HistoryRow, JournalEntry, Store};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Why a durable run could not go on. ASL failures are outcomes, not errors.
@@ -102,8 +102,8 @@ mod present {
     }
 }
 
-fn b(s: &String) -> Cow<'_, str> {
-    Cow::Borrowed(s.as_str())
+fn b(s: &str) -> Cow<'_, str> {
+    Cow::Borrowed(s)
 }
 
 pub fn encode_event(e: &Event) -> String {
@@ -116,7 +116,7 @@ pub fn encode_event(e: &Event) -> String {
         Event::TaskFailed { id, failure } => WireEvent::TaskFailed {
             id: *id,
             error: b(&failure.error),
-            cause: failure.cause.as_ref().map(b),
+            cause: failure.cause.as_deref().map(b),
         },
         Event::TimerFired { id } => WireEvent::TimerFired { id: *id },
         Event::ActivityStarted { id, worker_name } => WireEvent::ActivityStarted {
@@ -138,7 +138,7 @@ pub fn encode_event(e: &Event) -> String {
                 id: *id,
                 output: None,
                 error: Some(b(&f.error)),
-                cause: f.cause.as_ref().map(b),
+                cause: f.cause.as_deref().map(b),
             },
         },
     };

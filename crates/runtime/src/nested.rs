@@ -115,8 +115,7 @@ impl Runtime {
                         let begun = rt
                             .begin_blocking(machine, definition, info, child_input)
                             .await
-                            .map_err(
-                            |e| match e {
+                            .map_err(|e| match e {
                                 crate::Error::Store(
                                     shoal_store::Error::ExecutionAlreadyExists(arn),
                                 ) => sfn_error(
@@ -124,8 +123,7 @@ impl Runtime {
                                     format!("Execution Already Exists: '{arn}'"),
                                 ),
                                 other => Failure::runtime(other.to_string()),
-                            },
-                        )?;
+                            })?;
                         rt.run_begun(begun)
                             .await
                             .map_err(|e| Failure::runtime(e.to_string()))

@@ -54,7 +54,10 @@ async fn a_store_waiting_for_a_lock_leaves_the_runtime_thread_free() {
     ticker.abort();
     holder.join().unwrap();
     assert_eq!(out.unwrap(), Outcome::Succeeded(json!(1)));
-    assert!(waited >= Duration::from_millis(400), "it waited for the lock: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(400),
+        "it waited for the lock: {waited:?}"
+    );
     // About 50 ticks of 10 ms fit in the wait; a blocked thread gets none.
     assert!(
         ticked >= 10,

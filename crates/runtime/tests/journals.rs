@@ -33,7 +33,9 @@ impl Builtin for Flaky {
             if self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 1 {
                 return Reply::HandlerError {
                     error_type: "Flaky.Error".into(),
-                    body: Bytes::from_static(br#"{"errorType":"Flaky.Error","errorMessage":"not yet"}"#),
+                    body: Bytes::from_static(
+                        br#"{"errorType":"Flaky.Error","errorMessage":"not yet"}"#,
+                    ),
                 };
             }
             Reply::Ok(payload)
@@ -49,7 +51,9 @@ impl Builtin for Broken {
         Box::pin(async {
             Reply::HandlerError {
                 error_type: "Broken.Error".into(),
-                body: Bytes::from_static(br#"{"errorType":"Broken.Error","errorMessage":"always"}"#),
+                body: Bytes::from_static(
+                    br#"{"errorType":"Broken.Error","errorMessage":"always"}"#,
+                ),
             }
         })
     }
@@ -64,7 +68,11 @@ fn runtime(db: Arc<dyn Store>, buckets: &Path, seed: u64) -> Arc<Runtime> {
     builtins.insert("flaky".into(), Arc::new(Flaky(Default::default())));
     builtins.insert("broken".into(), Arc::new(Broken));
     let mut registry = Registry::default();
-    for (name, builtin) in [("echo", "identity"), ("flaky", "flaky"), ("broken", "broken")] {
+    for (name, builtin) in [
+        ("echo", "identity"),
+        ("flaky", "flaky"),
+        ("broken", "broken"),
+    ] {
         registry
             .functions
             .insert(name.into(), FunctionDef::Builtin(builtin.into()));
@@ -215,7 +223,11 @@ fn journals_dir() -> PathBuf {
 async fn replay(file: &Value) -> Result<Outcome, shoal_runtime::Error> {
     let db: Arc<dyn Store> = Arc::new(shoal_store::Memory::new());
     let e = &file["execution"];
-    let s = |k: &str| e[k].as_str().unwrap_or_else(|| panic!("execution.{k}")).to_string();
+    let s = |k: &str| {
+        e[k].as_str()
+            .unwrap_or_else(|| panic!("execution.{k}"))
+            .to_string()
+    };
     let n = |k: &str| e[k].as_i64().unwrap_or_else(|| panic!("execution.{k}"));
     db.create_execution(&ExecutionRecord {
         arn: s("arn"),
@@ -362,7 +374,10 @@ async fn bless() {
         let whole = rt2.start(machine, &text, info, input);
         let whole = answering(&rt2, async { whole.await.unwrap() }).await;
         if name != "jsonata_millis_then_wait" {
-            assert_eq!(end, whole, "{name}: the replay ends as an uninterrupted run");
+            assert_eq!(
+                end, whole,
+                "{name}: the replay ends as an uninterrupted run"
+            );
         }
         file["end"] = outcome_json(&end);
         let path = journals_dir().join(format!("{name}.json"));

@@ -280,7 +280,10 @@ async fn a_replay_that_differs_from_the_journal_is_not_deterministic() {
             "{text}"
         );
         assert!(text.contains(expected), "{text}");
-        assert!(text.contains("where the journal has a timer (effect"), "{text}");
+        assert!(
+            text.contains("where the journal has a timer (effect"),
+            "{text}"
+        );
         db.flush().unwrap();
         assert_eq!(db.journal(&arn).unwrap(), journal, "nothing was written");
         assert_eq!(
@@ -289,7 +292,10 @@ async fn a_replay_that_differs_from_the_journal_is_not_deterministic() {
         );
 
         set(&def);
-        let out = runtime(Some(db.clone())).resume(&name, false).await.unwrap();
+        let out = runtime(Some(db.clone()))
+            .resume(&name, false)
+            .await
+            .unwrap();
         assert_eq!(out, Outcome::Succeeded(json!("done")));
     }
 

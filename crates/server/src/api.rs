@@ -402,15 +402,42 @@ impl Server {
             "DescribeStateMachine" => self.blocking(p, |s, p| s.describe_state_machine(p)).await,
             "ListStateMachines" => self.blocking(p, |s, p| s.list_state_machines(p)).await,
             "DeleteStateMachine" => self.blocking(p, |s, p| s.delete_state_machine(p)).await,
-            "DescribeStateMachineForExecution" => self.blocking(p, |s, p| s.describe_state_machine_for_execution(p)).await,
-            "PublishStateMachineVersion" => self.blocking(p, |s, p| s.publish_state_machine_version(p)).await,
-            "ListStateMachineVersions" => self.blocking(p, |s, p| s.list_state_machine_versions(p)).await,
-            "DeleteStateMachineVersion" => self.blocking(p, |s, p| s.delete_state_machine_version(p)).await,
-            "CreateStateMachineAlias" => self.blocking(p, |s, p| s.create_state_machine_alias(p)).await,
-            "DescribeStateMachineAlias" => self.blocking(p, |s, p| s.describe_state_machine_alias(p)).await,
-            "UpdateStateMachineAlias" => self.blocking(p, |s, p| s.update_state_machine_alias(p)).await,
-            "DeleteStateMachineAlias" => self.blocking(p, |s, p| s.delete_state_machine_alias(p)).await,
-            "ListStateMachineAliases" => self.blocking(p, |s, p| s.list_state_machine_aliases(p)).await,
+            "DescribeStateMachineForExecution" => {
+                self.blocking(p, |s, p| s.describe_state_machine_for_execution(p))
+                    .await
+            }
+            "PublishStateMachineVersion" => {
+                self.blocking(p, |s, p| s.publish_state_machine_version(p))
+                    .await
+            }
+            "ListStateMachineVersions" => {
+                self.blocking(p, |s, p| s.list_state_machine_versions(p))
+                    .await
+            }
+            "DeleteStateMachineVersion" => {
+                self.blocking(p, |s, p| s.delete_state_machine_version(p))
+                    .await
+            }
+            "CreateStateMachineAlias" => {
+                self.blocking(p, |s, p| s.create_state_machine_alias(p))
+                    .await
+            }
+            "DescribeStateMachineAlias" => {
+                self.blocking(p, |s, p| s.describe_state_machine_alias(p))
+                    .await
+            }
+            "UpdateStateMachineAlias" => {
+                self.blocking(p, |s, p| s.update_state_machine_alias(p))
+                    .await
+            }
+            "DeleteStateMachineAlias" => {
+                self.blocking(p, |s, p| s.delete_state_machine_alias(p))
+                    .await
+            }
+            "ListStateMachineAliases" => {
+                self.blocking(p, |s, p| s.list_state_machine_aliases(p))
+                    .await
+            }
             "TagResource" => self.blocking(p, |s, p| s.tag_resource(p)).await,
             "UntagResource" => self.blocking(p, |s, p| s.untag_resource(p)).await,
             "ListTagsForResource" => self.blocking(p, |s, p| s.list_tags_for_resource(p)).await,

@@ -1100,7 +1100,13 @@ fn commit(conn: &mut Connection, ops: Vec<Op>) -> rusqlite::Result<()> {
                     "INSERT OR REPLACE INTO journal(execution, seq, at_ms, event, effects) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?;
                 for e in journal {
-                    j.execute(params![execution, e.seq as i64, e.at_ms, e.event, e.effects])?;
+                    j.execute(params![
+                        execution,
+                        e.seq as i64,
+                        e.at_ms,
+                        e.event,
+                        e.effects
+                    ])?;
                 }
                 let mut h = tx.prepare_cached(
                     "INSERT OR REPLACE INTO history(execution, id, at_ms, type, details) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -1419,14 +1425,26 @@ mod tests {
         // What another program or a broken disk could leave: SQLite keeps a value that
         // does not fit an INTEGER column as it is.
         let rows = [
-            ("journal", "INSERT INTO journal VALUES (?1, -1, 5, '{}', NULL)"),
-            ("journal", "INSERT INTO journal VALUES (?1, 'x', 5, '{}', NULL)"),
-            ("journal", "INSERT INTO journal VALUES (?1, 0, 5, X'00', NULL)"),
+            (
+                "journal",
+                "INSERT INTO journal VALUES (?1, -1, 5, '{}', NULL)",
+            ),
+            (
+                "journal",
+                "INSERT INTO journal VALUES (?1, 'x', 5, '{}', NULL)",
+            ),
+            (
+                "journal",
+                "INSERT INTO journal VALUES (?1, 0, 5, X'00', NULL)",
+            ),
             (
                 "journal",
                 "INSERT INTO journal VALUES (?1, 0, 'soon', '{}', NULL)",
             ),
-            ("journal", "INSERT INTO journal VALUES (?1, 0, 5, '{}', X'01')"),
+            (
+                "journal",
+                "INSERT INTO journal VALUES (?1, 0, 5, '{}', X'01')",
+            ),
             (
                 "history",
                 "INSERT INTO history VALUES (?1, -4, 5, 'ExecutionStarted', '{}')",
