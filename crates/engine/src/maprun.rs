@@ -275,8 +275,10 @@ impl Shaper {
     }
 }
 
-/// AWS's DescribeMapRun counters (itemCounts or executionCounts).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// AWS's DescribeMapRun counters (itemCounts or executionCounts). Stored as AWS names
+/// them; reading one back needs every counter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Counts {
     pub pending: u64,
     pub running: u64,
@@ -290,11 +292,7 @@ pub struct Counts {
 
 impl Counts {
     pub fn to_json(&self) -> Value {
-        json!({
-            "pending": self.pending, "running": self.running, "succeeded": self.succeeded,
-            "failed": self.failed, "timedOut": self.timed_out, "aborted": self.aborted,
-            "total": self.total, "resultsWritten": self.results_written,
-        })
+        serde_json::to_value(self).unwrap_or_default()
     }
 }
 
@@ -590,7 +588,7 @@ pub struct MapRun {
 
 /// Which children have ended, compactly: every index below `low`, those in `above`,
 /// except those in `redo` (failed children a redrive runs again).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DoneSet {
     pub low: u64,
     pub above: std::collections::BTreeSet<u64>,
@@ -612,28 +610,6 @@ impl DoneSet {
         } else if i > self.low {
             self.above.insert(i);
         }
-    }
-
-    pub fn to_json(&self) -> Value {
-        json!({"low": self.low, "above": self.above, "redo": self.redo})
-    }
-
-    /// Reads what [`DoneSet::to_json`] wrote; `Err` names the first key that is not.
-    pub fn from_json(v: &Value) -> Result<DoneSet, String> {
-        let set = |k: &str| {
-            v.get(k)
-                .and_then(Value::as_array)
-                .and_then(|a| a.iter().map(Value::as_u64).collect::<Option<_>>())
-                .ok_or_else(|| format!("done.{k} is not a list of child indexes"))
-        };
-        Ok(DoneSet {
-            low: v
-                .get("low")
-                .and_then(Value::as_u64)
-                .ok_or("done.low is not a child index")?,
-            above: set("above")?,
-            redo: set("redo")?,
-        })
     }
 }
 

@@ -2,11 +2,13 @@
 //! replays them into a fresh [`Execution`] and carries out what was still open; map
 //! runs checkpoint which children ended and where their result files stand.
 
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use shoal_asl::ExecutionStatus;
 use shoal_engine::maprun::{Counts, DoneSet, Restored};
 use shoal_engine::{Effect, EffectId, Event, Execution, Failure, Outcome};
 use shoal_store::{HistoryRow, JournalEntry, Store};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Why a durable run could not go on. ASL failures are outcomes, not errors.
@@ -24,6 +26,13 @@ pub enum Error {
         seq: u64,
         message: String,
     },
+    #[error("execution {arn} is not deterministic: at journal entry {seq} the replay issued {replay} where the journal has {journal}")]
+    Nondeterministic {
+        arn: String,
+        seq: u64,
+        replay: String,
+        journal: String,
+    },
     #[error("the stored execution {arn} is damaged: {message}")]
     Damaged { arn: String, message: String },
     #[error("the row of map run {map_run} of {execution} is damaged: {message}")]
@@ -39,95 +48,260 @@ pub enum Error {
     },
 }
 
+/// An event as the journal stores it: `{"t": kind, "id": effect, ...}`. Every field an
+/// event needs is required (only `cause` may be null or absent): a default would replay
+/// something that never happened.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "t")]
+enum WireEvent<'a> {
+    Start,
+    TaskSucceeded {
+        id: EffectId,
+        output: Cow<'a, Value>,
+    },
+    TaskFailed {
+        id: EffectId,
+        error: Cow<'a, str>,
+        cause: Option<Cow<'a, str>>,
+    },
+    TimerFired {
+        id: EffectId,
+    },
+    ActivityStarted {
+        id: EffectId,
+        worker: Cow<'a, str>,
+    },
+    TaskSubmitted {
+        id: EffectId,
+        output: Cow<'a, Value>,
+    },
+    /// Either `output` (null too) or `error` with `cause`.
+    MapRunFinished {
+        id: EffectId,
+        #[serde(default, skip_serializing_if = "Option::is_none", with = "present")]
+        output: Option<Cow<'a, Value>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<Cow<'a, str>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cause: Option<Cow<'a, str>>,
+    },
+}
+
+/// A field that may be absent but, when present, is taken as it is (`null` too).
+mod present {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+        v.serialize(s)
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        T::deserialize(d).map(Some)
+    }
+}
+
+fn b(s: &str) -> Cow<'_, str> {
+    Cow::Borrowed(s)
+}
+
 pub fn encode_event(e: &Event) -> String {
-    let v = match e {
-        Event::Start => json!({"t": "Start"}),
-        Event::TaskSucceeded { id, output } => {
-            json!({"t": "TaskSucceeded", "id": id, "output": output})
-        }
-        Event::TaskFailed { id, failure } => {
-            json!({"t": "TaskFailed", "id": id, "error": failure.error, "cause": failure.cause})
-        }
-        Event::TimerFired { id } => json!({"t": "TimerFired", "id": id}),
-        Event::ActivityStarted { id, worker_name } => {
-            json!({"t": "ActivityStarted", "id": id, "worker": worker_name})
-        }
-        Event::TaskSubmitted { id, output } => {
-            json!({"t": "TaskSubmitted", "id": id, "output": output})
-        }
+    let w = match e {
+        Event::Start => WireEvent::Start,
+        Event::TaskSucceeded { id, output } => WireEvent::TaskSucceeded {
+            id: *id,
+            output: Cow::Borrowed(output),
+        },
+        Event::TaskFailed { id, failure } => WireEvent::TaskFailed {
+            id: *id,
+            error: b(&failure.error),
+            cause: failure.cause.as_deref().map(b),
+        },
+        Event::TimerFired { id } => WireEvent::TimerFired { id: *id },
+        Event::ActivityStarted { id, worker_name } => WireEvent::ActivityStarted {
+            id: *id,
+            worker: b(worker_name),
+        },
+        Event::TaskSubmitted { id, output } => WireEvent::TaskSubmitted {
+            id: *id,
+            output: Cow::Borrowed(output),
+        },
         Event::MapRunFinished { id, result } => match result {
-            Ok(v) => json!({"t": "MapRunFinished", "id": id, "output": v}),
-            Err(f) => json!({"t": "MapRunFinished", "id": id, "error": f.error, "cause": f.cause}),
+            Ok(v) => WireEvent::MapRunFinished {
+                id: *id,
+                output: Some(Cow::Borrowed(v)),
+                error: None,
+                cause: None,
+            },
+            Err(f) => WireEvent::MapRunFinished {
+                id: *id,
+                output: None,
+                error: Some(b(&f.error)),
+                cause: f.cause.as_deref().map(b),
+            },
         },
     };
-    v.to_string()
+    // An event holds strings and JSON values only: it always serializes.
+    serde_json::to_string(&w).unwrap_or_default()
 }
 
 /// The event [`encode_event`] wrote. Text that lacks what the event needs is refused:
 /// a default would replay something that never happened.
 pub fn decode_event(text: &str) -> Result<Event, String> {
-    let mut v: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let Some(kind) = v.get("t").and_then(Value::as_str).map(str::to_string) else {
-        return Err("an event without its type (t)".into());
+    let w: WireEvent = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let failure = |error: Cow<str>, cause: Option<Cow<str>>| Failure {
+        error: error.into_owned(),
+        cause: cause.map(Cow::into_owned),
     };
-    if kind == "Start" {
-        return Ok(Event::Start);
-    }
-    let id = v
-        .get("id")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| format!("a {kind} event without its effect id"))?;
-    let failure = |v: &Value| {
-        let error = v.get("error").and_then(Value::as_str);
-        let cause = match v.get("cause") {
-            None | Some(Value::Null) => Some(None),
-            Some(c) => c.as_str().map(|c| Some(c.to_string())),
-        };
-        match (error, cause) {
-            (Some(error), Some(cause)) => Ok(Failure {
-                error: error.to_string(),
-                cause,
-            }),
-            _ => Err(format!("a {kind} event without a string error and cause")),
-        }
-    };
-    let output = |v: &mut Value| {
-        v.get_mut("output")
-            .map(Value::take)
-            .ok_or_else(|| format!("a {kind} event without its output"))
-    };
-    Ok(match kind.as_str() {
-        "TaskSucceeded" => Event::TaskSucceeded {
+    Ok(match w {
+        WireEvent::Start => Event::Start,
+        WireEvent::TaskSucceeded { id, output } => Event::TaskSucceeded {
             id,
-            output: output(&mut v)?,
+            output: output.into_owned(),
         },
-        "TaskFailed" => Event::TaskFailed {
+        WireEvent::TaskFailed { id, error, cause } => Event::TaskFailed {
             id,
-            failure: failure(&v)?,
+            failure: failure(error, cause),
         },
-        "TimerFired" => Event::TimerFired { id },
-        "ActivityStarted" => Event::ActivityStarted {
+        WireEvent::TimerFired { id } => Event::TimerFired { id },
+        WireEvent::ActivityStarted { id, worker } => Event::ActivityStarted {
             id,
-            worker_name: v
-                .get("worker")
-                .and_then(Value::as_str)
-                .ok_or_else(|| format!("a {kind} event without its worker"))?
-                .to_string(),
+            worker_name: worker.into_owned(),
         },
-        "TaskSubmitted" => Event::TaskSubmitted {
+        WireEvent::TaskSubmitted { id, output } => Event::TaskSubmitted {
             id,
-            output: output(&mut v)?,
+            output: output.into_owned(),
         },
-        "MapRunFinished" if v.get("error").is_some() => Event::MapRunFinished {
+        WireEvent::MapRunFinished {
             id,
-            result: Err(failure(&v)?),
-        },
-        "MapRunFinished" => Event::MapRunFinished {
+            output,
+            error,
+            cause,
+        } => Event::MapRunFinished {
             id,
-            result: Ok(output(&mut v)?),
+            result: match (output, error) {
+                (Some(v), None) => Ok(v.into_owned()),
+                (None, Some(error)) => Err(failure(error, cause)),
+                (Some(_), Some(_)) => {
+                    return Err("a MapRunFinished event with both an output and an error".into())
+                }
+                (None, None) => {
+                    return Err("a MapRunFinished event without its output or error".into())
+                }
+            },
         },
-        other => return Err(format!("unknown event type {other:?}")),
     })
+}
+
+/// An effect as the journal remembers it beside the event that made it: enough to
+/// tell whether a replay does what the run did. A Task's input is kept as a digest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "k")]
+enum Issued {
+    Task {
+        id: EffectId,
+        state: String,
+        resource: String,
+        /// SHA-256 of the input's JSON text, first 16 hex digits.
+        input: String,
+    },
+    Timer {
+        id: EffectId,
+        at: i64,
+    },
+    MapRun {
+        id: EffectId,
+        state: String,
+    },
+    Complete {
+        succeeded: bool,
+    },
+}
+
+impl Issued {
+    fn of(e: &Effect) -> Issued {
+        match e {
+            Effect::Invoke {
+                id,
+                state,
+                resource,
+                input,
+                ..
+            } => {
+                use sha2::Digest;
+                let hash = sha2::Sha256::digest(input.to_string().as_bytes());
+                Issued::Task {
+                    id: *id,
+                    state: state.clone(),
+                    resource: resource.to_string(),
+                    input: hash[..8].iter().map(|b| format!("{b:02x}")).collect(),
+                }
+            }
+            Effect::Timer { id, fire_at_ms } => Issued::Timer {
+                id: *id,
+                at: *fire_at_ms,
+            },
+            Effect::StartMapRun { id, state, .. } => Issued::MapRun {
+                id: *id,
+                state: state.clone(),
+            },
+            Effect::Complete(o) => Issued::Complete {
+                succeeded: matches!(o, Outcome::Succeeded(_)),
+            },
+        }
+    }
+
+    /// As an error message names it.
+    fn describe(&self) -> String {
+        match self {
+            Issued::Task {
+                id,
+                state,
+                resource,
+                input,
+            } => format!("Task {state:?} (effect {id}, {resource}, input digest {input})"),
+            Issued::Timer { id, at } => {
+                let at = chrono::DateTime::from_timestamp_millis(*at)
+                    .map_or_else(|| at.to_string(), |t| t.to_rfc3339());
+                format!("a timer (effect {id}) for {at}")
+            }
+            Issued::MapRun { id, state } => format!("Map run {state:?} (effect {id})"),
+            Issued::Complete { succeeded: true } => "the execution's success".into(),
+            Issued::Complete { succeeded: false } => "the execution's failure".into(),
+        }
+    }
+}
+
+/// What the engine did on taking one event, as [`JournalEntry::effects`] keeps it.
+pub fn encode_effects(effects: &[Effect]) -> String {
+    let issued: Vec<Issued> = effects.iter().map(Issued::of).collect();
+    serde_json::to_string(&issued).unwrap_or_default()
+}
+
+/// Compares what the replay of entry `seq` did with what the run recorded; the first
+/// difference is the error.
+fn check_replay(arn: &str, seq: u64, recorded: &str, effects: &[Effect]) -> Result<(), Error> {
+    let recorded: Vec<Issued> = serde_json::from_str(recorded).map_err(|e| Error::Journal {
+        arn: arn.to_string(),
+        seq,
+        message: format!("its effects do not parse: {e}"),
+    })?;
+    let replayed: Vec<Issued> = effects.iter().map(Issued::of).collect();
+    let n = recorded.len().max(replayed.len());
+    let none = || "nothing".to_string();
+    for i in 0..n {
+        let (r, j) = (replayed.get(i), recorded.get(i));
+        if r != j {
+            return Err(Error::Nondeterministic {
+                arn: arn.to_string(),
+                seq,
+                replay: r.map_or_else(none, Issued::describe),
+                journal: j.map_or_else(none, Issued::describe),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn answers(e: &Event) -> Option<EffectId> {
@@ -185,6 +359,11 @@ pub fn replay(
         let effects = exec
             .handle(event, e.at_ms)
             .map_err(|x| bad(x.to_string()))?;
+        // A replay that does something else than the run did is not that execution:
+        // going on would carry out effects that never were and lose ones that were.
+        if let Some(recorded) = &e.effects {
+            check_replay(arn, e.seq, recorded, &effects)?;
+        }
         for eff in effects {
             match (effect_id(&eff), eff) {
                 (_, Effect::Complete(o)) => outcome = Some(o),
@@ -217,7 +396,7 @@ pub struct Journal {
 }
 
 impl Journal {
-    pub fn record(&mut self, event: String, at_ms: i64, exec: &Execution) {
+    pub fn record(&mut self, event: String, at_ms: i64, exec: &Execution, effects: &[Effect]) {
         let history = exec.history()[self.history_sent..]
             .iter()
             .map(|h| HistoryRow {
@@ -234,6 +413,7 @@ impl Journal {
                 seq: self.seq,
                 at_ms,
                 event,
+                effects: Some(encode_effects(effects)),
             }],
             history,
         );
@@ -266,27 +446,30 @@ pub struct MapDurable {
 }
 
 pub fn counts_json(c: &Counts) -> String {
-    c.to_json().to_string()
+    serde_json::to_string(c).unwrap_or_default()
 }
 
 /// The counters [`counts_json`] wrote; `Err` names the first that is missing.
 pub fn counts_from(text: &str) -> Result<Counts, String> {
-    let v: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let n = |k: &str| {
-        v.get(k)
-            .and_then(Value::as_u64)
-            .ok_or_else(|| format!("no count {k}"))
-    };
-    Ok(Counts {
-        pending: n("pending")?,
-        running: n("running")?,
-        succeeded: n("succeeded")?,
-        failed: n("failed")?,
-        timed_out: n("timedOut")?,
-        aborted: n("aborted")?,
-        total: n("total")?,
-        results_written: n("resultsWritten")?,
-    })
+    serde_json::from_str(text).map_err(|e| e.to_string())
+}
+
+/// A map run's checkpoint as its row stores it. Every field is required.
+#[derive(Serialize, Deserialize)]
+pub struct StoredCheckpoint<'a> {
+    pub done: Cow<'a, DoneSet>,
+    /// What the ResultWriter needs to reopen its files (its own format).
+    pub writer: Cow<'a, Value>,
+    /// The collected outputs had already passed 256 KiB.
+    pub over: bool,
+    /// The attempt: 0, then one more per redrive.
+    pub generation: u32,
+}
+
+impl StoredCheckpoint<'_> {
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
 }
 
 /// A checkpoint: which children ended, the result files, and the attempt number.
@@ -312,23 +495,10 @@ pub fn load_checkpoint(
         .checkpoint
         .as_deref()
         .ok_or_else(|| bad("it has no checkpoint".into()))?;
-    let mut cp: Value =
-        serde_json::from_str(text).map_err(|e| bad(format!("its checkpoint is not JSON: {e}")))?;
-    let mut generation = cp
-        .get("generation")
-        .and_then(Value::as_u64)
-        .and_then(|g| u32::try_from(g).ok())
-        .ok_or_else(|| bad("its checkpoint has no valid generation".into()))?;
-    let mut done =
-        DoneSet::from_json(&cp["done"]).map_err(|e| bad(format!("its checkpoint: {e}")))?;
-    let over = cp
-        .get("over")
-        .and_then(Value::as_bool)
-        .ok_or_else(|| bad("its checkpoint has no valid over".into()))?;
-    let writer = cp
-        .get_mut("writer")
-        .map(Value::take)
-        .ok_or_else(|| bad("its checkpoint has no writer".into()))?;
+    let cp: StoredCheckpoint = serde_json::from_str(text)
+        .map_err(|e| bad(format!("its checkpoint does not parse: {e}")))?;
+    let (mut done, writer, over) = (cp.done.into_owned(), cp.writer.into_owned(), cp.over);
+    let mut generation = cp.generation;
     let mut items =
         counts_from(&rec.item_counts).map_err(|e| bad(format!("its item counts: {e}")))?;
     let mut executions = counts_from(&rec.execution_counts)
@@ -372,6 +542,7 @@ pub fn load_checkpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn events_round_trip_through_the_journal_text() {
@@ -404,6 +575,35 @@ mod tests {
         ] {
             assert_eq!(decode_event(&encode_event(&e)).unwrap(), e);
         }
+        // Rows as the hand-written codec before serde wrote them still read.
+        for (text, e) in [
+            (
+                r#"{"t":"TaskFailed","id":4,"error":"E","cause":null}"#,
+                Event::TaskFailed {
+                    id: 4,
+                    failure: Failure {
+                        error: "E".into(),
+                        cause: None,
+                    },
+                },
+            ),
+            (
+                r#"{"t":"MapRunFinished","id":6,"output":null}"#,
+                Event::MapRunFinished {
+                    id: 6,
+                    result: Ok(Value::Null),
+                },
+            ),
+            (
+                r#"{"t":"ActivityStarted","id":2,"worker":"w"}"#,
+                Event::ActivityStarted {
+                    id: 2,
+                    worker_name: "w".into(),
+                },
+            ),
+        ] {
+            assert_eq!(decode_event(text).unwrap(), e, "{text}");
+        }
         assert!(decode_event("{\"t\":\"Nope\"}").is_err());
     }
 
@@ -419,6 +619,9 @@ mod tests {
             r#"{"t":"TaskFailed","id":1,"error":5}"#,
             r#"{"t":"TaskFailed","id":1,"error":"E","cause":5}"#,
             r#"{"t":"MapRunFinished","id":1}"#,
+            r#"{"t":"MapRunFinished","id":1,"output":1,"error":"E"}"#,
+            r#"{"t":"ActivityStarted","id":1}"#,
+            r#"{"t":"TaskSubmitted","id":1}"#,
             r#"[]"#,
         ] {
             assert!(decode_event(text).is_err(), "{text} was decoded");

@@ -10,11 +10,13 @@
 //! runs checkpoint, so [`Runtime::resume`] can finish it after a crash.
 
 pub mod activities;
+mod blocking;
 pub mod callbacks;
 mod durable;
 mod maprun;
 mod nested;
 
+pub use blocking::AsyncStore;
 pub use durable::{decode_event, encode_event, Error};
 use durable::{Journal, MapDurable};
 pub use maprun::{MapRunProgress, MapRunUpdate};
@@ -41,13 +43,13 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 /// An execution that waits for nothing can never end: it fails, in the store too.
-fn stuck(journal: Option<&Journal>, now_ms: i64) -> Result<Outcome, Error> {
+async fn stuck(journal: Option<&Journal>, now_ms: i64) -> Result<Outcome, Error> {
     let o = Outcome::Failed(Failure::runtime(
         "the execution is stuck: no event can arrive",
     ));
     if let Some(j) = journal {
         j.finish(&o, now_ms);
-        j.db.flush()?;
+        AsyncStore::new(j.db.clone()).flush().await?;
     }
     Ok(o)
 }
@@ -356,8 +358,25 @@ impl Runtime {
             let mut exec = Execution::new(machine, info, input, Box::new(self.entropy()));
             return Ok(self.drive_scoped(&mut exec, &scope).await);
         }
-        let begun = self.begin(machine, definition, info, input)?;
+        let begun = self
+            .begin_blocking(machine, definition.to_string(), info, input)
+            .await?;
         self.run_begun(begun.with_scope(scope)).await
+    }
+
+    /// [`Runtime::begin`] from async code: its insert runs on the blocking pool.
+    pub async fn begin_blocking(
+        self: &Arc<Self>,
+        machine: Arc<StateMachine>,
+        definition: String,
+        info: ExecutionInfo,
+        input: Value,
+    ) -> Result<Begun, Error> {
+        let store = AsyncStore::new(self.db.clone().ok_or(Error::NoStore)?);
+        let rt = self.clone();
+        store
+            .run(move |_| rt.begin(machine, &definition, info, input))
+            .await
     }
 
     /// Records a new execution in the store (refusing a name in use) without running it.
@@ -441,7 +460,11 @@ impl Runtime {
         scope: Scope,
     ) -> Result<Outcome, Error> {
         let db = self.db.clone().ok_or(Error::NoStore)?;
-        let rec = db.execution(execution)?;
+        let store = AsyncStore::new(db.clone());
+        let rec = {
+            let execution = execution.to_string();
+            store.run(move |db| db.execution(&execution)).await?
+        };
         let done = match rec.status {
             ExecutionStatus::Succeeded => {
                 let output = rec.output.as_deref().map(serde_json::from_str::<Value>);
@@ -499,14 +522,19 @@ impl Runtime {
         let redriving = redrive && rec.status != ExecutionStatus::Running;
         // A map run that resumes must be able to: refuse a damaged one before anything
         // is written.
-        for m in db.map_runs(&rec.arn)? {
-            let resumes = m.status == "RUNNING"
-                || (redriving && matches!(m.status.as_str(), "FAILED" | "ABORTED"));
-            if resumes {
-                durable::load_checkpoint(&*db, &m, false)?;
-            }
-        }
-        let mut entries = db.journal(&rec.arn)?;
+        let arn = rec.arn.clone();
+        let mut entries = store
+            .run(move |db| {
+                for m in db.map_runs(&arn)? {
+                    let resumes = m.status == "RUNNING"
+                        || (redriving && matches!(m.status.as_str(), "FAILED" | "ABORTED"));
+                    if resumes {
+                        durable::load_checkpoint(db, &m, false)?;
+                    }
+                }
+                Ok::<_, Error>(db.journal(&arn)?)
+            })
+            .await?;
         // The last event is the one that failed the execution: it is taken back, from
         // the store too once the replay has shown the rest is sound.
         let taken_back = (redriving && rec.status != ExecutionStatus::Aborted)
@@ -522,7 +550,12 @@ impl Runtime {
         // A redrive's history goes on after the stored one, which holds at least the
         // events the replay made.
         let stored_history = if redriving {
-            let stored = db.history(&rec.arn)?.last().map_or(0, |h| h.id);
+            let arn = rec.arn.clone();
+            let stored = store
+                .run(move |db| db.history(&arn))
+                .await?
+                .last()
+                .map_or(0, |h| h.id);
             let offset = (stored + 1)
                 .checked_sub(exec.history().len() as u64)
                 .ok_or_else(|| Error::Damaged {
@@ -537,7 +570,10 @@ impl Runtime {
             None
         };
         if let Some(last) = taken_back {
-            db.truncate_journal(&rec.arn, last.seq)?;
+            let arn = rec.arn.clone();
+            store
+                .run(move |db| db.truncate_journal(&arn, last.seq))
+                .await?;
         }
         let mut journal = Journal {
             db: db.clone(),
@@ -549,7 +585,7 @@ impl Runtime {
         };
         if let Some(o) = replayed.outcome {
             journal.finish(&o, self.now_ms());
-            db.flush()?;
+            store.flush().await?;
             return Ok(o);
         }
         if let Some((stored, offset)) = stored_history {
@@ -565,7 +601,10 @@ impl Runtime {
                 }],
             );
             journal.history_offset = offset;
-            db.redrive_execution(&rec.arn, now, journal.history_offset)?;
+            let (arn, offset) = (rec.arn.clone(), journal.history_offset);
+            store
+                .run(move |db| db.redrive_execution(&arn, now, offset))
+                .await?;
         }
         // A redrive that took back the execution's first event (it failed while
         // starting: a Fail state, or Pass states into one) starts it again.
@@ -650,7 +689,7 @@ impl Runtime {
                     Effect::Complete(o) => {
                         if let Some(j) = &journal {
                             j.finish(&o, vclock.unwrap_or_else(|| self.now_ms()));
-                            j.db.flush()?;
+                            AsyncStore::new(j.db.clone()).flush().await?;
                         }
                         return Ok(o);
                     }
@@ -825,7 +864,7 @@ impl Runtime {
                 // Virtual time: nothing but timers left, so the next one is due now.
                 None if vclock.is_some() && calls.is_empty() && outstanding == 0 => {
                     let Some(Reverse((at, id))) = timers.pop() else {
-                        return stuck(journal.as_ref(), self.now_ms());
+                        return stuck(journal.as_ref(), self.now_ms()).await;
                     };
                     vclock = vclock.map(|now| now.max(at));
                     Event::TimerFired { id }
@@ -837,7 +876,7 @@ impl Runtime {
                         .filter(|_| vclock.is_none())
                         .map(|Reverse((at, _))| self.instant(*at));
                     if next.is_none() && outstanding == 0 && calls.is_empty() {
-                        return stuck(journal.as_ref(), self.now_ms());
+                        return stuck(journal.as_ref(), self.now_ms()).await;
                     }
                     let rx = channel.as_mut().map(|c| &mut c.1);
                     tokio::select! {
@@ -866,7 +905,7 @@ impl Runtime {
                 Err(e) => return Ok(Outcome::Failed(Failure::runtime(e.to_string()))),
             };
             if let (Some(j), Some(text)) = (&mut journal, text) {
-                j.record(text, now, exec);
+                j.record(text, now, exec, &effects);
                 if let Some(e) = j.db.failed() {
                     return Err(e.into());
                 }

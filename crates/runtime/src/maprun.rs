@@ -170,7 +170,16 @@ impl Runtime {
     ) -> Result<Value, Failure> {
         let progress = self.register(&spec, &state);
         let recalled = match &durable {
-            Some(d) => recall(d, &spec)?,
+            // The store's reads run off the runtime's threads.
+            Some(d) => {
+                let (d, spec) = (d.clone(), spec.clone());
+                tokio::task::spawn_blocking(move || recall(&d, &spec))
+                    .await
+                    .map_err(|e| match e.try_into_panic() {
+                        Ok(p) => panicked(p),
+                        Err(e) => Failure::runtime(e.to_string()),
+                    })??
+            }
             None => Recalled::Fresh,
         };
         let mut mr = MapRun::new(spec.clone(), &state, self.entropy().next_u64());
@@ -681,13 +690,13 @@ impl MapRunner {
         base.item_counts = durable::counts_json(&mr.tally.items);
         base.execution_counts = durable::counts_json(&mr.tally.executions);
         base.checkpoint = Some(
-            serde_json::json!({
-                "done": mr.done.to_json(),
-                "writer": writer_state,
-                "over": mr.outputs_over(),
-                "generation": generation,
-            })
-            .to_string(),
+            durable::StoredCheckpoint {
+                done: std::borrow::Cow::Borrowed(&mr.done),
+                writer: std::borrow::Cow::Owned(writer_state),
+                over: mr.outputs_over(),
+                generation,
+            }
+            .encode(),
         );
         d.db.put_map_run(base.clone());
         match d.db.failed() {

@@ -112,8 +112,10 @@ impl Runtime {
                 let rt = self.clone();
                 async move {
                     if rt.db.is_some() {
-                        let begun = rt.begin(machine, &definition, info, child_input).map_err(
-                            |e| match e {
+                        let begun = rt
+                            .begin_blocking(machine, definition, info, child_input)
+                            .await
+                            .map_err(|e| match e {
                                 crate::Error::Store(
                                     shoal_store::Error::ExecutionAlreadyExists(arn),
                                 ) => sfn_error(
@@ -121,8 +123,7 @@ impl Runtime {
                                     format!("Execution Already Exists: '{arn}'"),
                                 ),
                                 other => Failure::runtime(other.to_string()),
-                            },
-                        )?;
+                            })?;
                         rt.run_begun(begun)
                             .await
                             .map_err(|e| Failure::runtime(e.to_string()))

@@ -209,3 +209,123 @@ async fn a_redrive_over_a_damaged_history_is_refused_and_left_as_it_is() {
         shoal_store::ExecutionStatus::Failed
     );
 }
+
+/// Resume checks its replay against the journal: under a changed definition it stops
+/// with an error naming the execution and the journal entry, and writes nothing; the
+/// definition it ran resumes as before.
+#[tokio::test(start_paused = true)]
+async fn a_replay_that_differs_from_the_journal_is_not_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = shoal_store::Db::open(dir.path()).unwrap();
+    let def = json!({"StartAt": "Pause", "States": {
+        "Pause": {"Type": "Wait", "Seconds": 10, "Next": "Again"},
+        "Again": {"Type": "Wait", "Seconds": 10, "Next": "Done"},
+        "Done": {"Type": "Pass", "Result": "done", "End": true}}});
+    let changed = [
+        // Another kind of state where the journal has the Wait.
+        (
+            json!({"StartAt": "Pause", "States": {
+                "Pause": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                          "Parameters": {"FunctionName": "Resize"}, "Next": "Again"},
+                "Again": {"Type": "Wait", "Seconds": 10, "Next": "Done"},
+                "Done": {"Type": "Pass", "End": true}}}),
+            "at journal entry 0 the replay issued Task \"Pause\"",
+        ),
+        // The same states waiting longer: the timer is due at another time.
+        (
+            json!({"StartAt": "Pause", "States": {
+                "Pause": {"Type": "Wait", "Seconds": 10, "Next": "Again"},
+                "Again": {"Type": "Wait", "Seconds": 30, "Next": "Done"},
+                "Done": {"Type": "Pass", "End": true}}}),
+            "at journal entry 1 the replay issued a timer (effect 2)",
+        ),
+    ];
+    for (i, (other, expected)) in changed.iter().enumerate() {
+        let name = format!("nd{i}");
+        let rt = runtime(Some(db.clone()));
+        let machine = Arc::new(shoal_asl::parse(&def.to_string()).machine.unwrap());
+        let info = ExecutionInfo::local("sm", &name, rt.now_ms(), false, &SplitMix::new(1));
+        let arn = info.execution_arn.clone();
+        let cut = tokio::time::timeout(
+            Duration::from_secs(15),
+            rt.start(machine, &def.to_string(), info, json!({})),
+        )
+        .await;
+        assert!(cut.is_err(), "still in the second Wait");
+        db.flush().unwrap();
+        let journal = db.journal(&arn).unwrap();
+        assert_eq!(journal.len(), 2, "{journal:?}");
+        assert!(journal.iter().all(|e| e.effects.is_some()));
+
+        let file = rusqlite::Connection::open(dir.path().join("shoal.db")).unwrap();
+        let set = |d: &Value| {
+            file.execute(
+                "UPDATE executions SET definition = ?1 WHERE arn = ?2",
+                [d.to_string(), arn.clone()],
+            )
+            .unwrap()
+        };
+        set(other);
+        let err = runtime(Some(db.clone()))
+            .resume(&name, false)
+            .await
+            .expect_err("a changed definition does not replay");
+        let text = err.to_string();
+        assert!(
+            matches!(err, shoal_runtime::Error::Nondeterministic { .. }),
+            "{text}"
+        );
+        assert!(
+            text.starts_with(&format!("execution {arn} is not deterministic: ")),
+            "{text}"
+        );
+        assert!(text.contains(expected), "{text}");
+        assert!(
+            text.contains("where the journal has a timer (effect"),
+            "{text}"
+        );
+        db.flush().unwrap();
+        assert_eq!(db.journal(&arn).unwrap(), journal, "nothing was written");
+        assert_eq!(
+            db.execution(&arn).unwrap().status,
+            shoal_store::ExecutionStatus::Running
+        );
+
+        set(&def);
+        let out = runtime(Some(db.clone()))
+            .resume(&name, false)
+            .await
+            .unwrap();
+        assert_eq!(out, Outcome::Succeeded(json!("done")));
+    }
+
+    // A tampered journal entry is caught the same way.
+    let rt = runtime(Some(db.clone()));
+    let machine = Arc::new(shoal_asl::parse(&def.to_string()).machine.unwrap());
+    let info = ExecutionInfo::local("sm", "tampered", rt.now_ms(), false, &SplitMix::new(1));
+    let arn = info.execution_arn.clone();
+    let cut = tokio::time::timeout(
+        Duration::from_secs(5),
+        rt.start(machine, &def.to_string(), info, json!({})),
+    )
+    .await;
+    assert!(cut.is_err());
+    db.flush().unwrap();
+    rusqlite::Connection::open(dir.path().join("shoal.db"))
+        .unwrap()
+        .execute(
+            "UPDATE journal SET effects = '[{\"k\":\"MapRun\",\"id\":1,\"state\":\"Pause\"}]' WHERE execution = ?1 AND seq = 0",
+            [&arn],
+        )
+        .unwrap();
+    let err = runtime(Some(db.clone()))
+        .resume("tampered", false)
+        .await
+        .expect_err("a tampered journal does not replay");
+    let text = err.to_string();
+    assert!(
+        text.contains("at journal entry 0 the replay issued a timer (effect 1) for 20")
+            && text.ends_with("where the journal has Map run \"Pause\" (effect 1)"),
+        "{text}"
+    );
+}

@@ -397,33 +397,60 @@ fn list_item(e: &ExecutionRecord, origin: &ExecutionOrigin) -> Value {
 impl Server {
     pub(crate) async fn call(self: &Arc<Self>, op: &str, p: &Value) -> R {
         match op {
-            "CreateStateMachine" => self.create_state_machine(p),
-            "UpdateStateMachine" => self.update_state_machine(p),
-            "DescribeStateMachine" => self.describe_state_machine(p),
-            "ListStateMachines" => self.list_state_machines(p),
-            "DeleteStateMachine" => self.delete_state_machine(p),
-            "DescribeStateMachineForExecution" => self.describe_state_machine_for_execution(p),
-            "PublishStateMachineVersion" => self.publish_state_machine_version(p),
-            "ListStateMachineVersions" => self.list_state_machine_versions(p),
-            "DeleteStateMachineVersion" => self.delete_state_machine_version(p),
-            "CreateStateMachineAlias" => self.create_state_machine_alias(p),
-            "DescribeStateMachineAlias" => self.describe_state_machine_alias(p),
-            "UpdateStateMachineAlias" => self.update_state_machine_alias(p),
-            "DeleteStateMachineAlias" => self.delete_state_machine_alias(p),
-            "ListStateMachineAliases" => self.list_state_machine_aliases(p),
-            "TagResource" => self.tag_resource(p),
-            "UntagResource" => self.untag_resource(p),
-            "ListTagsForResource" => self.list_tags_for_resource(p),
+            "CreateStateMachine" => self.blocking(p, |s, p| s.create_state_machine(p)).await,
+            "UpdateStateMachine" => self.blocking(p, |s, p| s.update_state_machine(p)).await,
+            "DescribeStateMachine" => self.blocking(p, |s, p| s.describe_state_machine(p)).await,
+            "ListStateMachines" => self.blocking(p, |s, p| s.list_state_machines(p)).await,
+            "DeleteStateMachine" => self.blocking(p, |s, p| s.delete_state_machine(p)).await,
+            "DescribeStateMachineForExecution" => {
+                self.blocking(p, |s, p| s.describe_state_machine_for_execution(p))
+                    .await
+            }
+            "PublishStateMachineVersion" => {
+                self.blocking(p, |s, p| s.publish_state_machine_version(p))
+                    .await
+            }
+            "ListStateMachineVersions" => {
+                self.blocking(p, |s, p| s.list_state_machine_versions(p))
+                    .await
+            }
+            "DeleteStateMachineVersion" => {
+                self.blocking(p, |s, p| s.delete_state_machine_version(p))
+                    .await
+            }
+            "CreateStateMachineAlias" => {
+                self.blocking(p, |s, p| s.create_state_machine_alias(p))
+                    .await
+            }
+            "DescribeStateMachineAlias" => {
+                self.blocking(p, |s, p| s.describe_state_machine_alias(p))
+                    .await
+            }
+            "UpdateStateMachineAlias" => {
+                self.blocking(p, |s, p| s.update_state_machine_alias(p))
+                    .await
+            }
+            "DeleteStateMachineAlias" => {
+                self.blocking(p, |s, p| s.delete_state_machine_alias(p))
+                    .await
+            }
+            "ListStateMachineAliases" => {
+                self.blocking(p, |s, p| s.list_state_machine_aliases(p))
+                    .await
+            }
+            "TagResource" => self.blocking(p, |s, p| s.tag_resource(p)).await,
+            "UntagResource" => self.blocking(p, |s, p| s.untag_resource(p)).await,
+            "ListTagsForResource" => self.blocking(p, |s, p| s.list_tags_for_resource(p)).await,
             "StartExecution" => self.start_execution(p, false).await,
             "StartSyncExecution" => self.start_execution(p, true).await,
             "StopExecution" => self.stop_execution(p).await,
-            "DescribeExecution" => self.describe_execution(p),
-            "ListExecutions" => self.list_executions(p),
-            "GetExecutionHistory" => self.history(p),
-            "DescribeMapRun" => self.describe_map_run(p),
-            "ListMapRuns" => self.list_map_runs(p),
-            "UpdateMapRun" => self.update_map_run(p),
-            "RedriveExecution" => self.redrive(p),
+            "DescribeExecution" => self.blocking(p, |s, p| s.describe_execution(p)).await,
+            "ListExecutions" => self.blocking(p, |s, p| s.list_executions(p)).await,
+            "GetExecutionHistory" => self.blocking(p, |s, p| s.history(p)).await,
+            "DescribeMapRun" => self.blocking(p, |s, p| s.describe_map_run(p)).await,
+            "ListMapRuns" => self.blocking(p, |s, p| s.list_map_runs(p)).await,
+            "UpdateMapRun" => self.blocking(p, |s, p| s.update_map_run(p)).await,
+            "RedriveExecution" => self.blocking(p, |s, p| s.redrive(p)).await,
             "ValidateStateMachineDefinition" => {
                 let def = req_str(p, "definition")?;
                 if def.len() > MAX_DEFINITION {
@@ -439,22 +466,42 @@ impl Server {
                 Ok(parsed.validation_report())
             }
             "TestState" => self.test_state(p).await,
-            "ListMapRunFailures" => self.list_failures(p),
+            "ListMapRunFailures" => self.blocking(p, |s, p| s.list_failures(p)).await,
             "DescribeItemReader" => self.describe_item_reader(p),
             "ListWorkers" => self.list_workers().await,
             "SendTaskSuccess" => self.send_task_success(p).await,
             "SendTaskFailure" => self.send_task_failure(p).await,
             "SendTaskHeartbeat" => self.send_task_heartbeat(p).await,
-            "ListWaitingTasks" => self.list_waiting_tasks(p),
-            "CreateActivity" => self.create_activity(p),
-            "DescribeActivity" => self.describe_activity(p),
-            "DeleteActivity" => self.delete_activity(p),
-            "ListActivities" => self.list_activities(p),
+            "ListWaitingTasks" => self.blocking(p, |s, p| s.list_waiting_tasks(p)).await,
+            "CreateActivity" => self.blocking(p, |s, p| s.create_activity(p)).await,
+            "DescribeActivity" => self.blocking(p, |s, p| s.describe_activity(p)).await,
+            "DeleteActivity" => self.blocking(p, |s, p| s.delete_activity(p)).await,
+            "ListActivities" => self.blocking(p, |s, p| s.list_activities(p)).await,
             "GetActivityTask" => self.get_activity_task(p).await,
             _ => Err(ApiError::new(
                 "UnknownOperationException",
                 format!("unknown operation {op}"),
             )),
+        }
+    }
+
+    /// A handler that calls the store synchronously, run on the blocking pool so that a
+    /// slow store never stalls the server's or the executions' async threads.
+    async fn blocking<F>(self: &Arc<Self>, p: &Value, f: F) -> R
+    where
+        F: FnOnce(&Arc<Server>, &Value) -> R + Send + 'static,
+    {
+        let (server, p) = (self.clone(), p.clone());
+        match tokio::task::spawn_blocking(move || f(&server, &p)).await {
+            Ok(r) => r,
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(e) => Err(ApiError {
+                    status: 500,
+                    code: "InternalFailure",
+                    message: e.to_string(),
+                }),
+            },
         }
     }
 
@@ -592,7 +639,8 @@ impl Server {
         let start_ms = info.start_time_ms;
         let begun = match self
             .runtime
-            .begin(Arc::new(machine), &run.definition, info, input)
+            .begin_blocking(Arc::new(machine), run.definition.clone(), info, input)
+            .await
         {
             Ok(b) => b,
             Err(shoal_runtime::Error::Store(shoal_store::Error::ExecutionAlreadyExists(_))) => {

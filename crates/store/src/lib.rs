@@ -119,6 +119,9 @@ pub struct JournalEntry {
     pub seq: u64,
     pub at_ms: i64,
     pub event: String,
+    /// What the engine did on taking the event, as the runtime encoded it, for a
+    /// replay to compare with; none on rows from before schema 5.
+    pub effects: Option<String>,
 }
 
 /// One AWS history event.
@@ -320,6 +323,7 @@ mod tests {
             seq,
             at_ms: seq as i64,
             event: format!("ev{seq}"),
+            effects: (seq % 2 == 0).then(|| format!("fx{seq}")),
         };
         let h = |id, kind: &str| HistoryRow {
             id,

@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 /// The schema this build writes. Each entry of [`MIGRATIONS`] moves one version up.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -127,6 +127,9 @@ const MIGRATIONS: &[&str] = &[
         cause TEXT
     );
     CREATE INDEX map_children_by_run ON map_children(map_run, start_ms);",
+    // 5 -> 6: what each journaled event made the engine do, so a replay can check
+    // itself (NULL on rows written before: those replay unchecked).
+    "ALTER TABLE journal ADD COLUMN effects TEXT;",
 ];
 
 enum Op {
@@ -718,19 +721,25 @@ impl Store for Db {
     fn journal(&self, execution: &str) -> Result<Vec<JournalEntry>> {
         let rows = self.read(|c| {
             let mut st = c.prepare(
-                "SELECT seq, at_ms, event FROM journal WHERE execution = ?1 ORDER BY seq",
+                "SELECT seq, at_ms, event, effects FROM journal WHERE execution = ?1 ORDER BY seq",
             )?;
-            let rows = st.query_map([execution], |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?]))?;
-            rows.collect::<rusqlite::Result<Vec<[SqlValue; 3]>>>()
+            let rows = st.query_map([execution], |r| {
+                Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?])
+            })?;
+            rows.collect::<rusqlite::Result<Vec<[SqlValue; 4]>>>()
         })?;
         let bad = |row: usize, what: &str| self.damaged(execution, "journal", row, what);
         rows.into_iter()
             .enumerate()
-            .map(|(i, [seq, at_ms, event])| {
+            .map(|(i, [seq, at_ms, event, effects])| {
                 Ok(JournalEntry {
                     seq: count(&seq).ok_or_else(|| bad(i, "seq"))?,
                     at_ms: int(&at_ms).ok_or_else(|| bad(i, "at_ms"))?,
                     event: text(event).ok_or_else(|| bad(i, "event"))?,
+                    effects: match effects {
+                        SqlValue::Null => None,
+                        v => Some(text(v).ok_or_else(|| bad(i, "effects"))?),
+                    },
                 })
             })
             .collect()
@@ -1088,10 +1097,16 @@ fn commit(conn: &mut Connection, ops: Vec<Op>) -> rusqlite::Result<()> {
                 history,
             } => {
                 let mut j = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO journal(execution, seq, at_ms, event) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT OR REPLACE INTO journal(execution, seq, at_ms, event, effects) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?;
                 for e in journal {
-                    j.execute(params![execution, e.seq as i64, e.at_ms, e.event])?;
+                    j.execute(params![
+                        execution,
+                        e.seq as i64,
+                        e.at_ms,
+                        e.event,
+                        e.effects
+                    ])?;
                 }
                 let mut h = tx.prepare_cached(
                     "INSERT OR REPLACE INTO history(execution, id, at_ms, type, details) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -1233,6 +1248,7 @@ mod tests {
             seq: 0,
             at_ms: 5,
             event: "{\"t\":\"Start\"}".into(),
+            effects: Some("[]".into()),
         };
         let h = HistoryRow {
             id: 1,
@@ -1345,6 +1361,48 @@ mod tests {
         assert_eq!(v, SCHEMA_VERSION);
     }
 
+    /// A version 5 store's journal rows have no effects: they read as unchecked.
+    #[test]
+    fn a_version_5_store_migrates_to_6_and_its_journal_reads_without_effects() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shoal.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            let tx = conn.transaction().unwrap();
+            for sql in &MIGRATIONS[..5] {
+                tx.execute_batch(sql).unwrap();
+            }
+            tx.pragma_update(None, "user_version", 5).unwrap();
+            tx.execute(
+                "INSERT INTO journal(execution, seq, at_ms, event) VALUES ('arn:e', 0, 5, '{\"t\":\"Start\"}')",
+                [],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let db = Db::open(dir.path()).unwrap();
+        let old = JournalEntry {
+            seq: 0,
+            at_ms: 5,
+            event: r#"{"t":"Start"}"#.into(),
+            effects: None,
+        };
+        let new = JournalEntry {
+            seq: 1,
+            at_ms: 6,
+            event: r#"{"t":"TimerFired","id":1}"#.into(),
+            effects: Some("[]".into()),
+        };
+        db.append("arn:e", vec![new.clone()], Vec::new());
+        db.flush().unwrap();
+        assert_eq!(db.journal("arn:e").unwrap(), vec![old, new]);
+        let v: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 6);
+    }
+
     #[test]
     fn a_negative_schema_version_is_refused_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
@@ -1367,12 +1425,25 @@ mod tests {
         // What another program or a broken disk could leave: SQLite keeps a value that
         // does not fit an INTEGER column as it is.
         let rows = [
-            ("journal", "INSERT INTO journal VALUES (?1, -1, 5, '{}')"),
-            ("journal", "INSERT INTO journal VALUES (?1, 'x', 5, '{}')"),
-            ("journal", "INSERT INTO journal VALUES (?1, 0, 5, X'00')"),
             (
                 "journal",
-                "INSERT INTO journal VALUES (?1, 0, 'soon', '{}')",
+                "INSERT INTO journal VALUES (?1, -1, 5, '{}', NULL)",
+            ),
+            (
+                "journal",
+                "INSERT INTO journal VALUES (?1, 'x', 5, '{}', NULL)",
+            ),
+            (
+                "journal",
+                "INSERT INTO journal VALUES (?1, 0, 5, X'00', NULL)",
+            ),
+            (
+                "journal",
+                "INSERT INTO journal VALUES (?1, 0, 'soon', '{}', NULL)",
+            ),
+            (
+                "journal",
+                "INSERT INTO journal VALUES (?1, 0, 5, '{}', X'01')",
             ),
             (
                 "history",
