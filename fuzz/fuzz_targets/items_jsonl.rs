@@ -2,56 +2,8 @@
 //! never a panic or a hang.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use shoal_asl::{InputType, ReaderConfig, ReaderResource};
-use std::sync::{Arc, OnceLock};
 
-struct World {
-    rt: tokio::runtime::Runtime,
-    dir: tempfile::TempDir,
-    store: Arc<shoal_buckets::Buckets>,
-}
+#[path = "common/items.rs"]
+mod items;
 
-fn world() -> &'static World {
-    static W: OnceLock<World> = OnceLock::new();
-    W.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("b")).unwrap();
-        World {
-            rt: tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap(),
-            store: Arc::new(shoal_buckets::Buckets::local(dir.path())),
-            dir,
-        }
-    })
-}
-
-fuzz_target!(|data: &[u8]| {
-    let w = world();
-    std::fs::write(w.dir.path().join("b/o"), data).unwrap();
-    let config = ReaderConfig {
-        input_type: Some(InputType::Jsonl),
-        ..ReaderConfig::default()
-    };
-    w.rt.block_on(async {
-        let mut rx = shoal_mapio::items::read(
-            Some(w.store.clone()),
-            ReaderResource::GetObject,
-            serde_json::json!({"Bucket": "b", "Key": "o"}),
-            Arc::new(config),
-            None,
-        );
-        let all = async {
-            while let Some(chunk) = rx.recv().await {
-                if chunk.is_err() {
-                    break;
-                }
-            }
-        };
-        tokio::time::timeout(std::time::Duration::from_secs(10), all)
-            .await
-            .expect("the reader hung");
-    });
-});
+fuzz_target!(|data: &[u8]| items::read_object(data, shoal_asl::InputType::Jsonl));
